@@ -1,0 +1,271 @@
+"""The ``hquery`` command line.
+
+Heavy libraries (torch, timm, faiss) are imported only inside the commands that
+need them, so ``hquery --help`` and ``hquery status`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from hquery import __version__
+from hquery.store import Store, StoreError, default_store_path
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+class HqueryGroup(click.Group):
+    """Turns expected failures (bad input, a missing store) into one clear line and exit code 1."""
+
+    def invoke(self, ctx):
+        from hquery.ingest.errors import IngestError
+
+        try:
+            return super().invoke(ctx)
+        except (StoreError, IngestError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+store_option = click.option(
+    "--store",
+    "store_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store directory [env HQUERY_STORE; default ./hquery-store].",
+)
+
+
+def _store_path(path: Path | None) -> Path:
+    return path if path is not None else default_store_path()
+
+
+@click.group(cls=HqueryGroup)
+@click.version_option(__version__, prog_name="hquery")
+def main() -> None:
+    """Ask an H&E slide a molecular question.
+
+    hquery keeps H&E and RNA-seq embeddings in Lance tables and everything else
+    in a DuckDB catalog (the *store*), aligns the two modalities, and scores
+    gene-set prompts on each slide's RNA neighbours.
+    """
+
+
+@main.command()
+@store_option
+def init(store_path: Path | None) -> None:
+    """Create a store (with the Hallmark gene sets and gene aliases)."""
+    from hquery.ingest.genesets import add_builtin_gene_data
+
+    path = _store_path(store_path)
+    existed = path.exists() and any(path.iterdir()) if path.exists() else False
+    store = Store.init(path)
+    add_builtin_gene_data(store)
+    click.echo(f"{'store already exists at' if existed else 'created store at'} {path}")
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--expression", type=click.Path(path_type=Path), help="Bulk expression file (samples as rows).")
+@click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
+@click.option("--name", help="Cohort name [default: the manifest's file name].")
+@click.option("--encoder", help="Image encoder spec, e.g. timm:vit_small_patch16_224, hf-hub:ORG/NAME, demo-vit.")
+@click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")
+@click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
+@click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
+@click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@store_option
+def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
+           device, quiet, store_path) -> None:
+    """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
+    from hquery.ingest import ingest_cohort
+    from hquery.ingest.slides import TilingOptions
+    from hquery.progress import progress_bars
+
+    store = Store.open(_store_path(store_path))
+    with progress_bars(not quiet) as progress:
+        report = ingest_cohort(
+            store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
+            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
+            batch_size=batch_size, device=_device(device), progress=progress,
+        )
+    click.echo(report.summary())
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@main.group()
+def genesets() -> None:
+    """List and import gene sets (prompts)."""
+
+
+@genesets.command("list")
+@click.option("--collection", help="Only this collection (e.g. hallmark).")
+@store_option
+def genesets_list(collection, store_path) -> None:
+    """List the gene sets in the store."""
+    from hquery.ingest.genesets import list_gene_sets
+
+    rows = list_gene_sets(Store.open(_store_path(store_path)), collection)
+    _print_rows(["name", "collection", "source", "n_genes", "description"], rows)
+
+
+@genesets.command("add")
+@click.argument("gmt", type=click.Path(path_type=Path))
+@click.option("--collection", help="Collection name [default: from the file name].")
+@store_option
+def genesets_add(gmt, collection, store_path) -> None:
+    """Import gene sets from a GMT file."""
+    from hquery.ingest.genesets import add_gene_sets, read_gmt
+
+    sets = read_gmt(gmt, collection=collection)
+    add_gene_sets(Store.open(_store_path(store_path)), sets)
+    click.echo(f"added {len(sets)} gene sets to collection {sets[0].collection}")
+
+
+@main.group()
+def genes() -> None:
+    """Gene symbols and aliases."""
+
+
+@genes.command("import-aliases")
+@click.argument("hgnc_tsv", type=click.Path(path_type=Path))
+@store_option
+def genes_import_aliases(hgnc_tsv, store_path) -> None:
+    """Import alias and previous symbols from HGNC's hgnc_complete_set.txt."""
+    from hquery.ingest.genes import aliases_table, read_hgnc_aliases
+
+    aliases = read_hgnc_aliases(hgnc_tsv)
+    store = Store.open(_store_path(store_path))
+    with store.transaction() as txn:
+        txn.insert("gene_aliases", aliases_table(aliases, f"HGNC ({hgnc_tsv.name})"))
+    click.echo(f"imported {len(aliases)} aliases")
+
+
+@main.command()
+@click.option("--size", type=click.Choice(["small", "default"]), default="default", show_default=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("hquery-demo"),
+              show_default=True, help="Where the synthetic cohort files are written.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@store_option
+def demo(size, data_dir, seed, quiet, store_path) -> None:
+    """Generate the synthetic demo cohort and ingest it, as a user would."""
+    from hquery.demo import run_demo
+
+    run_demo(_store_path(store_path), data_dir, size=size, seed=seed, progress=not quiet, echo=click.echo)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@store_option
+def status(fmt, store_path) -> None:
+    """Cohorts, counts, encoders, Lance versions and store size."""
+    from hquery.store import directory_size
+
+    store = Store.open(_store_path(store_path))
+    counts = dict(zip(["samples", "slides", "tiles", "genes", "gene_sets", "ingests"], store.query("store_counts")[0]))
+    cohorts = store.query("cohort_summary")
+    encoders = store.query("encoders")
+    tables = store.lance_tables()
+    size = directory_size(store.root)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "store": str(store.root), "size_bytes": size, "counts": counts,
+            "cohorts": [dict(zip(["cohort", "samples", "patients", "pairs", "reference", "query", "cancer_types"], c)) for c in cohorts],
+            "encoders": [dict(zip(["version", "kind", "spec", "dim"], e[:4])) for e in encoders],
+            "lance_tables": {t.name: {"version": t.version, "rows": t.n_rows} for t in tables.values()},
+            "settings": {k: store.setting(k) for k in ("image_encoder", "rna_encoder")},
+        }, indent=2))
+        return
+    click.echo(f"store {store.root}  ({size / 2**20:.1f} MiB)")
+    click.echo("  " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    _print_rows(["cohort", "samples", "patients", "pairs", "reference", "query", "cancer types"], cohorts)
+    _print_rows(["encoder", "kind", "spec", "dim", "created"], encoders)
+    _print_rows(["lance table", "version", "rows"], [(t.name, t.version, t.n_rows) for t in tables.values()])
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+@store_option
+def sql(query, fmt, out, store_path) -> None:
+    """Run a read-only SQL QUERY over the catalog, its views and the Lance tables."""
+    import polars as pl
+
+    table = Store.open(_store_path(store_path)).sql(query)
+    frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
+    if fmt == "parquet":
+        if out is None:
+            raise click.UsageError("--format parquet needs --out FILE")
+        frame.write_parquet(out)
+    elif fmt == "csv":
+        text = frame.write_csv()
+        out.write_text(text) if out else click.echo(text, nl=False)
+    elif fmt == "json":
+        text = json.dumps(frame.to_dicts(), default=str, indent=1)
+        out.write_text(text) if out else click.echo(text)
+    else:
+        with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60):
+            text = str(frame)
+        out.write_text(text) if out else click.echo(text)
+
+
+@main.command()
+def doctor() -> None:
+    """Check the installation: library versions, GPUs, OpenSlide."""
+    from importlib import metadata
+
+    ok = True
+    for dist in ("torch", "torchvision", "timm", "peft", "faiss-cpu", "faiss-gpu-cu12", "pylance", "duckdb",
+                 "polars", "pyarrow", "scikit-learn", "gseapy", "openslide-python", "openslide-bin", "anndata"):
+        try:
+            click.echo(f"{dist:18} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            if dist in ("torch", "timm", "peft", "pylance", "duckdb"):
+                ok = False
+            click.echo(f"{dist:18} not installed")
+    import faiss
+    import torch
+
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+    click.echo(f"faiss GPUs         {gpus}{'' if hasattr(faiss, 'StandardGpuResources') else ' (CPU build)'}")
+    click.echo(f"torch CUDA         {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+    try:
+        import openslide
+
+        click.echo(f"OpenSlide library  {openslide.__library_version__}")
+    except Exception as exc:  # missing extra or missing shared library: report, don't fail
+        click.echo(f"OpenSlide library  unavailable ({exc}); whole-slide images need pip install 'hquery[wsi]'")
+    if not ok:
+        sys.exit(1)
+
+
+def _print_rows(columns: list[str], rows: list[tuple]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The embedded demo: a synthetic cohort, ingested through the same public path a user takes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hquery.demo.cohort import PROGRAMS, SIZES, DemoFiles, generate_demo_cohort
+
+__all__ = ["PROGRAMS", "SIZES", "DemoFiles", "generate_demo_cohort", "run_demo"]
+
+
+def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int = 0, progress: bool = True,
+             echo: Callable[[str], None] = print) -> DemoFiles:
+    """Generate the demo cohort into ``data_dir`` and ingest it into the store at ``store_path``."""
+    from hquery.ingest import ingest_cohort
+    from hquery.ingest.genesets import add_builtin_gene_data
+    from hquery.progress import progress_bars
+    from hquery.store import Store, directory_size
+
+    started = time.perf_counter()
+    with progress_bars(progress) as bars:
+        files = generate_demo_cohort(data_dir, size=size, seed=seed, progress=bars)
+        echo(f"wrote the {size} demo cohort to {data_dir} ({time.perf_counter() - started:.1f}s)")
+        store = Store.init(store_path)
+        add_builtin_gene_data(store)
+        reference = ingest_cohort(store, files.reference_manifest, expression=files.reference_expression,
+                                  name="demo_reference", progress=bars)
+        echo(reference.summary())
+        cohort = ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression,
+                               spots=files.cohort_spots, name="demo", progress=bars)
+        echo(cohort.summary())
+    echo(f"demo done in {time.perf_counter() - started:.1f}s; store {store_path} is "
+         f"{directory_size(store_path) / 2**20:.1f} MiB. Try: hquery status --store {store_path}")
+    return files

@@ -1,0 +1,225 @@
+"""The synthetic demo cohort, written in the manifest format a user would ingest.
+
+Expression is built on real data: each cancer type's baseline is its TCGA
+median expression (pirlygenes 4.0.0, see ``tools/make_demo_baseline.py``) over
+the MSigDB Hallmark genes. Latent programs raise the member genes of real
+Hallmark sets; some programs also shape the rendered tiles (see
+:mod:`hquery.demo.render`) and some leave no visible trace, so predictability
+from histology is graduated. Programs vary across a slide's tiles, every tile
+gets its own spot profile, and counts are negative binomial (gamma-Poisson).
+
+Files written under ``out_dir``::
+
+    cohort/manifest.csv        pairs (slide + expression) and query slides (slide only)
+    cohort/expression.parquet  bulk counts of the pairs
+    cohort/spots.parquet       per-tile counts of the pairs (sample_id, x, y, genes)
+    cohort/slides/SAMPLE/X_Y.png
+    reference/manifest.csv     an RNA-only reference library from other "cohorts"
+    reference/expression.parquet
+    truth/programs.parquet     the latent program activities (slide and tile level)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.ndimage import gaussian_filter
+
+from hquery.demo.render import Stain, render_tile
+from hquery.ingest.genesets import hallmark_sets
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    name: str
+    hallmarks: tuple[str, ...]
+    visible: bool
+
+
+PROGRAMS = (
+    Program("proliferation", ("HALLMARK_G2M_CHECKPOINT", "HALLMARK_E2F_TARGETS", "HALLMARK_MITOTIC_SPINDLE"), True),
+    Program("immune", ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "HALLMARK_ALLOGRAFT_REJECTION",
+                       "HALLMARK_INFLAMMATORY_RESPONSE"), True),
+    Program("stroma", ("HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION", "HALLMARK_ANGIOGENESIS"), True),
+    Program("hypoxia", ("HALLMARK_HYPOXIA", "HALLMARK_GLYCOLYSIS"), True),
+    Program("oxphos", ("HALLMARK_OXIDATIVE_PHOSPHORYLATION", "HALLMARK_FATTY_ACID_METABOLISM"), False),
+    Program("stress", ("HALLMARK_UNFOLDED_PROTEIN_RESPONSE", "HALLMARK_CHOLESTEROL_HOMEOSTASIS"), False),
+    Program("hormone", ("HALLMARK_ESTROGEN_RESPONSE_EARLY", "HALLMARK_ANDROGEN_RESPONSE"), False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSize:
+    pair_patients: int
+    query_patients: int
+    reference: int
+    grid: int
+    tile_px: int
+    cancer_types: int
+    second_sample: float = 0.25
+
+
+SIZES = {
+    "small": DemoSize(pair_patients=24, query_patients=4, reference=40, grid=3, tile_px=64, cancer_types=4),
+    "default": DemoSize(pair_patients=240, query_patients=30, reference=480, grid=4, tile_px=64, cancer_types=8),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoFiles:
+    root: Path
+    cohort_manifest: Path
+    cohort_expression: Path
+    cohort_spots: Path
+    reference_manifest: Path
+    reference_expression: Path
+    truth: Path
+
+
+def load_baseline() -> tuple[list[str], list[str], np.ndarray]:
+    """Genes, cancer types and the ``[types, genes]`` log1p(FPKM) TCGA medians."""
+    with resources.files("hquery").joinpath("data/demo_tcga_medians.csv.gz").open("rb") as fh:
+        df = pl.read_csv(fh.read())
+    types = [c for c in df.columns if c != "symbol"]
+    return df["symbol"].to_list(), types, df.select(types).to_numpy().T
+
+
+class _Model:
+    """Expression model: baseline x program loadings, shared by every sample."""
+
+    def __init__(self, rng: np.random.Generator, n_types: int):
+        self.genes, types, baseline = load_baseline()
+        self.types = types[:n_types]
+        self.rates = np.expm1(baseline[:n_types]) + 0.05
+        index = {g: i for i, g in enumerate(self.genes)}
+        sets = {gs.name: gs.members for gs in hallmark_sets()}
+        self.loadings = np.zeros((len(PROGRAMS), len(self.genes)))
+        for p, program in enumerate(PROGRAMS):
+            members = sorted({index[g] for h in program.hallmarks for g in sets[h] if g in index})
+            self.loadings[p, members] = rng.uniform(0.25, 0.8, len(members))
+        self.type_means = rng.normal(0, 0.5, (n_types, len(PROGRAMS)))
+
+    def proportions(self, cancer: int, activity: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Expected expression proportions for ``activity`` ``[..., programs]``."""
+        rate = self.rates[cancer] * np.exp(activity @ self.loadings + noise)
+        return rate / rate.sum(axis=-1, keepdims=True)
+
+
+def _nb_counts(rng: np.random.Generator, mean: np.ndarray, dispersion: float) -> np.ndarray:
+    """Negative-binomial counts as a gamma-Poisson mixture."""
+    return rng.poisson(rng.gamma(1.0 / dispersion, mean * dispersion)).astype(np.int32)
+
+
+def _spatial_field(rng: np.random.Generator, grid: int, n: int) -> np.ndarray:
+    """``[grid*grid, n]`` smooth, standardised variation across a slide's tiles."""
+    field = gaussian_filter(rng.normal(size=(n, grid + 4, grid + 4)), sigma=(0, 1.2, 1.2))[:, 2:-2, 2:-2]
+    field = field.reshape(n, -1)
+    field = (field - field.mean(axis=1, keepdims=True)) / (field.std(axis=1, keepdims=True) + 1e-9)
+    return field.T
+
+
+def generate_demo_cohort(
+    out_dir: str | Path,
+    size: str = "default",
+    seed: int = 0,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> DemoFiles:
+    """Write the demo cohort to ``out_dir`` (deterministic for a seed) and return its file paths."""
+    from PIL import Image
+
+    spec = SIZES[size]
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    model = _Model(rng, spec.cancer_types)
+    n_programs = len(PROGRAMS)
+    program_names = [p.name for p in PROGRAMS]
+    visible = {p.name for p in PROGRAMS if p.visible}
+    (out / "cohort" / "slides").mkdir(parents=True, exist_ok=True)
+    (out / "reference").mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+
+    # patients and samples of the main cohort
+    manifest, bulk_ids, bulk_counts, spot_rows, spot_counts, truth = [], [], [], [], [], []
+    samples = []
+    for pat in range(spec.pair_patients + spec.query_patients):
+        n = 2 if rng.random() < spec.second_sample else 1
+        cancer = int(rng.integers(spec.cancer_types))
+        for k in range(n):
+            samples.append((f"DEMO-P{pat:04d}", f"DEMO-S{pat:04d}-{k + 1}", cancer, pat < spec.pair_patients))
+    advance = progress("rendering demo slides", len(samples)) if progress else (lambda n: None)
+    g = spec.grid
+    coords = np.array([(i * spec.tile_px, j * spec.tile_px) for j in range(g) for i in range(g)], dtype=np.int64)
+    for patient, sample, cancer, has_rna in samples:
+        srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])])
+        activity = model.type_means[cancer] + srng.normal(0, 1, n_programs)
+        tiles = activity + 0.6 * _spatial_field(srng, g, n_programs)
+        noise = srng.normal(0, 0.2, len(model.genes))
+        stain = Stain.sample(srng)
+        density = float(srng.uniform(0.8, 1.2))
+        folder = out / "cohort" / "slides" / sample
+        folder.mkdir(exist_ok=True)
+        for t, (x, y) in enumerate(coords):
+            act = {name: float(tiles[t, p]) for p, name in enumerate(program_names) if name in visible}
+            Image.fromarray(render_tile(srng, spec.tile_px, act, stain, density)).save(folder / f"{x}_{y}.png")
+        props = model.proportions(cancer, tiles, noise)
+        if has_rna:
+            lib_bulk = 1e7 * srng.lognormal(0, 0.3)
+            bulk_ids.append(sample)
+            bulk_counts.append(_nb_counts(srng, lib_bulk * props.mean(axis=0), 0.05))
+            lib_spot = 2e4 * srng.lognormal(0, 0.3, (len(coords), 1))
+            spot_counts.append(_nb_counts(srng, lib_spot * props, 0.2))
+            spot_rows += [(sample, int(x), int(y)) for x, y in coords]
+        stage = int(np.clip(np.round(1.5 + 0.6 * activity[0] + srng.normal(0, 0.8)), 1, 4))
+        manifest.append({
+            "sample_id": sample, "patient_id": patient, "cancer_type": model.types[cancer],
+            "slide_path": f"slides/{sample}", "age": int(srng.integers(35, 85)),
+            "sex": "F" if srng.random() < 0.5 else "M", "stage": ["I", "II", "III", "IV"][stage - 1],
+            "grade": int(np.clip(np.round(2 + 0.7 * activity[0]), 1, 3)),
+        })
+        truth.append({"sample_id": sample, "tile_index": -1, **dict(zip(program_names, activity.tolist()))})
+        truth += [{"sample_id": sample, "tile_index": t, **dict(zip(program_names, tiles[t].tolist()))}
+                  for t in range(len(coords))]
+        advance(1)
+
+    pl.DataFrame(manifest).write_csv(out / "cohort" / "manifest.csv")
+    _counts_frame(bulk_ids, model.genes, np.stack(bulk_counts)).write_parquet(out / "cohort" / "expression.parquet")
+    spots = _counts_frame([r[0] for r in spot_rows], model.genes, np.concatenate(spot_counts))
+    spots = spots.insert_column(1, pl.Series("x", [r[1] for r in spot_rows])).insert_column(
+        2, pl.Series("y", [r[2] for r in spot_rows]))
+    spots.write_parquet(out / "cohort" / "spots.parquet")
+
+    # the RNA-only reference library, from two other "cohorts"
+    ref_manifest, ref_ids, ref_counts = [], [], []
+    for i in range(spec.reference):
+        rrng = np.random.default_rng([seed, 10_000 + i])
+        cancer = int(rrng.integers(spec.cancer_types))
+        activity = model.type_means[cancer] + rrng.normal(0, 1, n_programs)
+        props = model.proportions(cancer, activity, rrng.normal(0, 0.2, len(model.genes)))
+        sample = f"REF-{i:05d}"
+        ref_ids.append(sample)
+        ref_counts.append(_nb_counts(rrng, 1e7 * rrng.lognormal(0, 0.3) * props, 0.05))
+        ref_manifest.append({"sample_id": sample, "patient_id": f"REF-P{i:05d}", "cancer_type": model.types[cancer],
+                             "source_cohort": "REF-A" if i % 2 == 0 else "REF-B"})
+        truth.append({"sample_id": sample, "tile_index": -1, **dict(zip(program_names, activity.tolist()))})
+    pl.DataFrame(ref_manifest).write_csv(out / "reference" / "manifest.csv")
+    _counts_frame(ref_ids, model.genes, np.stack(ref_counts)).write_parquet(out / "reference" / "expression.parquet")
+    pl.DataFrame(truth).write_parquet(out / "truth" / "programs.parquet")
+    return DemoFiles(
+        root=out,
+        cohort_manifest=out / "cohort" / "manifest.csv",
+        cohort_expression=out / "cohort" / "expression.parquet",
+        cohort_spots=out / "cohort" / "spots.parquet",
+        reference_manifest=out / "reference" / "manifest.csv",
+        reference_expression=out / "reference" / "expression.parquet",
+        truth=out / "truth" / "programs.parquet",
+    )
+
+
+def _counts_frame(sample_ids: list[str], genes: list[str], counts: np.ndarray) -> pl.DataFrame:
+    frame = pl.DataFrame(counts, schema=genes, orient="row")
+    return frame.insert_column(0, pl.Series("sample_id", sample_ids))

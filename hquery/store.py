@@ -1,0 +1,462 @@
+"""The hquery store: one directory holding a DuckDB catalog and Lance tables.
+
+This module is the only code that opens paths inside a store or runs SQL
+(its statements live in :mod:`hquery.sql`). Everything else goes through
+:class:`Store` and :class:`Transaction`.
+
+Atomicity
+---------
+A write is a :class:`Transaction`. Lance appends happen first and each makes a
+new Lance version; the DuckDB commit that records those versions in
+``lance_tables`` is the single commit point. Readers open each Lance table at
+the version the catalog records, so rows from a write that never committed (an
+error, or a process killed mid-ingest) are invisible, and the next writer rolls
+such tables back before it starts (:meth:`Store._recover`).
+
+Layout::
+
+    STORE/
+      hquery-store.json     marker: format and creating version
+      catalog.duckdb        the catalog (schema in sql/migrations)
+      lance/NAME.lance      one Lance table per directory
+      artifacts/VERSION/    encoder and model files
+      .write.lock           held by the one process writing
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from hquery import __version__
+
+MARKER = "hquery-store.json"
+CATALOG = "catalog.duckdb"
+LANCE_DIR = "lance"
+ARTIFACTS_DIR = "artifacts"
+LOCK_FILE = ".write.lock"
+STORE_FORMAT = "hquery-store"
+
+_LOCK_WAIT_S = 30.0
+
+
+class StoreError(RuntimeError):
+    """A store is missing, foreign, busy or inconsistent; the message says what to do."""
+
+
+def default_store_path() -> Path:
+    """``$HQUERY_STORE`` or ``./hquery-store``."""
+    return Path(os.environ.get("HQUERY_STORE", "hquery-store"))
+
+
+@functools.cache
+def _queries() -> dict[str, str]:
+    text = resources.files("hquery.sql").joinpath("queries.sql").read_text()
+    out: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        lines = [ln for ln in body.splitlines() if not ln.startswith("--")]
+        out[name.strip()] = "\n".join(lines).strip()
+    return out
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("hquery.sql").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        m = re.match(r"(\d+)_.*\.sql$", entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.read_text()))
+    return sorted(found)
+
+
+def _views() -> str:
+    return resources.files("hquery.sql").joinpath("views.sql").read_text()
+
+
+def schema_version_latest() -> int:
+    return _migrations()[-1][0]
+
+
+def sql_identifier(text: str) -> str:
+    """A lower-case ``[a-z0-9_]`` name usable unquoted as a table name."""
+    ident = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+    return ident if ident and not ident[0].isdigit() else f"t_{ident}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanceTable:
+    """A Lance table as the catalog records it."""
+
+    name: str
+    kind: str
+    encoder: str | None
+    version: int
+    n_rows: int
+
+
+class Store:
+    """An hquery store directory. Create with :meth:`init`, open with :meth:`open`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._writing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def init(cls, root: str | Path) -> Store:
+        """Create a store at ``root`` (or open it if it is one already)."""
+        root = Path(root)
+        if (root / MARKER).exists():
+            return cls.open(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise StoreError(
+                f"{root} exists and is not an empty directory; hquery init needs a new or empty directory"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        (root / LANCE_DIR).mkdir()
+        (root / ARTIFACTS_DIR).mkdir()
+        store = cls(root)
+        with store._write_lock():
+            store._migrate()
+            marker = {"format": STORE_FORMAT, "created_by": __version__, "created_at": utcnow().isoformat()}
+            (root / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path) -> Store:
+        """Open an existing store, migrating its catalog if this hquery is newer."""
+        root = Path(root)
+        if not root.exists():
+            raise StoreError(f"no hquery store at {root}; create one with `hquery init --store {root}`")
+        marker = root / MARKER
+        if not marker.exists():
+            raise StoreError(
+                f"{root} is not an hquery store (no {MARKER}); point --store (or HQUERY_STORE) at a "
+                f"directory made by `hquery init`"
+            )
+        try:
+            info = json.loads(marker.read_text())
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{marker} is corrupt: {exc}") from exc
+        if info.get("format") != STORE_FORMAT:
+            raise StoreError(f"{marker} does not describe an hquery store (format={info.get('format')!r})")
+        store = cls(root)
+        current = store.schema_version()
+        latest = schema_version_latest()
+        if current > latest:
+            raise StoreError(
+                f"{root} has catalog schema version {current}, newer than this hquery ({__version__}, "
+                f"schema {latest}); upgrade hquery"
+            )
+        if current < latest:
+            with store._write_lock():
+                store._migrate()
+        return store
+
+    def _migrate(self) -> None:
+        with self.connect(write=True) as con:
+            con.execute(_queries()["create_schema_version"])
+            current = con.execute(_queries()["schema_version"]).fetchall()[0][0]
+            for version, ddl in _migrations():
+                if version <= current:
+                    continue
+                con.execute("BEGIN TRANSACTION")
+                con.execute(ddl)
+                con.execute(_queries()["record_schema_version"], [version])
+                con.execute(_views())
+                con.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self.connect() as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if "schema_version" not in tables:
+                return 0
+            return con.execute(_queries()["schema_version"]).fetchall()[0][0]
+
+    # ------------------------------------------------------------------ catalog
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG
+
+    @contextlib.contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived catalog connection; read-only unless this process holds the write lock.
+
+        DuckDB lets one process write or many read a database file, so connections
+        are held only as long as a statement needs them, and a busy catalog is
+        retried for up to 30 s before failing with a clear message.
+        """
+        read_only = not (write or self._writing) and self.catalog_path.exists()
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                con = duckdb.connect(str(self.catalog_path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open the catalog {self.catalog_path}: {exc}") from exc
+                time.sleep(0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> list[tuple]:
+        """Run the named statement from ``sql/queries.sql`` and return its rows."""
+        with self.connect() as con:
+            for key, table in staged.items():
+                con.register(key, table)
+            return con.execute(_queries()[name], list(params)).fetchall()
+
+    def query_arrow(self, name: str, params: Sequence[Any] = ()) -> pa.Table:
+        with self.connect() as con:
+            return con.execute(_queries()[name], list(params)).to_arrow_table()
+
+    def setting(self, key: str) -> str | None:
+        rows = self.query("get_setting", [key])
+        return rows[0][0] if rows else None
+
+    def sql(self, text: str) -> pa.Table:
+        """Run a user's read-only SQL over the catalog, its views and every Lance table.
+
+        Each committed Lance table is visible by its name (``expression``,
+        ``tile_embeddings__<encoder>`` ...), and the default encoders' tables also as
+        ``tile_embeddings``, ``slide_embeddings`` and ``rna_embeddings``.
+        """
+        with self.connect() as con:
+            relations = self.lance_relations()
+            for name, dataset in relations.items():
+                con.register(name, dataset)
+            try:
+                relation = con.sql(text)
+            except duckdb.Error as exc:
+                raise StoreError(f"SQL error: {exc}") from exc
+            if relation is None:
+                return pa.table({})
+            try:
+                return relation.to_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreError(f"SQL error: {exc}") from exc
+
+    def lance_relations(self) -> dict[str, Any]:
+        """Committed Lance datasets by SQL relation name (aliases for the default encoders included)."""
+        out: dict[str, Any] = {}
+        tables = self.lance_tables()
+        for table in tables.values():
+            out[table.name] = self.dataset(table.name)
+        defaults = {"image": self.setting("image_encoder"), "rna": self.setting("rna_encoder")}
+        for table in tables.values():
+            prefix, _, encoder = table.name.partition("__")
+            if encoder and encoder in (defaults["image"], defaults["rna"]) and prefix not in out:
+                out[prefix] = out[table.name]
+        return out
+
+    # ------------------------------------------------------------------ lance
+    def lance_path(self, name: str) -> Path:
+        return self.root / LANCE_DIR / f"{name}.lance"
+
+    def lance_tables(self) -> dict[str, LanceTable]:
+        return {r[0]: LanceTable(*r) for r in self.query("lance_tables")}
+
+    def dataset(self, name: str):
+        """The Lance dataset ``name`` at its committed version, or ``None`` if it has none."""
+        import lance
+
+        table = self.lance_tables().get(name)
+        if table is None:
+            return None
+        return lance.dataset(str(self.lance_path(name)), version=table.version)
+
+    def artifact_path(self, relative: str) -> Path:
+        return self.root / ARTIFACTS_DIR / relative
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        lock_path = self.root / LOCK_FILE
+        fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise StoreError(
+                f"another hquery process ({holder}) is writing to {self.root}; wait for it to finish"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Hold the write lock, undo any earlier interrupted write, and commit on success.
+
+        Everything staged on the yielded :class:`Transaction` becomes visible at
+        once when the block exits normally, and none of it does if it raises.
+        """
+        with self._write_lock():
+            self._recover()
+            txn = Transaction(self)
+            try:
+                yield txn
+                txn._commit()
+            except BaseException:
+                txn._abort()
+                raise
+
+    def _recover(self) -> None:
+        """Roll Lance tables back to their catalog-recorded versions; drop uncommitted ones."""
+        import lance
+
+        committed = self.lance_tables()
+        lance_root = self.root / LANCE_DIR
+        moved: list[tuple[LanceTable, int]] = []
+        for path in sorted(lance_root.glob("*.lance")):
+            name = path.name[: -len(".lance")]
+            table = committed.get(name)
+            if table is None:
+                shutil.rmtree(path)
+                continue
+            latest = lance.dataset(str(path))
+            if latest.version != table.version:
+                lance.dataset(str(path), version=table.version).restore()
+                moved.append((table, lance.dataset(str(path)).version))
+        for staging in (self.root / ARTIFACTS_DIR).glob(".staging-*"):
+            shutil.rmtree(staging, ignore_errors=True)
+        if moved:
+            with self.connect(write=True) as con:
+                for table, version in moved:
+                    con.execute(
+                        _queries()["put_lance_table"],
+                        [table.name, table.kind, table.encoder, version, table.n_rows],
+                    )
+
+
+class Transaction:
+    """Changes staged against a store, applied together by :meth:`Store.transaction`."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.id = uuid.uuid4().hex[:12]
+        self._statements: list[tuple[str, list[Any], dict[str, pa.Table]]] = []
+        self._lance: dict[str, LanceTable] = {}
+        self._lance_before: dict[str, LanceTable | None] = {}
+        self._artifacts: list[tuple[Path, Path]] = []
+        self.lance_versions: dict[str, int] = {}
+
+    def execute(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> None:
+        """Stage a named statement; ``staged`` Arrow tables are visible to it by name."""
+        if name not in _queries():
+            raise KeyError(f"no statement named {name!r} in sql/queries.sql")
+        self._statements.append((name, list(params), staged))
+
+    def insert(self, table: str, rows: pa.Table) -> None:
+        """Stage ``INSERT INTO table`` of ``rows`` (columns matched by name)."""
+        if rows.num_rows:
+            self.execute(f"insert_{table}", **{f"staged_{table}": rows})
+
+    def put_setting(self, key: str, value: str) -> None:
+        self.execute("put_setting", [key, value])
+
+    def write_lance(
+        self,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        kind: str,
+        encoder: str | None = None,
+        mode: str = "append",
+    ) -> int:
+        """Append to (or, with ``mode='overwrite'``, replace) the Lance table ``name``.
+
+        ``data`` may be a streaming reader, so memory stays bounded however many
+        rows it yields. Returns the new Lance version, committed with the catalog.
+        """
+        import lance
+
+        path = self.store.lance_path(name)
+        if name not in self._lance_before:
+            self._lance_before[name] = self.store.lance_tables().get(name)
+        exists = name in self._lance or self._lance_before[name] is not None
+        if not exists and path.exists():
+            shutil.rmtree(path)
+        dataset = lance.write_dataset(data, str(path), mode=mode if exists else "create")
+        self._lance[name] = LanceTable(name, kind, encoder, dataset.version, dataset.count_rows())
+        self.lance_versions[name] = dataset.version
+        return dataset.version
+
+    def stage_artifact(self, relative: str) -> Path:
+        """A fresh directory to write an artifact into; it moves to ``artifacts/relative`` on commit."""
+        staging = self.store.root / ARTIFACTS_DIR / f".staging-{self.id}" / relative
+        staging.mkdir(parents=True, exist_ok=False)
+        self._artifacts.append((staging, self.store.artifact_path(relative)))
+        return staging
+
+    def _commit(self) -> None:
+        for staging, final in self._artifacts:
+            if final.exists():
+                shutil.rmtree(final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging.rename(final)
+        with self.store.connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, params, staged in self._statements:
+                    for key, table in staged.items():
+                        con.register(key, table)
+                    con.execute(_queries()[name], params)
+                    for key in staged:
+                        con.unregister(key)
+                for table in self._lance.values():
+                    con.execute(
+                        _queries()["put_lance_table"],
+                        [table.name, table.kind, table.encoder, table.version, table.n_rows],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        shutil.rmtree(self.store.root / ARTIFACTS_DIR / f".staging-{self.id}", ignore_errors=True)
+
+    def _abort(self) -> None:
+        shutil.rmtree(self.store.root / ARTIFACTS_DIR / f".staging-{self.id}", ignore_errors=True)
+        try:
+            self.store._recover()
+        except Exception:  # the next writer recovers too; never mask the original error
+            pass
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

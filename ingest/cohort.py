@@ -1,0 +1,487 @@
+"""Ingest a cohort: manifest + expression + slides into a store, all or nothing.
+
+Everything that can be checked before writing is checked first (manifest,
+expression values, slide files, feature dimensions, conflicts with stored
+samples). Writing then happens in one :class:`~hquery.store.Transaction`: an
+error or a killed process part-way leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from hquery.ingest.errors import IngestError
+from hquery.ingest.expression import ExpressionMatrix, read_expression
+from hquery.ingest.image_encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    ImageEncoderSpec,
+    parse_image_encoder,
+)
+from hquery.ingest.manifest import ManifestRow, read_manifest
+from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, load_rna_encoder
+from hquery.ingest.slides import FeatureFile, SlideSource, TilingOptions, open_slide
+from hquery.store import Store, Transaction, utcnow
+
+__all__ = ["IngestError", "IngestReport", "ingest_cohort"]
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""``progress(description, total)`` returns an ``advance(n)`` callback."""
+
+
+def _no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+@dataclasses.dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    cohort: str
+    ingest_id: str | None
+    n_new: int
+    n_same: int
+    n_pairs: int = 0
+    n_reference: int = 0
+    n_query: int = 0
+    n_tiles: int = 0
+    genes_matched: int | None = None
+    genes_dropped: int | None = None
+    image_encoder: str | None = None
+    rna_encoder: str | None = None
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.n_new == 0:
+            return f"{self.cohort}: nothing new ({self.n_same} samples already stored, unchanged)"
+        parts = [
+            f"{self.cohort}: {self.n_new} new samples ({self.n_pairs} pairs, {self.n_reference} reference, "
+            f"{self.n_query} query slides)",
+        ]
+        if self.n_same:
+            parts.append(f"{self.n_same} unchanged skipped")
+        if self.n_tiles:
+            rate = self.n_tiles / self.encode_seconds if self.encode_seconds else float("nan")
+            parts.append(f"{self.n_tiles} tiles embedded with {self.image_encoder} ({rate:.0f} tiles/s)")
+        if self.genes_matched is not None:
+            parts.append(f"{self.genes_matched} genes matched, {self.genes_dropped} not in the universe dropped")
+        parts.append(f"{self.seconds:.1f}s")
+        return "; ".join(parts)
+
+
+def ingest_cohort(
+    store: Store,
+    manifest: str | Path,
+    *,
+    expression: str | Path | None = None,
+    spots: str | Path | None = None,
+    name: str | None = None,
+    encoder: str | None = None,
+    rna_encoder: str | None = None,
+    units: str = "counts",
+    tiling: TilingOptions | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: Progress = _no_progress,
+) -> IngestReport:
+    """Ingest a cohort manifest (and its expression) into ``store``.
+
+    Parameters
+    ----------
+    store
+        An open :class:`~hquery.store.Store`.
+    manifest
+        Cohort CSV: ``sample_id``, ``patient_id`` required; ``cancer_type``,
+        ``slide_path`` optional; other columns are kept as clinical metadata.
+    expression
+        Bulk expression, samples as rows (CSV, TSV, gz, parquet, h5ad).
+    spots
+        Tile-level expression with ``sample_id, x, y`` then genes.
+    name
+        Cohort name; defaults to the manifest's file stem.
+    encoder, rna_encoder
+        Image and RNA encoder specs; default to the store's current ones.
+    units
+        ``counts`` (to log1p CPM), ``tpm`` (to log1p) or ``log``.
+
+    Returns
+    -------
+    IngestReport
+        Counts, encoders used and timings. Re-running an ingest whose samples are
+        all stored unchanged returns ``n_new == 0`` and writes nothing.
+    """
+    started = time.perf_counter()
+    started_at = utcnow()
+    manifest = Path(manifest)
+    cohort = name or manifest.stem
+    rows = read_manifest(manifest)
+    by_id = {r.sample_id: r for r in rows}
+    aliases = dict(store.query("gene_aliases"))
+
+    bulk = read_expression(expression, units, aliases) if expression else None
+    if bulk is not None:
+        _check_known(bulk.sample_ids, by_id, bulk.source, manifest)
+    spot = read_expression(spots, units, aliases, spots=True) if spots else None
+    if spot is not None:
+        _check_known(spot.sample_ids, by_id, spot.source, manifest)
+
+    sources: dict[str, SlideSource] = {}
+    for row in rows:
+        if row.slide_path is not None:
+            try:
+                sources[row.sample_id] = open_slide(row.slide_path, tiling)
+            except IngestError as exc:
+                raise IngestError(f"{row.where(manifest)}: {exc}") from exc
+    if spot is not None:
+        for sid in set(spot.sample_ids) - set(sources):
+            raise IngestError(f"{spot.source}: spots for sample {sid}, which has no slide_path in {manifest}")
+
+    universe = [r[0] for r in store.query("gene_universe")]
+    new_universe = not universe and bulk is not None
+    if new_universe:
+        universe = sorted(bulk.genes)
+    bulk_values = matched = dropped = None
+    if bulk is not None:
+        bulk_values, matched, dropped = bulk.align(universe)
+    elif spot is not None and not universe:
+        raise IngestError(f"{spot.source}: spot expression needs a gene universe; ingest bulk expression first")
+    spot_values = spot.align(universe)[0] if spot is not None else None
+
+    image_spec = _image_spec(store, encoder, sources, manifest, rows)
+
+    bulk_rows = {sid: i for i, sid in enumerate(bulk.sample_ids)} if bulk else {}
+    spot_rows: dict[str, list[int]] = {}
+    if spot is not None:
+        for i, sid in enumerate(spot.sample_ids):
+            spot_rows.setdefault(sid, []).append(i)
+
+    stored = {r[0]: r for r in store.query("sample_hashes")}
+    new_rows: list[ManifestRow] = []
+    hashes: dict[str, str] = {}
+    for row in rows:
+        digest = _content_hash(
+            row,
+            sources.get(row.sample_id),
+            bulk_values[bulk_rows[row.sample_id]] if row.sample_id in bulk_rows else None,
+            spot_values[spot_rows[row.sample_id]] if row.sample_id in spot_rows else None,
+        )
+        prior = stored.get(row.sample_id)
+        if prior is None:
+            new_rows.append(row)
+            hashes[row.sample_id] = digest
+        elif prior[1] != digest:
+            raise IngestError(
+                f"{row.where(manifest)}: sample {row.sample_id} is already stored (ingest {prior[2]}) with "
+                f"different content; stored samples are never overwritten, so give the changed sample a new sample_id"
+            )
+    report = IngestReport(cohort=cohort, ingest_id=None, n_new=len(new_rows), n_same=len(rows) - len(new_rows))
+    if not new_rows:
+        report.seconds = time.perf_counter() - started
+        return report
+
+    new_ids = [r.sample_id for r in new_rows]
+    with store.transaction() as txn:
+        report.ingest_id = f"ingest_{started_at:%Y%m%d_%H%M%S}_{txn.id[:6]}"
+        txn.execute("upsert_cohort", [cohort, str(manifest.resolve())])
+        new_bulk = [sid for sid in new_ids if sid in bulk_rows]
+        if new_bulk:
+            if new_universe:
+                txn.insert("genes", pa.table({"position": pa.array(range(len(universe)), pa.int32()),
+                                              "symbol": pa.array(universe, pa.string())}))
+            values = bulk_values[[bulk_rows[s] for s in new_bulk]]
+            txn.write_lance("expression", _vector_table({"sample_id": new_bulk}, values), kind="expression")
+            report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
+        report.genes_matched, report.genes_dropped = matched, dropped
+
+        tiles_table = _tiles_table({sid: sources[sid] for sid in new_ids if sid in sources})
+        if spot is not None:
+            _write_spots(txn, spot, spot_values, [s for s in new_ids if s in spot_rows], spot_rows, sources)
+        new_sources = [(sid, sources[sid]) for sid in new_ids if sid in sources]
+        if new_sources:
+            t0 = time.perf_counter()
+            report.n_tiles = _embed_slides(store, txn, image_spec, new_sources, batch_size, device, progress, encoder is not None)
+            report.encode_seconds = time.perf_counter() - t0
+            report.image_encoder = image_spec.version
+        txn.insert("tiles", tiles_table)
+        txn.insert("slides", _slides_table(new_sources, report.ingest_id))
+        txn.insert("samples", _samples_table(new_rows, cohort, sources, bulk_rows, hashes, report.ingest_id))
+        report.n_pairs = sum(1 for s in new_ids if s in sources and s in bulk_rows)
+        report.n_reference = sum(1 for s in new_ids if s not in sources and s in bulk_rows)
+        report.n_query = sum(1 for s in new_ids if s in sources and s not in bulk_rows)
+        report.seconds = time.perf_counter() - started
+        txn.insert("ingests", pa.Table.from_pylist([{
+            "ingest_id": report.ingest_id, "cohort": cohort, "manifest_path": str(manifest.resolve()),
+            "expression_path": str(Path(expression).resolve()) if expression else None,
+            "spots_path": str(Path(spots).resolve()) if spots else None, "units": units,
+            "image_encoder": report.image_encoder, "rna_encoder": report.rna_encoder,
+            "n_samples_new": report.n_new, "n_samples_same": report.n_same, "n_tiles": report.n_tiles,
+            "genes_matched": matched, "genes_dropped": dropped,
+            "lance_versions": json.dumps(txn.lance_versions), "started_at": started_at, "finished_at": utcnow(),
+        }]))
+    return report
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _check_known(sample_ids: list[str], by_id: dict[str, ManifestRow], source: Path, manifest: Path) -> None:
+    unknown = sorted(set(sample_ids) - set(by_id))
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise IngestError(f"{source}: sample(s) {', '.join(unknown[:5])}{more} are not in the manifest {manifest}")
+
+
+def _image_spec(
+    store: Store, encoder: str | None, sources: dict[str, SlideSource], manifest: Path, rows: list[ManifestRow]
+) -> ImageEncoderSpec | None:
+    if not sources:
+        return None
+    kinds = {sid: s.kind for sid, s in sources.items()}
+    features = [sid for sid, k in kinds.items() if k == "features"]
+    images = [sid for sid, k in kinds.items() if k != "features"]
+    if features and images:
+        raise IngestError(
+            f"{manifest}: mixes precomputed features (sample {features[0]}) with images (sample {images[0]}); "
+            f"ingest them as separate cohorts, since each lands in its encoder's tables"
+        )
+    default = store.setting("image_encoder_spec")
+    if features:
+        dims = {sid: sources[sid].dim for sid in features}
+        spec_text = encoder or (default if default and default.startswith("precomputed:") else None)
+        if spec_text is None:
+            spec_text = f"precomputed:features_d{next(iter(dims.values()))}"
+        spec = parse_image_encoder(spec_text)
+        if spec.source != "precomputed":
+            raise IngestError(f"{manifest}: slides are precomputed .h5 features, so --encoder must be precomputed:NAME")
+        stored = store.query("encoder", [spec.version])
+        expected = stored[0][4] if stored else next(iter(dims.values()))
+        for row in rows:
+            if row.sample_id in dims and dims[row.sample_id] != expected:
+                raise IngestError(
+                    f"{row.where(manifest)}: features file {sources[row.sample_id].path} has dimension "
+                    f"{dims[row.sample_id]}, expected {expected} for encoder {spec.text}"
+                )
+        return spec
+    spec = parse_image_encoder(encoder or (default if default and not default.startswith("precomputed:") else DEFAULT_IMAGE_ENCODER))
+    if not spec.runs_model:
+        raise IngestError(f"{manifest}: slides are images, but encoder {spec.text} only reads precomputed features")
+    return spec
+
+
+def _content_hash(row: ManifestRow, source: SlideSource | None, bulk: np.ndarray | None, spots: np.ndarray | None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    meta = {"patient": row.patient_id, "cancer_type": row.cancer_type, "clinical": row.clinical}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    h.update((source.content_hash() if source else "no-slide").encode())
+    for block in (bulk, spots):
+        h.update(b"|" if block is None else np.ascontiguousarray(block).tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def _vector_table(columns: dict[str, list], vectors: np.ndarray, name: str = "values") -> pa.Table:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    data = {k: pa.array(v, pa.string() if isinstance(v[0], str) else None) for k, v in columns.items()}
+    data[name] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    return pa.table(data)
+
+
+def _tiles_table(sources: dict[str, SlideSource]) -> pa.Table:
+    sids, idx, xs, ys = [], [], [], []
+    for sid, src in sources.items():
+        sids += [sid] * src.n_tiles
+        idx.append(np.arange(src.n_tiles, dtype=np.int32))
+        xs.append(src.coords[:, 0])
+        ys.append(src.coords[:, 1])
+    if not sids:
+        return pa.table({"sample_id": pa.array([], pa.string())})
+    return pa.table({
+        "sample_id": pa.array(sids, pa.string()),
+        "tile_index": pa.array(np.concatenate(idx)),
+        "x": pa.array(np.concatenate(xs)),
+        "y": pa.array(np.concatenate(ys)),
+    })
+
+
+def _slides_table(sources: list[tuple[str, SlideSource]], ingest_id: str) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "sample_id": sid, "source_path": str(s.path), "source_kind": s.kind, "content_hash": s.content_hash(),
+                "width": s.width, "height": s.height, "tile_size": s.tile_size, "magnification": s.magnification,
+                "mpp": s.mpp, "n_tiles": s.n_tiles, "ingest_id": ingest_id,
+            }
+            for sid, s in sources
+        ]
+    )
+
+
+def _samples_table(rows, cohort, sources, bulk_rows, hashes, ingest_id) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "sample_id": r.sample_id, "patient_id": r.patient_id, "cohort": cohort, "cancer_type": r.cancer_type,
+                "has_slide": r.sample_id in sources, "has_expression": r.sample_id in bulk_rows,
+                "clinical": json.dumps(r.clinical, default=str), "content_hash": hashes[r.sample_id],
+                "ingest_id": ingest_id,
+            }
+            for r in rows
+        ]
+    )
+
+
+def _write_spots(txn: Transaction, spot: ExpressionMatrix, values: np.ndarray, sample_ids: list[str],
+                 spot_rows: dict[str, list[int]], sources: dict[str, SlideSource]) -> None:
+    order, tile_idx = [], []
+    for sid in sample_ids:
+        grid = {(int(x), int(y)): i for i, (x, y) in enumerate(sources[sid].coords)}
+        for r in spot_rows[sid]:
+            x, y = (int(v) for v in spot.coords[r])
+            if (x, y) not in grid:
+                raise IngestError(f"{spot.source}: spot of sample {sid} at x={x}, y={y} matches no tile of its slide")
+            order.append(r)
+            tile_idx.append(grid[(x, y)])
+    if not order:
+        return
+    table = _vector_table({"sample_id": [spot.sample_ids[r] for r in order]}, values[order])
+    table = table.add_column(1, "tile_index", pa.array(tile_idx, pa.int32()))
+    table = table.add_column(2, "x", pa.array(spot.coords[order, 0]))
+    table = table.add_column(3, "y", pa.array(spot.coords[order, 1]))
+    txn.write_lance("spot_expression", table, kind="spot_expression")
+
+
+# ---------------------------------------------------------------------------- encoders
+
+
+def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: list[str], new_values: np.ndarray,
+               with_slide: set[str]) -> str:
+    """Embed new profiles with the current RNA encoder, fitting a new one when none exists or another is asked for.
+
+    A new encoder is fitted on the reference library (expression-only samples,
+    stored and new) when it has at least three profiles, else on every profile,
+    and then re-embeds every stored profile into its own table.
+    """
+    current = store.setting("rna_encoder")
+    row = store.query("encoder", [current])[0] if current else None
+    if row is not None and (requested is None or requested == row[2]):
+        enc = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
+        table = _vector_table({"sample_id": new_ids}, enc.encode(new_values), "embedding")
+        txn.write_lance(f"rna_embeddings__{current}", table, kind="rna_embeddings", encoder=current)
+        return current
+    spec = requested or DEFAULT_RNA_ENCODER
+    ids, values = list(new_ids), new_values
+    stored = store.dataset("expression")
+    if stored is not None:
+        table = stored.to_table()
+        ids = table["sample_id"].to_pylist() + ids
+        values = np.concatenate([_vectors(table["values"]), values])
+    with_slide = with_slide | {r[0] for r in store.query("sample_hashes") if r[3]}
+    reference = np.array([s not in with_slide for s in ids])
+    enc = create_rna_encoder(spec)
+    enc.fit(values[reference] if reference.sum() >= 3 else values)
+    version = enc.version
+    enc.save(txn.stage_artifact(f"rna/{version}"))
+    txn.insert("encoders", pa.Table.from_pylist([{
+        "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
+        "dim": enc.dim, "artifact_path": f"rna/{version}", "created_at": utcnow(),
+    }]))
+    table = _vector_table({"sample_id": ids}, enc.encode(values), "embedding")
+    txn.write_lance(f"rna_embeddings__{version}", table, kind="rna_embeddings", encoder=version, mode="overwrite")
+    txn.put_setting("rna_encoder", version)
+    return version
+
+
+def _vectors(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed_size_list<float32> column as a 2-D array, without a Python loop."""
+    array = column.combine_chunks()
+    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
+
+
+def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources: list[tuple[str, SlideSource]],
+                  batch_size: int, device: str, progress: Progress, explicit: bool) -> int:
+    """Stream tile embeddings into Lance (bounded memory) and write each slide's mean embedding."""
+    version = spec.version
+    if spec.runs_model:
+        from hquery.ingest.image_encoders import ImageEncoder
+
+        encoder = ImageEncoder(spec, device=device)
+        dim, params = encoder.dim, encoder.params
+    else:
+        encoder = None
+        dim, params = sources[0][1].dim, {"spec": spec.text}
+    total = sum(s.n_tiles for _, s in sources)
+    advance = progress(f"embedding {total} tiles ({version})", total)
+    sums: dict[str, np.ndarray] = {}
+    schema = pa.schema([
+        ("sample_id", pa.string()), ("tile_index", pa.int32()), ("x", pa.int64()), ("y", pa.int64()),
+        ("embedding", pa.list_(pa.float32(), dim)),
+    ])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for sid, ids, coords, emb in _tile_embeddings(sources, encoder, batch_size):
+            sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
+            advance(len(ids))
+            yield pa.RecordBatch.from_arrays([
+                pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
+                pa.array(coords[:, 0]), pa.array(coords[:, 1]),
+                pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
+            ], schema=schema)
+
+    txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
+                    kind="tile_embeddings", encoder=version)
+    means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
+    slide_table = _vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
+    slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))
+    txn.write_lance(f"slide_embeddings__{version}", slide_table, kind="slide_embeddings", encoder=version)
+    if not store.query("encoder", [version]):
+        txn.insert("encoders", pa.Table.from_pylist([{
+            "version": version, "kind": "image", "spec": spec.text, "params": json.dumps(params), "dim": dim,
+            "artifact_path": None, "created_at": utcnow(),
+        }]))
+    if explicit or store.setting("image_encoder") is None:
+        txn.put_setting("image_encoder", version)
+        txn.put_setting("image_encoder_spec", spec.text)
+    return total
+
+
+def _tile_embeddings(sources: list[tuple[str, SlideSource]], encoder, batch_size: int
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(sample_id, tile_indices, coords, embeddings)`` chunks; images are batched across slides."""
+    if encoder is None:
+        for sid, src in sources:
+            assert isinstance(src, FeatureFile)
+            for ids, feats in src.iter_features(batch_size):
+                yield sid, ids, src.coords[ids], feats
+        return
+    pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    count = 0
+
+    def flush():
+        embedded = encoder.embed(np.concatenate([p[3] for p in pending]))
+        start = 0
+        for sid, ids, coords, _ in pending:
+            yield sid, ids, coords, embedded[start : start + len(ids)]
+            start += len(ids)
+
+    for sid, src in sources:
+        for ids, images in src.iter_tiles(batch_size):
+            if pending and pending[0][3].shape[1:] != images.shape[1:]:
+                yield from flush()
+                pending, count = [], 0
+            pending.append((sid, ids, src.coords[ids], images))
+            count += len(ids)
+            if count >= batch_size:
+                yield from flush()
+                pending, count = [], 0
+    if pending:
+        yield from flush()

@@ -1,0 +1,203 @@
+"""Expression matrices: read, validate, normalise to log space.
+
+Rows are samples (first column ``sample_id``), columns gene symbols. Spot files
+(tile-level expression) carry ``x`` and ``y`` columns after ``sample_id``: the
+level-0 coordinates of the tile each spot belongs to.
+
+Units: ``counts`` become log1p(CPM); ``tpm`` becomes log1p(TPM); ``log`` is
+taken as already log-normalised. Symbols are normalised and aliased; columns
+that resolve to the same symbol are summed in linear space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hquery.ingest.errors import IngestError
+from hquery.ingest.genes import resolve_symbols
+
+UNITS = ("counts", "tpm", "log")
+SPOT_COORDS = ("x", "y")
+
+
+@dataclasses.dataclass
+class ExpressionMatrix:
+    """Log-normalised expression, one row per sample (or spot)."""
+
+    source: Path
+    sample_ids: list[str]
+    genes: list[str]
+    values: np.ndarray
+    coords: np.ndarray | None = None
+    """``[n, 2]`` int64 tile coordinates for spot rows, else ``None``."""
+
+    def align(self, universe: list[str]) -> tuple[np.ndarray, int, int]:
+        """Values in ``universe`` order (NaN where this file does not measure a gene).
+
+        Returns the aligned float32 matrix, the number of universe genes matched
+        and the number of this file's genes dropped (not in the universe).
+        """
+        position = {g: i for i, g in enumerate(universe)}
+        cols = np.array([position.get(g, -1) for g in self.genes])
+        keep = cols >= 0
+        if not keep.any():
+            raise IngestError(
+                f"{self.source}: shares no genes with the store's gene universe "
+                f"({len(universe)} genes, e.g. {', '.join(universe[:3])}); "
+                f"this file has e.g. {', '.join(self.genes[:3])}"
+            )
+        out = np.full((len(self.sample_ids), len(universe)), np.nan, dtype=np.float32)
+        out[:, cols[keep]] = self.values[:, keep]
+        return out, int(keep.sum()), int((~keep).sum())
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            return pl.read_parquet(path)
+        if name.endswith(".h5ad"):
+            return _read_h5ad(path)
+        separator = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".txt.gz")) else ","
+        if name.endswith(".gz"):
+            import gzip
+
+            with gzip.open(path, "rb") as fh:
+                return pl.read_csv(fh.read(), separator=separator, infer_schema_length=None)
+        return pl.read_csv(path, separator=separator, infer_schema_length=None)
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise IngestError(f"{path}: cannot read expression file: {exc}") from exc
+
+
+def _read_h5ad(path: Path) -> pl.DataFrame:
+    try:
+        import anndata
+    except ImportError as exc:
+        raise IngestError(f"{path}: reading .h5ad needs anndata (pip install 'hquery[h5ad]')") from exc
+    adata = anndata.read_h5ad(path)
+    matrix = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    frame = pl.DataFrame(matrix, schema=[str(v) for v in adata.var_names], orient="row")
+    return frame.insert_column(0, pl.Series("sample_id", [str(o) for o in adata.obs_names]))
+
+
+def read_expression(
+    path: str | Path,
+    units: str = "counts",
+    aliases: Mapping[str, str] | None = None,
+    spots: bool = False,
+) -> ExpressionMatrix:
+    """Read an expression file into log-normalised values.
+
+    Parameters
+    ----------
+    path
+        CSV, TSV (optionally gzipped), parquet or .h5ad; samples are rows.
+    units
+        ``counts`` (default), ``tpm`` or ``log``.
+    aliases
+        alias -> current symbol, applied to column names.
+    spots
+        Expect ``x`` and ``y`` columns (tile-level spot expression).
+
+    Returns
+    -------
+    ExpressionMatrix with float32 values in log space.
+    """
+    path = Path(path)
+    if units not in UNITS:
+        raise IngestError(f"unknown units {units!r}; use one of {', '.join(UNITS)}")
+    if not path.is_file():
+        raise IngestError(f"{path}: expression file not found")
+    df = read_table(path)
+    if df.width < 2:
+        raise IngestError(f"{path}: needs a sample_id column and at least one gene column")
+    id_col = df.columns[0]
+    sample_ids = [str(s) if s is not None else "" for s in df[id_col].to_list()]
+    for i, sid in enumerate(sample_ids):
+        if not sid.strip():
+            raise IngestError(f"{path}: row {i + 1} has an empty sample id")
+    meta = [id_col]
+    coords = None
+    if spots:
+        missing = [c for c in SPOT_COORDS if c not in df.columns]
+        if missing:
+            raise IngestError(f"{path}: a spot file needs columns sample_id, x, y; missing {', '.join(missing)}")
+        try:
+            coords = df.select(pl.col(list(SPOT_COORDS)).cast(pl.Int64, strict=True)).to_numpy()
+        except Exception as exc:
+            raise IngestError(f"{path}: spot coordinates x, y must be integers: {exc}") from exc
+        meta += list(SPOT_COORDS)
+        keys = list(zip(sample_ids, map(tuple, coords)))
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise IngestError(f"{path}: duplicated spot {dup[0]} at x={dup[1][0]}, y={dup[1][1]}")
+    else:
+        seen: dict[str, int] = {}
+        for i, sid in enumerate(sample_ids):
+            if sid in seen:
+                raise IngestError(f"{path}: duplicated sample_id {sid} (rows {seen[sid] + 1} and {i + 1})")
+            seen[sid] = i
+    gene_cols = [c for c in df.columns if c not in meta]
+    if not gene_cols:
+        raise IngestError(f"{path}: no gene columns")
+    values = _numeric_matrix(df.select(gene_cols), path, sample_ids)
+    if units in ("counts", "tpm"):
+        neg = np.argwhere(values < 0)
+        if len(neg):
+            r, c = neg[0]
+            raise IngestError(
+                f"{path}: negative {units} {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
+                f"({len(neg)} negative values in all); use --units log for log-scale data"
+            )
+    symbols = resolve_symbols(gene_cols, aliases or {})
+    for col, sym in zip(gene_cols, symbols):
+        if not sym:
+            raise IngestError(f"{path}: column {col!r} has an empty gene symbol")
+    linear = np.expm1(values) if units == "log" else values
+    genes, linear = _sum_duplicates(symbols, linear)
+    if units == "counts":
+        libsize = linear.sum(axis=1, keepdims=True)
+        empty = np.flatnonzero(libsize[:, 0] <= 0)
+        if len(empty):
+            raise IngestError(f"{path}: sample {sample_ids[empty[0]]} has no counts (library size 0)")
+        linear = linear / libsize * 1e6
+    logged = np.log1p(linear).astype(np.float32)
+    return ExpressionMatrix(path, sample_ids, genes, logged, coords)
+
+
+def _numeric_matrix(df: pl.DataFrame, path: Path, sample_ids: list[str]) -> np.ndarray:
+    for col, dtype in zip(df.columns, df.dtypes):
+        if not dtype.is_numeric():
+            cast = df[col].cast(pl.Float64, strict=False)
+            bad = (cast.is_null() & df[col].is_not_null()).arg_true()
+            if len(bad):
+                i = bad[0]
+                raise IngestError(
+                    f"{path}: non-numeric value {df[col][i]!r} for sample {sample_ids[i]}, gene {col}"
+                )
+    matrix = df.cast(pl.Float64, strict=False).to_numpy()
+    missing = np.argwhere(~np.isfinite(matrix))
+    if len(missing):
+        r, c = missing[0]
+        raise IngestError(
+            f"{path}: missing or non-finite value for sample {sample_ids[r]}, gene {df.columns[c]} "
+            f"({len(missing)} in all)"
+        )
+    return matrix
+
+
+def _sum_duplicates(symbols: list[str], values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    if len(set(symbols)) == len(symbols):
+        return symbols, values
+    genes = list(dict.fromkeys(symbols))
+    index = {g: i for i, g in enumerate(genes)}
+    out = np.zeros((values.shape[0], len(genes)), dtype=values.dtype)
+    np.add.at(out.T, np.array([index[s] for s in symbols]), values.T)
+    return genes, out

@@ -1,0 +1,72 @@
+"""Gene symbols: normalisation and aliases.
+
+Symbols are upper-cased and stripped; an alias or previous symbol maps to its
+current HGNC symbol. hquery ships a small table of common renames
+(``hquery/data/gene_aliases.tsv``, from HGNC) and imports HGNC's full
+``hgnc_complete_set.txt`` on request (:func:`read_hgnc_aliases`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from hquery.ingest.errors import IngestError
+
+
+def normalise_symbol(symbol: str) -> str:
+    return str(symbol).strip().upper()
+
+
+def shipped_aliases() -> dict[str, str]:
+    """The common renames shipped with hquery, alias -> current symbol."""
+    text = resources.files("hquery").joinpath("data/gene_aliases.tsv").read_text()
+    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
+    return {normalise_symbol(a): normalise_symbol(s) for a, s in rows}
+
+
+def read_hgnc_aliases(path: str | Path) -> dict[str, str]:
+    """Alias and previous symbols from HGNC's ``hgnc_complete_set.txt``.
+
+    An alias claimed by two approved symbols is ambiguous and skipped; an alias
+    that is itself an approved symbol is skipped too.
+    """
+    path = Path(path)
+    try:
+        df = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
+    except Exception as exc:
+        raise IngestError(f"{path}: cannot read as an HGNC TSV: {exc}") from exc
+    missing = {"symbol", "alias_symbol", "prev_symbol"} - set(df.columns)
+    if missing:
+        raise IngestError(f"{path}: not an HGNC complete set; missing columns {sorted(missing)}")
+    approved = {normalise_symbol(s) for s in df["symbol"].drop_nulls()}
+    claims: dict[str, set[str]] = {}
+    for symbol, alias, prev in df.select("symbol", "alias_symbol", "prev_symbol").iter_rows():
+        for field in (alias, prev):
+            for name in (field or "").split("|"):
+                name = normalise_symbol(name)
+                if name and name not in approved:
+                    claims.setdefault(name, set()).add(normalise_symbol(symbol))
+    return {alias: next(iter(s)) for alias, s in claims.items() if len(s) == 1}
+
+
+def aliases_table(aliases: Mapping[str, str], source: str) -> pa.Table:
+    return pa.table(
+        {
+            "alias": pa.array(list(aliases), pa.string()),
+            "symbol": pa.array(list(aliases.values()), pa.string()),
+            "source": pa.array([source] * len(aliases), pa.string()),
+        }
+    )
+
+
+def resolve_symbols(symbols: Iterable[str], aliases: Mapping[str, str]) -> list[str]:
+    """Current symbols for ``symbols``: normalised, and renamed where an alias is known.
+
+    Two columns that resolve to one symbol are summed by the expression reader.
+    """
+    return [aliases.get(s, s) for s in (normalise_symbol(x) for x in symbols)]

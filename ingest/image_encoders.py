@@ -1,0 +1,168 @@
+"""Frozen image encoders: timm models named by a spec string.
+
+Spec grammar (``--encoder``)::
+
+    timm:ARCH[?key=value&...]          timm's pretrained weights (needs the hub or its cache)
+    timm:ARCH?weights=/path/file       weights from a local checkpoint (.safetensors, .pth, .bin)
+    hf-hub:ORG/NAME[?...]              a timm model on the Hugging Face hub
+    random:ARCH?seed=0[&...]           randomly initialised with a fixed seed (no weights needed)
+    precomputed:NAME                   features read from .h5 files; no model runs
+    demo-vit                           preset: random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0
+
+Other ``key=value`` options are passed to ``timm.create_model`` (``img_size``,
+``patch_size`` ...). The encoder's *version* is derived from the normalised
+spec and, for local weights, a hash of the checkpoint's bytes, so the same
+model always lands in the same embedding tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
+
+from hquery.ingest.errors import IngestError
+from hquery.store import sql_identifier
+
+PRESETS = {
+    "demo-vit": "random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0",
+}
+SOURCES = ("timm", "hf-hub", "random", "precomputed")
+DEFAULT_IMAGE_ENCODER = "demo-vit"
+
+
+def _typed(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageEncoderSpec:
+    source: str
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def text(self) -> str:
+        query = f"?{urlencode(self.options)}" if self.options else ""
+        return f"{self.source}:{self.name}{query}"
+
+    @property
+    def option_dict(self) -> dict:
+        return {k: _typed(v) for k, v in self.options}
+
+    @property
+    def version(self) -> str:
+        """A stable, SQL-safe id: source, short name and a hash of spec (and weights)."""
+        h = hashlib.blake2b(self.text.encode(), digest_size=4)
+        weights = self.option_dict.get("weights")
+        if weights:
+            from hquery.ingest.slides import file_hash
+
+            h.update(file_hash([Path(weights)]).encode())
+        short = self.name.split("/")[-1]
+        return sql_identifier(f"{self.source}_{short}_{h.hexdigest()}")
+
+    @property
+    def runs_model(self) -> bool:
+        return self.source != "precomputed"
+
+
+def parse_image_encoder(text: str) -> ImageEncoderSpec:
+    """Parse an encoder spec string (see the module docstring)."""
+    text = PRESETS.get(text.strip(), text.strip())
+    source, sep, rest = text.partition(":")
+    if not sep or source not in SOURCES or not rest:
+        raise IngestError(
+            f"unknown image encoder {text!r}; use one of {', '.join(s + ':NAME' for s in SOURCES)} "
+            f"or a preset ({', '.join(PRESETS)})"
+        )
+    name, _, query = rest.partition("?")
+    options = tuple(sorted(parse_qsl(query, keep_blank_values=False)))
+    weights = dict(options).get("weights")
+    if weights:
+        path = Path(weights).expanduser().resolve()
+        if not path.is_file():
+            raise IngestError(f"encoder weights file {weights} not found")
+        options = tuple(sorted({**dict(options), "weights": str(path)}.items()))
+    return ImageEncoderSpec(source, name, options)
+
+
+class ImageEncoder:
+    """A frozen timm model that turns uint8 RGB tiles into embedding vectors."""
+
+    def __init__(self, spec: ImageEncoderSpec, device: str = "cpu"):
+        import torch
+
+        self.spec = spec
+        self.device = torch.device(device)
+        self.model = _create_model(spec).to(self.device).eval()
+        cfg = _data_config(self.model, spec)
+        self.input_size = cfg["input_size"][1:]
+        self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
+        self.dim = int(self.model.num_features)
+
+    @property
+    def params(self) -> dict:
+        return {
+            "spec": self.spec.text,
+            "input_size": list(self.input_size),
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+        }
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embed uint8 ``[b, h, w, 3]`` tiles; returns float32 ``[b, dim]``."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+            if tuple(x.shape[-2:]) != tuple(self.input_size):
+                x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
+            x = (x - self.mean) / self.std
+            return self.model(x).float().cpu().numpy()
+
+
+def _create_model(spec: ImageEncoderSpec):
+    import timm
+    import torch
+
+    kwargs = {k: v for k, v in spec.option_dict.items() if k not in ("seed", "weights")}
+    kwargs["num_classes"] = 0
+    try:
+        if spec.source == "random":
+            torch.manual_seed(int(spec.option_dict.get("seed", 0)))
+            return timm.create_model(spec.name, pretrained=False, **kwargs)
+        if spec.source == "hf-hub":
+            return timm.create_model(f"hf-hub:{spec.name}", pretrained=True, **kwargs)
+        weights = spec.option_dict.get("weights")
+        if weights:
+            return timm.create_model(spec.name, pretrained=True, pretrained_cfg_overlay={"file": weights}, **kwargs)
+        return timm.create_model(spec.name, pretrained=True, **kwargs)
+    except Exception as exc:
+        hint = ""
+        if spec.source in ("timm", "hf-hub") and not spec.option_dict.get("weights"):
+            hint = (
+                "; pretrained weights come from the Hugging Face hub or its local cache: with no network, "
+                f"download them elsewhere and pass timm:{spec.name.split('/')[-1]}?weights=/path/to/checkpoint"
+            )
+        raise IngestError(f"cannot load image encoder {spec.text}: {exc}{hint}") from exc
+
+
+def _data_config(model, spec: ImageEncoderSpec) -> dict:
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    img_size = spec.option_dict.get("img_size")
+    if img_size is not None:
+        cfg["input_size"] = (3, int(img_size), int(img_size))
+    return cfg

@@ -1,0 +1,296 @@
+"""Slide sources: where a slide's tiles (or precomputed tile features) come from.
+
+* a folder of tiles named ``<x>_<y>.png|jpg`` (level-0 pixel coordinates);
+* a whole-slide image OpenSlide reads (.svs, .tif, .ndpi, ...), tiled on a grid
+  at a chosen magnification, keeping tiles a tissue mask (Otsu on saturation)
+  covers;
+* an ``.h5`` of precomputed features in the TRIDENT/CLAM layout
+  (``features`` [N, D], ``coords`` [N, 2]); then no image encoder runs.
+
+Tiles are yielded in batches, so memory stays bounded however large a slide is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hquery.ingest.errors import IngestError
+
+TILE_NAME = re.compile(r"^(\d+)_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+WSI_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif"}
+FEATURE_SUFFIXES = {".h5", ".hdf5"}
+
+
+@dataclasses.dataclass
+class TilingOptions:
+    """How whole-slide images are cut into tiles."""
+
+    tile_size: int = 224
+    magnification: float = 20.0
+    min_tissue: float = 0.5
+    """Fraction of a tile the tissue mask must cover for the tile to be kept."""
+
+
+def file_hash(paths: list[Path], extra: str = "") -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(extra.encode())
+    for path in paths:
+        h.update(path.name.encode())
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class SlideSource:
+    """A slide's tile grid and how to read it."""
+
+    path: Path
+    kind: str
+    coords: np.ndarray
+    tile_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    magnification: float | None = None
+    mpp: float | None = None
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.coords)
+
+    def content_hash(self) -> str:
+        raise NotImplementedError
+
+    def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(tile_indices, images)`` with images uint8 ``[b, h, w, 3]``."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class TileFolder(SlideSource):
+    files: list[Path] = dataclasses.field(default_factory=list)
+    tile_shape: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def open(cls, path: Path) -> TileFolder:
+        from PIL import Image
+
+        found = []
+        for entry in sorted(path.iterdir()):
+            m = TILE_NAME.match(entry.name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)), entry))
+            elif entry.suffix.lower() in IMAGE_SUFFIXES:
+                raise IngestError(f"{entry}: tile images must be named <x>_<y>.png or .jpg (level-0 pixels)")
+        if not found:
+            raise IngestError(f"{path}: no tiles named <x>_<y>.png|jpg in this folder")
+        found.sort(key=lambda t: (t[1], t[0]))
+        try:
+            with Image.open(found[0][2]) as im:
+                width, height = im.size
+        except Exception as exc:
+            raise IngestError(f"{found[0][2]}: cannot read image: {exc}") from exc
+        coords = np.array([(x, y) for x, y, _ in found], dtype=np.int64)
+        return cls(
+            path=path,
+            kind="tiles",
+            coords=coords,
+            tile_size=width,
+            width=int(coords[:, 0].max() + width),
+            height=int(coords[:, 1].max() + height),
+            files=[f for _, _, f in found],
+            tile_shape=(height, width),
+        )
+
+    def content_hash(self) -> str:
+        return file_hash(self.files)
+
+    def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from PIL import Image
+
+        for start in range(0, len(self.files), batch_size):
+            images = []
+            for f in self.files[start : start + batch_size]:
+                try:
+                    with Image.open(f) as im:
+                        arr = np.asarray(im.convert("RGB"))
+                except Exception as exc:
+                    raise IngestError(f"{f}: cannot read image: {exc}") from exc
+                if arr.shape[:2] != self.tile_shape:
+                    raise IngestError(
+                        f"{f}: tile is {arr.shape[1]}x{arr.shape[0]}px but {self.files[0].name} is "
+                        f"{self.tile_shape[1]}x{self.tile_shape[0]}px; all tiles of a slide must match"
+                    )
+                images.append(arr)
+            yield np.arange(start, start + len(images)), np.stack(images)
+
+
+@dataclasses.dataclass
+class WholeSlide(SlideSource):
+    level: int = 0
+    downsample: float = 1.0
+    tiling: TilingOptions = dataclasses.field(default_factory=TilingOptions)
+
+    @classmethod
+    def open(cls, path: Path, tiling: TilingOptions) -> WholeSlide:
+        slide = _openslide(path)
+        with slide:
+            width, height = slide.dimensions
+            props = slide.properties
+            base_mag = _float(props.get("openslide.objective-power"))
+            mpp = _float(props.get("openslide.mpp-x"))
+            if base_mag is None and mpp:
+                base_mag = 10.0 / mpp
+            downsample = max(1.0, base_mag / tiling.magnification) if base_mag else 1.0
+            magnification = base_mag / downsample if base_mag else None
+            step = int(round(tiling.tile_size * downsample))
+            coords = _tissue_grid(slide, step, tiling.min_tissue)
+            level = slide.get_best_level_for_downsample(downsample)
+        if len(coords) == 0:
+            raise IngestError(f"{path}: the tissue mask found no tiles of {tiling.tile_size}px at {tiling.magnification}x")
+        return cls(
+            path=path,
+            kind="wsi",
+            coords=coords,
+            tile_size=tiling.tile_size,
+            width=width,
+            height=height,
+            magnification=magnification,
+            mpp=mpp * downsample if mpp else None,
+            level=level,
+            downsample=downsample,
+            tiling=tiling,
+        )
+
+    def content_hash(self) -> str:
+        t = self.tiling
+        return file_hash([self.path], extra=f"wsi:{t.tile_size}:{t.magnification}:{t.min_tissue}")
+
+    def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from PIL import Image
+
+        slide = _openslide(self.path)
+        with slide:
+            level_ds = slide.level_downsamples[self.level]
+            step = int(round(self.tile_size * self.downsample))
+            read = int(math.ceil(step / level_ds))
+            for start in range(0, self.n_tiles, batch_size):
+                images = []
+                for x, y in self.coords[start : start + batch_size]:
+                    try:
+                        region = slide.read_region((int(x), int(y)), self.level, (read, read))
+                    except Exception as exc:
+                        raise IngestError(f"{self.path}: cannot read tile at x={x}, y={y}: {exc}") from exc
+                    rgb = Image.new("RGB", region.size, (255, 255, 255))
+                    rgb.paste(region, mask=region.split()[3])
+                    if rgb.size != (self.tile_size, self.tile_size):
+                        rgb = rgb.resize((self.tile_size, self.tile_size), Image.Resampling.BILINEAR)
+                    images.append(np.asarray(rgb))
+                yield np.arange(start, start + len(images)), np.stack(images)
+
+
+@dataclasses.dataclass
+class FeatureFile(SlideSource):
+    dim: int = 0
+
+    @classmethod
+    def open(cls, path: Path) -> FeatureFile:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                if "features" not in h5 or "coords" not in h5:
+                    raise IngestError(f"{path}: a features file needs datasets 'features' [N, D] and 'coords' [N, 2]; has {sorted(h5)}")
+                fshape = _squeeze_shape(h5["features"].shape)
+                cshape = _squeeze_shape(h5["coords"].shape)
+                coords = np.asarray(h5["coords"][()]).reshape(cshape).astype(np.int64)
+                attrs = dict(h5["coords"].attrs)
+        except IngestError:
+            raise
+        except Exception as exc:
+            raise IngestError(f"{path}: cannot read HDF5 features: {exc}") from exc
+        if len(fshape) != 2 or len(cshape) != 2 or cshape[1] != 2 or fshape[0] != cshape[0]:
+            raise IngestError(f"{path}: features {fshape} and coords {cshape} must be [N, D] and [N, 2] with the same N")
+        size = attrs.get("patch_size_level0", attrs.get("patch_size"))
+        return cls(path=path, kind="features", coords=coords, tile_size=int(size) if size is not None else None, dim=fshape[1])
+
+    def content_hash(self) -> str:
+        return file_hash([self.path])
+
+    def iter_features(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        import h5py
+
+        with h5py.File(self.path, "r") as h5:
+            data = h5["features"]
+            squeeze = data.ndim == 3
+            for start in range(0, self.n_tiles, batch_size):
+                block = data[0, start : start + batch_size] if squeeze else data[start : start + batch_size]
+                block = np.asarray(block, dtype=np.float32)
+                if not np.isfinite(block).all():
+                    raise IngestError(f"{self.path}: non-finite feature values in tiles {start}..{start + len(block) - 1}")
+                yield np.arange(start, start + len(block)), block
+
+
+def open_slide(path: Path, tiling: TilingOptions | None = None) -> SlideSource:
+    """The right :class:`SlideSource` for ``path`` (folder, features file or WSI)."""
+    path = Path(path)
+    if path.is_dir():
+        return TileFolder.open(path)
+    suffix = path.suffix.lower()
+    if suffix in FEATURE_SUFFIXES:
+        return FeatureFile.open(path)
+    if suffix in WSI_SUFFIXES:
+        return WholeSlide.open(path, tiling or TilingOptions())
+    raise IngestError(f"{path}: not a tile folder, a features .h5 or a whole-slide image ({', '.join(sorted(WSI_SUFFIXES))})")
+
+
+def _openslide(path: Path):
+    try:
+        import openslide
+    except ImportError as exc:
+        raise IngestError(f"{path}: whole-slide images need OpenSlide (pip install 'hquery[wsi]')") from exc
+    try:
+        return openslide.OpenSlide(str(path))
+    except Exception as exc:
+        raise IngestError(f"{path}: OpenSlide cannot read this slide: {exc}") from exc
+
+
+def _tissue_grid(slide, step: int, min_tissue: float) -> np.ndarray:
+    """Level-0 corners of grid tiles that the saturation/Otsu tissue mask covers enough."""
+    from skimage.color import rgb2hsv
+    from skimage.filters import threshold_otsu
+
+    width, height = slide.dimensions
+    scale = max(1.0, max(width, height) / 2048)
+    thumb = np.asarray(slide.get_thumbnail((int(width / scale), int(height / scale))).convert("RGB"))
+    sx, sy = thumb.shape[1] / width, thumb.shape[0] / height
+    saturation = rgb2hsv(thumb)[..., 1]
+    threshold = threshold_otsu(saturation) if saturation.max() > saturation.min() else 1.0
+    mask = saturation > threshold
+    coords = []
+    for y in range(0, height - step + 1, step):
+        for x in range(0, width - step + 1, step):
+            cell = mask[int(y * sy) : max(int((y + step) * sy), int(y * sy) + 1), int(x * sx) : max(int((x + step) * sx), int(x * sx) + 1)]
+            if cell.size and cell.mean() >= min_tissue:
+                coords.append((x, y))
+    return np.array(coords, dtype=np.int64).reshape(-1, 2)
+
+
+def _squeeze_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,97 @@
+-- Named statements run by hquery.store. Each starts with "-- name: NAME".
+-- Tables named staged_* are Arrow tables the store registers for the statement.
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM schema_version;
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL);
+
+-- name: record_schema_version
+INSERT INTO schema_version VALUES (?, now());
+
+-- name: get_setting
+SELECT value FROM settings WHERE key = ?;
+
+-- name: put_setting
+INSERT OR REPLACE INTO settings VALUES (?, ?);
+
+-- name: lance_tables
+SELECT name, kind, encoder, version, n_rows FROM lance_tables ORDER BY name;
+
+-- name: put_lance_table
+INSERT OR REPLACE INTO lance_tables VALUES (?, ?, ?, ?, ?, now());
+
+-- name: insert_ingests
+INSERT INTO ingests BY NAME SELECT * FROM staged_ingests;
+
+-- name: upsert_cohort
+INSERT INTO cohorts VALUES (?, ?, now()) ON CONFLICT DO NOTHING;
+
+-- name: insert_samples
+INSERT INTO samples BY NAME SELECT * FROM staged_samples;
+
+-- name: insert_slides
+INSERT INTO slides BY NAME SELECT * FROM staged_slides;
+
+-- name: insert_tiles
+INSERT INTO tiles BY NAME SELECT * FROM staged_tiles;
+
+-- name: insert_genes
+INSERT INTO genes BY NAME SELECT * FROM staged_genes;
+
+-- name: gene_universe
+SELECT symbol FROM genes ORDER BY position;
+
+-- name: insert_gene_aliases
+INSERT OR REPLACE INTO gene_aliases BY NAME SELECT * FROM staged_gene_aliases;
+
+-- name: gene_aliases
+SELECT alias, symbol FROM gene_aliases;
+
+-- name: insert_gene_sets
+INSERT OR REPLACE INTO gene_sets BY NAME SELECT * FROM staged_gene_sets;
+
+-- name: gene_sets
+SELECT name, collection, source, len(members) AS n_members, description
+FROM gene_sets
+WHERE ? IS NULL OR collection = ?
+ORDER BY collection, name;
+
+-- name: gene_set
+SELECT name, collection, source, description, members, members_hash FROM gene_sets WHERE name = ?;
+
+-- name: insert_encoders
+INSERT INTO encoders BY NAME SELECT * FROM staged_encoders;
+
+-- name: encoder
+SELECT version, kind, spec, params, dim, artifact_path FROM encoders WHERE version = ?;
+
+-- name: sample_hashes
+SELECT sample_id, content_hash, ingest_id, has_slide, has_expression FROM samples;
+
+-- name: samples_with_expression
+SELECT sample_id FROM samples WHERE has_expression ORDER BY sample_id;
+
+-- name: slide_tiles
+SELECT tile_index, x, y FROM tiles WHERE sample_id = ? ORDER BY tile_index;
+
+-- name: cohort_summary
+SELECT cohort, n_samples, n_patients, n_pairs, n_reference, n_query, n_cancer_types
+FROM cohort_summary ORDER BY cohort;
+
+-- name: store_counts
+SELECT
+    (SELECT count(*) FROM samples)    AS samples,
+    (SELECT count(*) FROM slides)     AS slides,
+    (SELECT count(*) FROM tiles)      AS tiles,
+    (SELECT count(*) FROM genes)      AS genes,
+    (SELECT count(*) FROM gene_sets)  AS gene_sets,
+    (SELECT count(*) FROM ingests)    AS ingests;
+
+-- name: encoders
+SELECT version, kind, spec, dim, created_at FROM encoders ORDER BY created_at;
+
+-- name: ingest_history
+SELECT ingest_id, cohort, n_samples_new, n_samples_same, n_tiles, finished_at
+FROM ingests ORDER BY finished_at;
