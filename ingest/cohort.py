@@ -427,18 +427,29 @@ def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, source
         ("embedding", pa.list_(pa.float32(), dim)),
     ])
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for sid, ids, coords, emb in _tile_embeddings(sources, encoder, batch_size):
-            sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
-            advance(len(ids))
-            yield pa.RecordBatch.from_arrays([
-                pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
-                pa.array(coords[:, 0]), pa.array(coords[:, 1]),
-                pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
-            ], schema=schema)
+    failures: list[BaseException] = []
 
-    txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
-                    kind="tile_embeddings", encoder=version)
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for sid, ids, coords, emb in _tile_embeddings(sources, encoder, batch_size):
+                sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
+                advance(len(ids))
+                yield pa.RecordBatch.from_arrays([
+                    pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
+                    pa.array(coords[:, 0]), pa.array(coords[:, 1]),
+                    pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
+                ], schema=schema)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    try:
+        txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
+                        kind="tile_embeddings", encoder=version)
+    except Exception:
+        if failures:  # Lance wraps errors raised while it pulls batches; surface the original one
+            raise failures[0] from None
+        raise
     means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
     slide_table = _vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
     slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))

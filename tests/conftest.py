@@ -1,0 +1,111 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from hquery.ingest.genesets import add_builtin_gene_data
+from hquery.store import Store
+
+DATA = Path(__file__).parent / "data"
+SVS = DATA / "cmu_small_region.svs"
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store.init(tmp_path / "store")
+    add_builtin_gene_data(s)
+    return s
+
+
+def write_tiles(folder: Path, grid: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """A slide as a folder of random RGB tiles named <x>_<y>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(grid):
+        for j in range(grid):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i * size}_{j * size}.png")
+    return folder
+
+
+GENES = ["MKI67", "TOP2A", "CD8A", "COL1A1", "VIM", "HIF1A", "LDHA", "ESR1", "GAPDH", "ACTB", "DDX58", "PTPRC"]
+
+
+def write_cohort(root: Path, n_pairs: int = 4, n_ref: int = 4, n_query: int = 1, seed: int = 0,
+                 genes=GENES, expression_name: str = "expression.csv") -> tuple[Path, Path]:
+    """A tiny cohort: pairs (tiles + counts), reference (counts only) and query slides (tiles only)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, expr = [], []
+    for i in range(n_pairs + n_ref + n_query):
+        sid = f"S{i:03d}"
+        slide = ""
+        if i < n_pairs or i >= n_pairs + n_ref:
+            write_tiles(root / "slides" / sid, seed=seed * 1000 + i)
+            slide = f"slides/{sid}"
+        rows.append({"sample_id": sid, "patient_id": f"P{i // 2:03d}", "cancer_type": ["BRCA", "LUAD"][i % 2],
+                     "slide_path": slide, "stage": ["I", "II", "III"][i % 3], "age": 40 + i})
+        if i < n_pairs + n_ref:
+            expr.append({"sample_id": sid, **{g: int(v) for g, v in zip(genes, rng.poisson(50, len(genes)) + 1)}})
+    manifest = root / "manifest.csv"
+    pl.DataFrame(rows).write_csv(manifest)
+    expression = root / expression_name
+    frame = pl.DataFrame(expr)
+    if expression_name.endswith(".parquet"):
+        frame.write_parquet(expression)
+    else:
+        frame.write_csv(expression, separator="\t" if ".tsv" in expression_name else ",")
+    return manifest, expression
+
+
+def snapshot(store: Store) -> dict:
+    """Everything a reader can see: catalog counts, settings, and each committed Lance table's rows.
+
+    Lance versions are left out: rolling a table back (``restore``) writes a new
+    version with the old content.
+    """
+    counts = store.query("store_counts")[0]
+    tables = {}
+    for name in store.lance_tables():
+        table = store.dataset(name).to_table(columns=["sample_id"])
+        tables[name] = (table.num_rows, sorted(table["sample_id"].to_pylist()))
+    settings = {k: store.setting(k) for k in ("image_encoder", "rna_encoder")}
+    return {"counts": counts, "tables": tables, "settings": settings,
+            "samples": sorted(r[0] for r in store.query("sample_hashes"))}
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    from hquery.demo import generate_demo_cohort
+
+    return generate_demo_cohort(tmp_path_factory.mktemp("demo"), size="small", seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory, small_demo) -> Store:
+    """The small demo ingested once; tests that write copy it first."""
+    from hquery.ingest import ingest_cohort
+
+    s = Store.init(tmp_path_factory.mktemp("demo_store") / "store")
+    add_builtin_gene_data(s)
+    ingest_cohort(s, small_demo.reference_manifest, expression=small_demo.reference_expression, name="demo_reference")
+    ingest_cohort(s, small_demo.cohort_manifest, expression=small_demo.cohort_expression,
+                  spots=small_demo.cohort_spots, name="demo")
+    return s
+
+
+def copy_store(store: Store, dest: Path) -> Store:
+    shutil.copytree(store.root, dest)
+    return Store.open(dest)
+
+
+def dumps(x) -> str:
+    return json.dumps(x, sort_keys=True, default=str)

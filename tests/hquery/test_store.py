@@ -1,0 +1,104 @@
+import json
+
+import lance
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hquery.store import MARKER, Store, StoreError
+
+
+def _table(n: int, start: int = 0) -> pa.Table:
+    vectors = np.arange(start, start + n * 4, dtype=np.float32).reshape(n, 4)
+    return pa.table({"sample_id": pa.array([f"s{i}" for i in range(start, start + n)], pa.string()),
+                     "values": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 4)})
+
+
+def test_open_missing_and_foreign_directories(tmp_path):
+    with pytest.raises(StoreError, match="hquery init"):
+        Store.open(tmp_path / "nope")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "data.txt").write_text("x")
+    with pytest.raises(StoreError, match="not an hquery store"):
+        Store.open(tmp_path / "foreign")
+    with pytest.raises(StoreError, match="not an empty directory"):
+        Store.init(tmp_path / "foreign")
+
+
+def test_init_is_idempotent_and_applies_schema(store):
+    again = Store.init(store.root)
+    assert again.schema_version() == store.schema_version() == 1
+    views = {r["table_name"] for r in store.sql("select table_name from information_schema.tables").to_pylist()}
+    assert {"samples", "sample_roles", "prompt_results_annotated", "lance_tables"} <= views
+
+
+def test_newer_schema_is_refused(store):
+    with store.connect(write=True) as con:
+        con.execute("INSERT INTO schema_version VALUES (99, now())")
+    with pytest.raises(StoreError, match="newer than this hquery"):
+        Store.open(store.root)
+
+
+def test_transaction_commits_lance_and_catalog_together(store):
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(3), kind="expression")
+        txn.put_setting("rna_encoder", "x")
+    assert store.dataset("expression").count_rows() == 3
+    assert store.setting("rna_encoder") == "x"
+
+
+def test_failed_transaction_leaves_nothing(store):
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(3), kind="expression")
+    with pytest.raises(RuntimeError):
+        with store.transaction() as txn:
+            txn.write_lance("expression", _table(2, start=10), kind="expression")
+            txn.write_lance("brand_new", _table(2), kind="x")
+            txn.put_setting("rna_encoder", "y")
+            raise RuntimeError("boom")
+    assert store.dataset("expression").count_rows() == 3
+    assert lance.dataset(str(store.lance_path("expression"))).count_rows() == 3
+    assert not store.lance_path("brand_new").exists()
+    assert store.setting("rna_encoder") is None
+
+
+def test_uncommitted_lance_writes_are_invisible_then_rolled_back(store):
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(3), kind="expression")
+    # a writer killed after its Lance append but before the catalog commit
+    lance.write_dataset(_table(5, start=3), str(store.lance_path("expression")), mode="append")
+    lance.write_dataset(_table(1), str(store.lance_path("orphan")), mode="create")
+    assert store.dataset("expression").count_rows() == 3
+    assert "orphan" not in store.lance_relations()
+    with store.transaction():
+        pass
+    assert lance.dataset(str(store.lance_path("expression"))).count_rows() == 3
+    assert not store.lance_path("orphan").exists()
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(1, start=50), kind="expression")
+    assert store.dataset("expression").count_rows() == 4
+
+
+def test_one_writer_at_a_time(store):
+    with store.transaction():
+        other = Store.open(store.root)
+        with pytest.raises(StoreError, match="another hquery process"):
+            with other.transaction():
+                pass
+
+
+def test_user_sql_is_read_only_and_sees_lance(store):
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(3), kind="expression")
+    out = store.sql("select count(*) as n, sum(values[1]) as s from expression").to_pylist()
+    assert out == [{"n": 3, "s": 0.0 + 4 + 8}]
+    with pytest.raises(StoreError, match="SQL error"):
+        store.sql("delete from samples")
+
+
+def test_marker_must_describe_a_store(tmp_path):
+    root = tmp_path / "s"
+    Store.init(root)
+    (root / MARKER).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(StoreError, match="does not describe"):
+        Store.open(root)
