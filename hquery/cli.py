@@ -264,7 +264,8 @@ def _print_rows(columns: list[str], rows: list[tuple]) -> None:
         table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    # off a terminal rich would assume 80 columns and drop columns; pipes get everything
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 if __name__ == "__main__":

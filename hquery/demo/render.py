@@ -69,7 +69,7 @@ def render_tile(rng: np.random.Generator, size: int, activity: dict[str, float],
     hypoxia = activity.get("hypoxia", 0.0)
 
     h = np.zeros((size, size))
-    e = 0.30 + 0.08 * gaussian_filter(rng.normal(size=(size, size)), 2.0) * 3
+    e = 0.45 + 0.25 * gaussian_filter(rng.normal(size=(size, size)), 2.0)
 
     # stroma: collagen streaks along a dominant direction, with spindle nuclei
     s_frac = _sigmoid(1.4 * stroma - 1.0)
@@ -104,7 +104,7 @@ def render_tile(rng: np.random.Generator, size: int, activity: dict[str, float],
         _stamp(h, cx, cy, r, r, 0.0, 1.1)
 
     # hypoxia / necrosis: pale patch, nuclei fade, karyorrhectic debris
-    n_frac = _sigmoid(1.6 * (hypoxia - 2.0))
+    n_frac = _sigmoid(1.8 * (hypoxia - 1.5))
     if n_frac > 0.05:
         field = gaussian_filter(rng.normal(size=(size, size)), size / 6)
         mask = field > np.quantile(field, 1 - n_frac)
