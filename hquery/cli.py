@@ -94,17 +94,9 @@ def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_
         report = ingest_cohort(
             store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
             rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
-            batch_size=batch_size, device=_device(device), progress=progress,
+            batch_size=batch_size, device=device, progress=progress,
         )
     click.echo(report.summary())
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @main.group()

@@ -89,7 +89,7 @@ def ingest_cohort(
     units: str = "counts",
     tiling: TilingOptions | None = None,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
     progress: Progress = _no_progress,
 ) -> IngestReport:
     """Ingest a cohort manifest (and its expression) into ``store``.
@@ -111,6 +111,8 @@ def ingest_cohort(
         Image and RNA encoder specs; default to the store's current ones.
     units
         ``counts`` (to log1p CPM), ``tpm`` (to log1p) or ``log``.
+    device
+        Where the image encoder runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
 
     Returns
     -------

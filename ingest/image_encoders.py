@@ -101,6 +101,8 @@ class ImageEncoder:
     def __init__(self, spec: ImageEncoderSpec, device: str = "cpu"):
         import torch
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.spec = spec
         self.device = torch.device(device)
         self.model = _create_model(spec).to(self.device).eval()
