@@ -191,6 +191,10 @@ def ingest_cohort(
 
     new_ids = [r.sample_id for r in new_rows]
     with store.transaction() as txn:
+        raced = sorted(set(new_ids) & {r[0] for r in store.query("sample_hashes")})
+        if raced:
+            raise IngestError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
+                              f"while this one was reading its input; run it again")
         report.ingest_id = f"ingest_{started_at:%Y%m%d_%H%M%S}_{txn.id[:6]}"
         txn.execute("upsert_cohort", [cohort, str(manifest.resolve())])
         new_bulk = [sid for sid in new_ids if sid in bulk_rows]
@@ -282,7 +286,7 @@ def _content_hash(row: ManifestRow, source: SlideSource | None, bulk: np.ndarray
     h = hashlib.blake2b(digest_size=16)
     meta = {"patient": row.patient_id, "cancer_type": row.cancer_type, "clinical": row.clinical}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    h.update((source.content_hash() if source else "no-slide").encode())
+    h.update((source.content_hash if source else "no-slide").encode())
     for block in (bulk, spots):
         h.update(b"|" if block is None else np.ascontiguousarray(block).tobytes())
     return h.hexdigest()
@@ -319,7 +323,7 @@ def _slides_table(sources: list[tuple[str, SlideSource]], ingest_id: str) -> pa.
     return pa.Table.from_pylist(
         [
             {
-                "sample_id": sid, "source_path": str(s.path), "source_kind": s.kind, "content_hash": s.content_hash(),
+                "sample_id": sid, "source_path": str(s.path), "source_kind": s.kind, "content_hash": s.content_hash,
                 "width": s.width, "height": s.height, "tile_size": s.tile_size, "magnification": s.magnification,
                 "mpp": s.mpp, "n_tiles": s.n_tiles, "ingest_id": ingest_id,
             }

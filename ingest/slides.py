@@ -13,6 +13,7 @@ Tiles are yielded in batches, so memory stays bounded however large a slide is.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import re
@@ -67,7 +68,12 @@ class SlideSource:
     def n_tiles(self) -> int:
         return len(self.coords)
 
+    @functools.cached_property
     def content_hash(self) -> str:
+        """A digest of the slide's bytes (and tiling), computed once."""
+        return self._hash()
+
+    def _hash(self) -> str:
         raise NotImplementedError
 
     def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -111,7 +117,7 @@ class TileFolder(SlideSource):
             tile_shape=(height, width),
         )
 
-    def content_hash(self) -> str:
+    def _hash(self) -> str:
         return file_hash(self.files)
 
     def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -171,7 +177,7 @@ class WholeSlide(SlideSource):
             tiling=tiling,
         )
 
-    def content_hash(self) -> str:
+    def _hash(self) -> str:
         t = self.tiling
         return file_hash([self.path], extra=f"wsi:{t.tile_size}:{t.magnification}:{t.min_tissue}")
 
@@ -223,7 +229,7 @@ class FeatureFile(SlideSource):
         size = attrs.get("patch_size_level0", attrs.get("patch_size"))
         return cls(path=path, kind="features", coords=coords, tile_size=int(size) if size is not None else None, dim=fshape[1])
 
-    def content_hash(self) -> str:
+    def _hash(self) -> str:
         return file_hash([self.path])
 
     def iter_features(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
