@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from hquery import __version__
-from hquery.store import Store, StoreError, default_store_path
+from hquery.store import MARKER, Store, StoreError, default_store_path
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -62,7 +62,7 @@ def init(store_path: Path | None) -> None:
     from hquery.ingest.genesets import add_builtin_gene_data
 
     path = _store_path(store_path)
-    existed = path.exists() and any(path.iterdir()) if path.exists() else False
+    existed = (path / MARKER).exists()
     store = Store.init(path)
     add_builtin_gene_data(store)
     click.echo(f"{'store already exists at' if existed else 'created store at'} {path}")
