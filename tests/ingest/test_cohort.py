@@ -217,7 +217,7 @@ def test_killed_mid_ingest_leaves_store_consistent(tmp_path):
     duration = time.perf_counter() - t0
     assert done.returncode == 0, done.stderr
     expected = snapshot(Store.open(full))
-    killed = 0
+    interrupted = 0
     for fraction in (0.55, 0.8, 0.95):
         target = shutil.copytree(base.root, tmp_path / f"kill{fraction}")
         before = snapshot(Store.open(target))
@@ -225,13 +225,12 @@ def test_killed_mid_ingest_leaves_store_consistent(tmp_path):
         time.sleep(duration * fraction)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        store = Store.open(target)
-        if proc.returncode == -signal.SIGKILL:
-            killed += 1
-            assert snapshot(store) == before
+        # all or nothing: a kill before the catalog commit leaves the store as it was,
+        # one after it (while the process exits) leaves the whole ingest
+        state = snapshot(Store.open(target))
+        assert state in (before, expected)
+        interrupted += state == before
         rerun = subprocess.run(cmd + ["--store", str(target)], env=env, capture_output=True, text=True)
         assert rerun.returncode == 0, rerun.stderr
-        after = snapshot(Store.open(target))
-        assert after["counts"] == expected["counts"] and after["samples"] == expected["samples"]
-        assert after["tables"] == expected["tables"]
-    assert killed >= 1, "every ingest finished before it could be killed; the cohort is too small"
+        assert snapshot(Store.open(target)) == expected
+    assert interrupted >= 1, "no kill landed before the commit; the cohort is too small to interrupt"
