@@ -162,6 +162,67 @@ def demo(size, data_dir, seed, quiet, store_path) -> None:
 
 
 @main.command()
+@click.option("--folds", type=int, default=None, help="Patient-level k-fold cross-validation first (e.g. 5).")
+@click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
+@click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
+@click.option("--epochs", type=int, default=300, show_default=True, help="Maximum epochs (early stopping).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@store_option
+def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
+    """Train the projection heads that align H&E and RNA embeddings."""
+    from hquery.progress import progress_bars
+    from hquery.training import AlignmentConfig, train_alignment
+    from hquery.training.train import recall_table
+
+    store = Store.open(_store_path(store_path))
+    config = AlignmentConfig(dim=dim, max_epochs=epochs, seed=seed)
+    with progress_bars(not quiet and bool(folds)) as progress:
+        advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
+        report = train_alignment(store, folds=folds, config=config, level=level, device=_device(device),
+                                 on_fold=(lambda i: advance(1)) if advance else None)
+    click.echo(f"model {report.version}: {report.n_pairs} {level} pairs from {report.n_patients} patients, "
+               f"{report.epochs} epochs, {report.seconds:.1f}s; now the current {level} model")
+    if report.cv:
+        _print_rows(["direction", "metric", f"aligned ({folds} folds)", "ridge (no alignment)", "chance",
+                     "vs ridge", "vs chance"], recall_table(report.cv.as_dict()))
+
+
+@main.command("eval")
+@click.option("--model", "version", help="Model version [default: the current slide model].")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@store_option
+def evaluate(version, fmt, store_path) -> None:
+    """Print a model's cross-validated Recall@K, MRR and ranks, with baselines."""
+    from hquery.training.train import recall_table
+
+    store = Store.open(_store_path(store_path))
+    version = version or store.setting("alignment_model")
+    if not version:
+        raise StoreError("no alignment model yet; run `hquery train --folds 5`")
+    summary: dict = {}
+    for method, direction, metric, mean, sd, n in store.query("model_metrics_summary", [version]):
+        summary.setdefault(method, {}).setdefault(direction, {})[metric] = {"mean": mean, "sd": sd or 0.0, "n_folds": n}
+    if not summary:
+        raise StoreError(f"model {version} has no cross-validation metrics; train it with --folds")
+    if fmt == "json":
+        click.echo(json.dumps({"model": version, "metrics": summary}, indent=2))
+        return
+    click.echo(f"model {version}")
+    _print_rows(["direction", "metric", "aligned", "ridge (no alignment)", "chance", "vs ridge", "vs chance"],
+                recall_table(summary))
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @store_option
 def status(fmt, store_path) -> None:

@@ -174,18 +174,21 @@ class Store:
                 store._migrate()
         return store
 
-    def _migrate(self) -> None:
+    def _migrate(self, upto: int | None = None) -> None:
+        """Apply pending migrations (up to ``upto``), then re-create the views, in one transaction."""
         with self.connect(write=True) as con:
             con.execute(_queries()["create_schema_version"])
             current = con.execute(_queries()["schema_version"]).fetchall()[0][0]
-            for version, ddl in _migrations():
-                if version <= current:
-                    continue
-                con.execute("BEGIN TRANSACTION")
+            pending = [(v, ddl) for v, ddl in _migrations() if current < v <= (upto or v)]
+            if not pending:
+                return
+            con.execute("BEGIN TRANSACTION")
+            for version, ddl in pending:
                 con.execute(ddl)
                 con.execute(_queries()["record_schema_version"], [version])
+            if upto is None:
                 con.execute(_views())
-                con.execute("COMMIT")
+            con.execute("COMMIT")
 
     def schema_version(self) -> int:
         with self.connect() as con:

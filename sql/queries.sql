@@ -95,3 +95,30 @@ SELECT version, kind, spec, dim, created_at FROM encoders ORDER BY created_at;
 -- name: ingest_history
 SELECT ingest_id, cohort, n_samples_new, n_samples_same, n_tiles, finished_at
 FROM ingests ORDER BY finished_at;
+
+-- name: pairs
+SELECT sample_id, patient_id FROM pairs ORDER BY sample_id;
+
+-- name: sample_patients
+SELECT sample_id, patient_id FROM samples;
+
+-- name: insert_models
+INSERT OR REPLACE INTO models BY NAME SELECT * FROM staged_models;
+
+-- name: delete_model_metrics
+DELETE FROM model_metrics WHERE model_version = ?;
+
+-- name: insert_model_metrics
+INSERT INTO model_metrics BY NAME SELECT * FROM staged_model_metrics;
+
+-- name: model
+SELECT version, name, kind, params, data_snapshot, seed, metrics, artifact_path, created_at
+FROM models WHERE version = ?;
+
+-- name: models
+SELECT version, name, kind, seed, created_at FROM models ORDER BY created_at;
+
+-- name: model_metrics_summary
+SELECT method, direction, metric, mean, sd, n_folds
+FROM model_metrics_summary WHERE model_version = ?
+ORDER BY direction, method, metric;

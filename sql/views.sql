@@ -43,3 +43,12 @@ SELECT
 FROM prompt_results r
 JOIN prompt_runs p USING (run_id)
 JOIN samples s USING (sample_id);
+
+CREATE OR REPLACE VIEW model_metrics_summary AS
+SELECT
+    model_version, method, direction, metric,
+    avg(value)         AS mean,
+    stddev_samp(value) AS sd,
+    count(*)           AS n_folds
+FROM model_metrics
+GROUP BY ALL;

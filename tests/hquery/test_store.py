@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hquery.store import MARKER, Store, StoreError
+from hquery.store import MARKER, Store, StoreError, schema_version_latest
 
 
 def _table(n: int, start: int = 0) -> pa.Table:
@@ -27,7 +27,7 @@ def test_open_missing_and_foreign_directories(tmp_path):
 
 def test_init_is_idempotent_and_applies_schema(store):
     again = Store.init(store.root)
-    assert again.schema_version() == store.schema_version() == 1
+    assert again.schema_version() == store.schema_version() == schema_version_latest()
     views = {r["table_name"] for r in store.sql("select table_name from information_schema.tables").to_pylist()}
     assert {"samples", "sample_roles", "prompt_results_annotated", "lance_tables"} <= views
 
@@ -102,3 +102,18 @@ def test_marker_must_describe_a_store(tmp_path):
     (root / MARKER).write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(StoreError, match="does not describe"):
         Store.open(root)
+
+
+def test_an_older_store_is_migrated_on_open(tmp_path):
+    from hquery.store import schema_version_latest
+
+    old = Store(tmp_path / "old")
+    old.root.mkdir()
+    (old.root / "lance").mkdir()
+    (old.root / "artifacts").mkdir()
+    old._migrate(upto=1)  # a store written by hquery with schema 1
+    (old.root / MARKER).write_text(json.dumps({"format": "hquery-store"}))
+    assert old.schema_version() == 1
+    store = Store.open(old.root)
+    assert store.schema_version() == schema_version_latest() >= 2
+    assert store.sql("select count(*) n from model_metrics_summary").to_pylist() == [{"n": 0}]

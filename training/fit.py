@@ -1,0 +1,87 @@
+"""Fit projection heads on aligned pairs with early stopping on a patient-level validation split."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from hquery.training.heads import AlignmentConfig, AlignmentModel
+from hquery.training.loss import clip_loss
+from hquery.training.splits import patient_holdout
+
+
+@dataclasses.dataclass
+class FitHistory:
+    epochs: int
+    best_epoch: int
+    best_val_loss: float
+    train_loss: list[float]
+    val_loss: list[float]
+
+
+def fit_alignment(
+    image: np.ndarray,
+    rna: np.ndarray,
+    patients: Sequence[str],
+    config: AlignmentConfig = AlignmentConfig(),
+    device: str = "cpu",
+    loss_fn: Callable = clip_loss,
+) -> tuple[AlignmentModel, FitHistory]:
+    """Train an :class:`AlignmentModel` on row-aligned ``image``/``rna`` embeddings.
+
+    A ``config.val_fraction`` of the patients is held out for early stopping
+    (patience ``config.patience`` epochs on the validation loss); the weights of
+    the best epoch are returned. Deterministic for a given ``config.seed`` on CPU.
+    """
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
+    x_img = torch.as_tensor(image, dtype=torch.float32)
+    x_rna = torch.as_tensor(rna, dtype=torch.float32)
+    model = AlignmentModel(x_img.shape[1], x_rna.shape[1], config)
+    model.image_head.fit_standardisation(x_img[train_idx])
+    model.rna_head.fit_standardisation(x_rna[train_idx])
+    model.to(device)
+    x_img, x_rna = x_img.to(device), x_rna.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_idx_t = torch.as_tensor(train_idx)
+    best_state, best_loss, best_epoch = copy.deepcopy(model.state_dict()), float("inf"), 0
+    train_curve, val_curve = [], []
+    for epoch in range(config.max_epochs):
+        model.train()
+        order = train_idx_t[torch.randperm(len(train_idx_t), generator=generator)]
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            if len(batch) < 2:
+                continue
+            loss = loss_fn(*model(x_img[batch], x_rna[batch]))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            val_loss = loss_fn(*model(x_img[val_idx], x_rna[val_idx])).item()
+        train_curve.append(float(np.mean(losses)) if losses else float("nan"))
+        val_curve.append(val_loss)
+        if val_loss < best_loss - 1e-4:
+            best_state, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
+        elif epoch - best_epoch >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model.cpu(), FitHistory(len(train_curve), best_epoch, best_loss, train_curve, val_curve)
+
+
+def project(model: AlignmentModel, image: np.ndarray | None = None, rna: np.ndarray | None = None,
+            batch_size: int = 8192) -> np.ndarray:
+    """Aligned, L2-normalised vectors for raw image *or* RNA embeddings."""
+    head = model.image_head if image is not None else model.rna_head
+    x = torch.as_tensor(image if image is not None else rna, dtype=torch.float32)
+    with torch.no_grad():
+        return torch.cat([head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()

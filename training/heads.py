@@ -1,0 +1,70 @@
+"""Projection heads that map frozen image and RNA embeddings into one aligned space."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass
+class AlignmentConfig:
+    """Hyper-parameters of the projection heads and their training."""
+
+    dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    max_epochs: int = 300
+    patience: int = 25
+    val_fraction: float = 0.15
+    init_temperature: float = 0.07
+    seed: int = 0
+
+
+class ProjectionHead(nn.Module):
+    """Standardise, then linear -> GELU -> LayerNorm -> dropout -> linear, L2-normalised.
+
+    The input mean and standard deviation are buffers fitted on the training
+    pairs, so a saved head takes raw encoder embeddings.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 256, hidden: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+        )
+
+    def fit_standardisation(self, x: torch.Tensor) -> None:
+        self.mean.copy_(x.mean(dim=0))
+        self.std.copy_(x.std(dim=0).clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net((x - self.mean) / self.std), dim=-1)
+
+
+class AlignmentModel(nn.Module):
+    """An image head, an RNA head and a learnable temperature (CLIP's logit scale)."""
+
+    def __init__(self, image_dim: int, rna_dim: int, config: AlignmentConfig):
+        super().__init__()
+        self.image_dim, self.rna_dim = image_dim, rna_dim
+        self.image_head = ProjectionHead(image_dim, config.dim, config.hidden, config.dropout)
+        self.rna_head = ProjectionHead(rna_dim, config.dim, config.hidden, config.dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.image_head(x)
+
+    def encode_rna(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rna_head(x)
+
+    def forward(self, image: torch.Tensor, rna: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.encode_image(image), self.encode_rna(rna), self.logit_scale.exp().clamp(max=100.0)

@@ -1,0 +1,87 @@
+"""Aligned training pairs read from the store: slide <-> bulk RNA, or tile <-> spot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from hquery.ingest.rna_encoders import load_rna_encoder
+from hquery.store import Store, StoreError
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Row-aligned image and RNA embeddings with each row's sample and patient."""
+
+    level: str
+    sample_ids: list[str]
+    patients: np.ndarray
+    image: np.ndarray
+    rna: np.ndarray
+    image_encoder: str
+    rna_encoder: str
+    snapshot: dict[str, int]
+    """The Lance table versions the pairs were read from."""
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def subset(self, index: np.ndarray) -> Pairs:
+        return dataclasses.replace(
+            self, sample_ids=[self.sample_ids[i] for i in index], patients=self.patients[index],
+            image=self.image[index], rna=self.rna[index],
+        )
+
+
+def vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed_size_list<float32> column as a 2-D float32 array."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
+
+
+def load_pairs(store: Store, level: str = "slide") -> Pairs:
+    """Pairs from the store's current image and RNA encoders.
+
+    ``level='slide'``: slide embedding (mean of tiles) <-> the sample's bulk RNA embedding.
+    ``level='tile'``: tile embedding <-> its spot's expression, embedded by the RNA encoder.
+    """
+    image_encoder, rna_encoder = store.setting("image_encoder"), store.setting("rna_encoder")
+    if not image_encoder or not rna_encoder:
+        raise StoreError("the store has no pairs yet: ingest samples with both a slide and expression")
+    tables = store.lance_tables()
+    patient_of = dict(store.query("sample_patients"))
+    if level == "slide":
+        pair_ids = [r[0] for r in store.query("pairs")]
+        image_name, rna_name = f"slide_embeddings__{image_encoder}", f"rna_embeddings__{rna_encoder}"
+        image = _by_sample(store.dataset(image_name).to_table(columns=["sample_id", "embedding"]))
+        rna = _by_sample(store.dataset(rna_name).to_table(columns=["sample_id", "embedding"]))
+        ids = [s for s in pair_ids if s in image and s in rna]
+        if len(ids) < 4:
+            raise StoreError(f"only {len(ids)} slide/RNA pairs with encoders {image_encoder} and {rna_encoder}; "
+                             "training needs at least 4")
+        return Pairs(level, ids, np.array([patient_of[s] for s in ids]), np.stack([image[s] for s in ids]),
+                     np.stack([rna[s] for s in ids]), image_encoder, rna_encoder,
+                     {image_name: tables[image_name].version, rna_name: tables[rna_name].version})
+    if level == "tile":
+        image_name = f"tile_embeddings__{image_encoder}"
+        if store.dataset("spot_expression") is None:
+            raise StoreError("tile-level pairs need spot expression: ingest with --spots")
+        tiles = store.dataset(image_name).to_table(columns=["sample_id", "tile_index", "embedding"])
+        spots = store.dataset("spot_expression").to_table(columns=["sample_id", "tile_index", "values"])
+        joined = tiles.join(spots, keys=["sample_id", "tile_index"], join_type="inner").sort_by(
+            [("sample_id", "ascending"), ("tile_index", "ascending")])
+        row = store.query("encoder", [rna_encoder])[0]
+        encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
+        ids = joined["sample_id"].to_pylist()
+        return Pairs(level, [f"{s}#{t}" for s, t in zip(ids, joined["tile_index"].to_pylist())],
+                     np.array([patient_of[s] for s in ids]), vectors(joined["embedding"]),
+                     encoder.encode(vectors(joined["values"])), image_encoder, rna_encoder,
+                     {image_name: tables[image_name].version, "spot_expression": tables["spot_expression"].version})
+    raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
+
+
+def _by_sample(table: pa.Table) -> dict[str, np.ndarray]:
+    return dict(zip(table["sample_id"].to_pylist(), vectors(table["embedding"])))

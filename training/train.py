@@ -1,0 +1,86 @@
+"""Train the deployable alignment model, with optional patient-level cross-validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from hquery.store import Store
+from hquery.training.cv import CVReport, cross_validate
+from hquery.training.fit import fit_alignment
+from hquery.training.heads import AlignmentConfig
+from hquery.training.metrics import KS
+from hquery.training.pairs import load_pairs
+from hquery.training.registry import model_version, record_model
+
+SETTING = {"slide": "alignment_model", "tile": "alignment_model_tile"}
+
+
+@dataclasses.dataclass
+class TrainReport:
+    version: str
+    level: str
+    n_pairs: int
+    n_patients: int
+    cv: CVReport | None
+    epochs: int
+    seconds: float
+
+
+def train_alignment(
+    store: Store,
+    *,
+    folds: int | None = None,
+    config: AlignmentConfig = AlignmentConfig(),
+    level: str = "slide",
+    device: str = "cpu",
+    on_fold: Callable[[int], None] | None = None,
+) -> TrainReport:
+    """Fit projection heads on every pair in ``store`` and make them the current model.
+
+    Parameters
+    ----------
+    folds
+        If given, first run ``folds``-fold patient-level cross-validation (with the
+        ridge and chance baselines) and record its metrics with the model.
+    config
+        Head and optimiser settings; ``config.seed`` makes training deterministic on CPU.
+    level
+        ``slide`` (slide <-> bulk RNA) or ``tile`` (tile <-> spot).
+
+    Returns
+    -------
+    TrainReport with the new model version and the cross-validation metrics.
+    """
+    started = time.perf_counter()
+    pairs = load_pairs(store, level)
+    cv = cross_validate(pairs, folds, config, KS, device, on_fold=on_fold) if folds else None
+    model, history = fit_alignment(pairs.image, pairs.rna, pairs.patients, config, device=device)
+    version = model_version(config, pairs.snapshot, level)
+    with store.transaction() as txn:
+        record_model(
+            txn, model, config, version=version, level=level, image_encoder=pairs.image_encoder,
+            rna_encoder=pairs.rna_encoder, snapshot=pairs.snapshot, metrics=cv.as_dict() if cv else {},
+            cv_rows=cv.rows() if cv else [], n_pairs=len(pairs),
+            history={"epochs": history.epochs, "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss},
+        )
+        txn.put_setting(SETTING[level], version)
+    return TrainReport(version, level, len(pairs), len(set(pairs.patients)), cv, history.epochs,
+                       time.perf_counter() - started)
+
+
+def recall_table(summary: dict, ks=KS) -> list[tuple]:
+    """Rows ``(direction, metric, aligned, ridge, chance, x ridge, x chance)`` from nested mean/sd metrics."""
+    rows = []
+    for direction in ("he_to_rna", "rna_to_he"):
+        for metric in [f"recall@{k}" for k in ks] + ["mrr", "mean_rank", "median_rank"]:
+            a = summary["aligned"][direction].get(metric)
+            r = summary["ridge"][direction].get(metric)
+            c = summary["chance"][direction].get(metric)
+            if a is None:
+                continue
+            ratio = lambda x: f"{a['mean'] / x['mean']:.1f}x" if x and x["mean"] and metric.startswith(("recall", "mrr")) else ""
+            rows.append((direction, metric, f"{a['mean']:.3f} ± {a['sd']:.3f}", f"{r['mean']:.3f} ± {r['sd']:.3f}",
+                         f"{c['mean']:.3f}" if c else "", ratio(r), ratio(c)))
+    return rows
