@@ -22,6 +22,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/ingest_features.py
+	$(PY) benchmarks/search.py
 
 clean:
 	rm -rf hquery-store hquery-demo

@@ -16,6 +16,7 @@ from hquery import __version__
 from hquery.store import MARKER, Store, StoreError, default_store_path
 
 FORMATS = ("table", "csv", "json", "parquet")
+RECALL_COLUMNS = ["direction", "metric", "aligned", "ridge (no alignment)", "chance", "vs ridge", "vs chance"]
 
 
 class HqueryGroup(click.Group):
@@ -157,8 +158,11 @@ def genes_import_aliases(hgnc_tsv, store_path) -> None:
 def demo(size, data_dir, seed, quiet, store_path) -> None:
     """Generate the synthetic demo cohort and ingest it, as a user would."""
     from hquery.demo import run_demo
+    from hquery.training.train import recall_table
 
-    run_demo(_store_path(store_path), data_dir, size=size, seed=seed, progress=not quiet, echo=click.echo)
+    trained, _ = run_demo(_store_path(store_path), data_dir, size=size, seed=seed, progress=not quiet, echo=click.echo)
+    click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval prints it again):")
+    _print_rows(RECALL_COLUMNS, recall_table(trained.cv.as_dict()))
 
 
 @main.command()
@@ -185,8 +189,7 @@ def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
     click.echo(f"model {report.version}: {report.n_pairs} {level} pairs from {report.n_patients} patients, "
                f"{report.epochs} epochs, {report.seconds:.1f}s; now the current {level} model")
     if report.cv:
-        _print_rows(["direction", "metric", f"aligned ({folds} folds)", "ridge (no alignment)", "chance",
-                     "vs ridge", "vs chance"], recall_table(report.cv.as_dict()))
+        _print_rows(RECALL_COLUMNS, recall_table(report.cv.as_dict()))
 
 
 @main.command("eval")
@@ -210,8 +213,24 @@ def evaluate(version, fmt, store_path) -> None:
         click.echo(json.dumps({"model": version, "metrics": summary}, indent=2))
         return
     click.echo(f"model {version}")
-    _print_rows(["direction", "metric", "aligned", "ridge (no alignment)", "chance", "vs ridge", "vs chance"],
-                recall_table(summary))
+    _print_rows(RECALL_COLUMNS, recall_table(summary))
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
+              help="auto: exact (flat) up to --approximate-above vectors, HNSW beyond.")
+@click.option("--approximate-above", type=int, default=200_000, show_default=True)
+@click.option("--model", "version", help="Alignment model version [default: the current one].")
+@store_option
+def index(kind, approximate_above, version, store_path) -> None:
+    """Project the RNA library with the alignment model and build the FAISS index."""
+    from hquery.retrieval import build_index
+
+    report = build_index(Store.open(_store_path(store_path)), kind=kind, approximate_above=approximate_above,
+                         model_version=version)
+    recall = f", recall@10 vs exact {report.recall_vs_exact:.3f}" if report.recall_vs_exact is not None else ""
+    click.echo(f"index {report.version}: {report.n_vectors} RNA profiles x {report.dim} dims, {report.kind}"
+               f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")
 
 
 def _device(name: str) -> str:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from hquery import __version__
@@ -98,6 +99,12 @@ def sql_identifier(text: str) -> str:
     """A lower-case ``[a-z0-9_]`` name usable unquoted as a table name."""
     ident = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
     return ident if ident and not ident[0].isdigit() else f"t_{ident}"
+
+
+def vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A Lance ``fixed_size_list<float32>`` column as a 2-D array, without a Python loop."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
 
 
 def utcnow() -> datetime:

@@ -28,7 +28,7 @@ from hquery.ingest.image_encoders import (
 from hquery.ingest.manifest import ManifestRow, read_manifest
 from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, load_rna_encoder
 from hquery.ingest.slides import FeatureFile, SlideSource, TilingOptions, open_slide
-from hquery.store import Store, Transaction, utcnow
+from hquery.store import Store, Transaction, utcnow, vectors
 
 __all__ = ["IngestError", "IngestReport", "ingest_cohort"]
 
@@ -390,7 +390,7 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     if stored is not None:
         table = stored.to_table()
         ids = table["sample_id"].to_pylist() + ids
-        values = np.concatenate([_vectors(table["values"]), values])
+        values = np.concatenate([vectors(table["values"]), values])
     with_slide = with_slide | {r[0] for r in store.query("sample_hashes") if r[3]}
     reference = np.array([s not in with_slide for s in ids])
     enc = create_rna_encoder(spec)
@@ -405,12 +405,6 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     txn.write_lance(f"rna_embeddings__{version}", table, kind="rna_embeddings", encoder=version, mode="overwrite")
     txn.put_setting("rna_encoder", version)
     return version
-
-
-def _vectors(column: pa.ChunkedArray) -> np.ndarray:
-    """A fixed_size_list<float32> column as a 2-D array, without a Python loop."""
-    array = column.combine_chunks()
-    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
 
 
 def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources: list[tuple[str, SlideSource]],

@@ -122,3 +122,12 @@ SELECT version, name, kind, seed, created_at FROM models ORDER BY created_at;
 SELECT method, direction, metric, mean, sd, n_folds
 FROM model_metrics_summary WHERE model_version = ?
 ORDER BY direction, method, metric;
+
+-- name: index_version
+SELECT model_version, path FROM index_versions WHERE version = ?;
+
+-- name: index_versions
+SELECT version, model_version, kind, n_vectors, metrics, created_at FROM index_versions ORDER BY created_at;
+
+-- name: insert_index_versions
+INSERT OR REPLACE INTO index_versions BY NAME SELECT * FROM staged_index_versions;

@@ -40,8 +40,8 @@ def fit_alignment(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
-    x_img = torch.as_tensor(image, dtype=torch.float32)
-    x_rna = torch.as_tensor(rna, dtype=torch.float32)
+    x_img = torch.tensor(image, dtype=torch.float32)
+    x_rna = torch.tensor(rna, dtype=torch.float32)
     model = AlignmentModel(x_img.shape[1], x_rna.shape[1], config)
     model.image_head.fit_standardisation(x_img[train_idx])
     model.rna_head.fit_standardisation(x_rna[train_idx])
@@ -82,6 +82,6 @@ def project(model: AlignmentModel, image: np.ndarray | None = None, rna: np.ndar
             batch_size: int = 8192) -> np.ndarray:
     """Aligned, L2-normalised vectors for raw image *or* RNA embeddings."""
     head = model.image_head if image is not None else model.rna_head
-    x = torch.as_tensor(image if image is not None else rna, dtype=torch.float32)
+    x = torch.tensor(image if image is not None else rna, dtype=torch.float32)
     with torch.no_grad():
         return torch.cat([head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()

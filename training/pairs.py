@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.ingest.rna_encoders import load_rna_encoder
-from hquery.store import Store, StoreError
+from hquery.store import Store, StoreError, vectors
 
 
 @dataclasses.dataclass
@@ -34,12 +34,6 @@ class Pairs:
             self, sample_ids=[self.sample_ids[i] for i in index], patients=self.patients[index],
             image=self.image[index], rna=self.rna[index],
         )
-
-
-def vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A fixed_size_list<float32> column as a 2-D float32 array."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
 
 
 def load_pairs(store: Store, level: str = "slide") -> Pairs:
@@ -71,14 +65,16 @@ def load_pairs(store: Store, level: str = "slide") -> Pairs:
             raise StoreError("tile-level pairs need spot expression: ingest with --spots")
         tiles = store.dataset(image_name).to_table(columns=["sample_id", "tile_index", "embedding"])
         spots = store.dataset("spot_expression").to_table(columns=["sample_id", "tile_index", "values"])
-        joined = tiles.join(spots, keys=["sample_id", "tile_index"], join_type="inner").sort_by(
-            [("sample_id", "ascending"), ("tile_index", "ascending")])
+        spot_row = {key: i for i, key in enumerate(zip(spots["sample_id"].to_pylist(), spots["tile_index"].to_pylist()))}
+        keys = list(zip(tiles["sample_id"].to_pylist(), tiles["tile_index"].to_pylist()))
+        matched = sorted((key, i, spot_row[key]) for i, key in enumerate(keys) if key in spot_row)
+        tile_idx = np.array([i for _, i, _ in matched], dtype=np.int64)
+        spot_idx = np.array([j for _, _, j in matched], dtype=np.int64)
         row = store.query("encoder", [rna_encoder])[0]
         encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
-        ids = joined["sample_id"].to_pylist()
-        return Pairs(level, [f"{s}#{t}" for s, t in zip(ids, joined["tile_index"].to_pylist())],
-                     np.array([patient_of[s] for s in ids]), vectors(joined["embedding"]),
-                     encoder.encode(vectors(joined["values"])), image_encoder, rna_encoder,
+        return Pairs(level, [f"{s}#{t}" for (s, t), _, _ in matched],
+                     np.array([patient_of[s] for (s, _), _, _ in matched]), vectors(tiles["embedding"])[tile_idx],
+                     encoder.encode(vectors(spots["values"])[spot_idx]), image_encoder, rna_encoder,
                      {image_name: tables[image_name].version, "spot_expression": tables["spot_expression"].version})
     raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from hquery.demo import PROGRAMS, generate_demo_cohort
+from hquery.demo import PROGRAMS, SIZES, generate_demo_cohort
 from hquery.ingest.expression import read_expression
 from hquery.ingest.genesets import hallmark_sets
 
@@ -96,7 +96,8 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     roles = {r["role"]: r["n"] for r in store.sql("select role, count(*) n from sample_roles group by 1").to_pylist()}
     manifest = pl.read_csv(tmp_path / "d" / "cohort" / "manifest.csv")
     n_pairs = pl.read_parquet(tmp_path / "d" / "cohort" / "expression.parquet").height
-    assert roles == {"pair": n_pairs, "query": manifest.height - n_pairs, "reference": 40}
-    assert store.dataset("spot_expression").count_rows() == 9 * n_pairs
+    assert roles == {"pair": n_pairs, "query": manifest.height - n_pairs, "reference": SIZES["small"].reference}
+    small = SIZES["small"]
+    assert store.dataset("spot_expression").count_rows() == small.grid ** 2 * min(small.spot_samples, n_pairs)
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert "nothing new" in again.output

@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow.compute as pc
 import pytest
 
+from hquery.demo import SIZES
 from hquery.ingest import IngestError, ingest_cohort
 from hquery.store import Store
 from tests.conftest import SVS, snapshot, write_cohort, write_tiles
@@ -186,7 +187,7 @@ def test_sql_joins_catalog_with_lance_tables(demo_store):
         "from tile_embeddings t join samples s using (sample_id) group by 1 order by 1"
     ).to_pylist()
     assert sum(r["n_slides"] for r in rows) == demo_store.sql("select count(*) n from slides").to_pylist()[0]["n"]
-    assert all(r["n_tiles"] == 9 * r["n_slides"] for r in rows)
+    assert all(r["n_tiles"] == SIZES["small"].grid ** 2 * r["n_slides"] for r in rows)
     spots = demo_store.sql(
         "select count(*) n from spot_expression x join tiles t on x.sample_id = t.sample_id and x.tile_index = t.tile_index "
         "and x.x = t.x and x.y = t.y"
