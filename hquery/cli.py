@@ -41,6 +41,13 @@ store_option = click.option(
 )
 
 
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+def device_option(default: str):
+    return click.option("--device", default=default, show_default=True, help="cpu, cuda, or auto (CUDA when present).")
+
+
 def _store_path(path: Path | None) -> Path:
     return path if path is not None else default_store_path()
 
@@ -80,8 +87,8 @@ def init(store_path: Path | None) -> None:
 @click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
 @click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option("auto")
+@quiet_option
 @store_option
 def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
            device, quiet, store_path) -> None:
@@ -153,7 +160,7 @@ def genes_import_aliases(hgnc_tsv, store_path) -> None:
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("hquery-demo"),
               show_default=True, help="Where the synthetic cohort files are written.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 @store_option
 def demo(size, data_dir, seed, quiet, store_path) -> None:
     """Generate the synthetic demo cohort and ingest it, as a user would."""
@@ -171,8 +178,8 @@ def demo(size, data_dir, seed, quiet, store_path) -> None:
 @click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
 @click.option("--epochs", type=int, default=300, show_default=True, help="Maximum epochs (early stopping).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option("cpu")
+@quiet_option
 @store_option
 def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
     """Train the projection heads that align H&E and RNA embeddings."""
