@@ -1,10 +1,10 @@
 """Recall@K regression tests: alignment trained on the small demo cohort (about 1,000 pairs).
 
-Measured with seed 0 on CPU (5 patient-level folds, H&E -> RNA unless noted):
-recall@10 aligned 0.274 ± 0.014, ridge 0.268 ± 0.015, chance 0.050;
-RNA -> H&E aligned 0.275 ± 0.029, ridge 0.229 ± 0.007. With 4 tiles a slide
-the heads only match ridge H&E -> RNA; on the default demo (9 tiles, ~1,500
-pairs) they beat it by 1.3x. Floors keep a margin for CPU nondeterminism.
+Measured with seed 0 on CPU (5 patient-level folds, identical in two venvs):
+H&E -> RNA recall@10 aligned 0.296 ± 0.028, ridge 0.268 ± 0.015, chance 0.050;
+RNA -> H&E aligned 0.306 ± 0.031, ridge 0.229 ± 0.007. On the default demo
+(9 tiles a slide, ~1,500 pairs) the margins grow to 1.6x and 2.0x ridge.
+Floors keep a margin for CPU nondeterminism.
 """
 
 import functools
@@ -19,7 +19,7 @@ from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 
-FLOOR = 0.20  # recall@10 floor, 4x chance (0.05)
+FLOOR = 0.24  # recall@10 floor, ~5x chance (0.05)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,13 @@ def test_recall_floor_well_above_chance(honest):
         assert aligned >= FLOOR and aligned >= 4 * chance, direction
 
 
-def test_alignment_is_not_worse_than_no_alignment(honest):
+def test_alignment_beats_no_alignment(honest):
     aligned, _ = honest.summary("aligned", "he_to_rna", "recall@10")
     ridge, _ = honest.summary("ridge", "he_to_rna", "recall@10")
-    assert aligned >= 0.9 * ridge
+    assert aligned >= 1.05 * ridge
     aligned, _ = honest.summary("aligned", "rna_to_he", "recall@10")
     ridge, _ = honest.summary("ridge", "rna_to_he", "recall@10")
-    assert aligned >= 1.05 * ridge
+    assert aligned >= 1.2 * ridge
     assert honest.summary("aligned", "he_to_rna", "recall@50")[0] > 1.1 * honest.summary("ridge", "he_to_rna", "recall@50")[0]
 
 
