@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -78,19 +79,36 @@ def cross_validate(
     device: str = "cpu",
     fit: Callable = fit_alignment,
     on_fold: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> CVReport:
-    """Train and evaluate on ``n_folds`` patient-level folds; baselines on the same folds."""
+    """Train and evaluate on ``n_folds`` patient-level folds; baselines on the same folds.
+
+    With an ``executor`` (e.g. from :func:`~hquery.training.fit.fit_pool`) the folds
+    are fitted side by side; each fold is seeded on its own, so the metrics are the
+    same either way. ``on_fold(i)`` is called as each fold's metrics arrive, in order.
+    """
+    jobs = [(pairs.subset(train_idx), pairs.subset(test_idx), config, ks, device, fit)
+            for train_idx, test_idx in patient_folds(pairs.patients, n_folds, config.seed)]
+    if executor is None:
+        results = (evaluate_fold(*job) for job in jobs)
+    else:
+        futures = [executor.submit(evaluate_fold, *job) for job in jobs]
+        results = (future.result() for future in futures)
     folds = []
-    for i, (train_idx, test_idx) in enumerate(patient_folds(pairs.patients, n_folds, config.seed)):
-        train, test = pairs.subset(train_idx), pairs.subset(test_idx)
-        model, _ = fit(train.image, train.rna, train.patients, config, device=device)
-        aligned = evaluate_model(model, test, ks)
-        chance = {d: {k: v for k, v in aligned[d].items() if k.startswith("chance@")} for d in DIRECTIONS}
-        folds.append({"aligned": aligned, "ridge": ridge_baseline(train, test, ks),
-                      "chance": {d: {k.replace("chance@", "recall@"): v for k, v in chance[d].items()} for d in DIRECTIONS}})
+    for i, fold in enumerate(results):
+        folds.append(fold)
         if on_fold:
             on_fold(i)
     return CVReport(folds)
+
+
+def evaluate_fold(train: Pairs, test: Pairs, config: AlignmentConfig, ks, device: str, fit: Callable) -> dict:
+    """Fit on ``train``; metrics of the aligned model, the ridge baseline and chance on ``test``."""
+    model, _ = fit(train.image, train.rna, train.patients, config, device=device)
+    aligned = evaluate_model(model, test, ks)
+    chance = {d: {k.replace("chance@", "recall@"): v for k, v in aligned[d].items() if k.startswith("chance@")}
+              for d in DIRECTIONS}
+    return {"aligned": aligned, "ridge": ridge_baseline(train, test, ks), "chance": chance}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -35,8 +39,16 @@ def fit_alignment(
 
     A ``config.val_fraction`` of the patients is held out for early stopping
     (patience ``config.patience`` epochs on the validation loss); the weights of
-    the best epoch are returned. Deterministic for a given ``config.seed`` on CPU.
+    the best epoch are returned. Deterministic for a given ``config.seed`` on CPU:
+    there the fit runs on one thread, since the heads' matrices are too small to
+    gain from more and a different thread count changes the sums in the last bits.
+    Parallelism comes from fitting several models at once (:func:`fit_pool`).
     """
+    with _threads(1 if device == "cpu" else torch.get_num_threads()):
+        return _fit(image, rna, patients, config, device, loss_fn)
+
+
+def _fit(image, rna, patients, config, device, loss_fn):
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
@@ -47,7 +59,7 @@ def fit_alignment(
     model.rna_head.fit_standardisation(x_rna[train_idx])
     model.to(device)
     x_img, x_rna = x_img.to(device), x_rna.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     train_idx_t = torch.as_tensor(train_idx)
     best_state, best_loss, best_epoch = copy.deepcopy(model.state_dict()), float("inf"), 0
     train_curve, val_curve = [], []
@@ -85,3 +97,33 @@ def project(model: AlignmentModel, image: np.ndarray | None = None, rna: np.ndar
     x = torch.tensor(image if image is not None else rna, dtype=torch.float32)
     with torch.no_grad():
         return torch.cat([head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def fit_pool(workers: int | None = None, device: str = "cpu") -> Iterator[Executor | None]:
+    """Worker processes that fit models side by side, or ``None`` to fit in-process.
+
+    ``workers`` defaults to the CPUs this process may use. On CUDA, or with one
+    worker, there is no pool: the GPU is shared and a pool would only add start-up.
+    Workers are spawned (not forked), which is safe after torch has started threads.
+    """
+    workers = available_cpus() if workers is None else workers
+    if device != "cpu" or workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool

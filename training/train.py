@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from hquery.store import Store
 from hquery.training.cv import CVReport, cross_validate
-from hquery.training.fit import fit_alignment
+from hquery.training.fit import fit_alignment, fit_pool
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS
 from hquery.training.pairs import load_pairs
@@ -36,6 +36,7 @@ def train_alignment(
     level: str = "slide",
     device: str = "cpu",
     on_fold: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> TrainReport:
     """Fit projection heads on every pair in ``store`` and make them the current model.
 
@@ -48,6 +49,9 @@ def train_alignment(
         Head and optimiser settings; ``config.seed`` makes training deterministic on CPU.
     level
         ``slide`` (slide <-> bulk RNA) or ``tile`` (tile <-> spot).
+    workers
+        Processes that fit the folds and the final model side by side (default:
+        the CPUs available; 1 fits in-process). The results do not depend on it.
 
     Returns
     -------
@@ -55,8 +59,12 @@ def train_alignment(
     """
     started = time.perf_counter()
     pairs = load_pairs(store, level)
-    cv = cross_validate(pairs, folds, config, KS, device, on_fold=on_fold) if folds else None
-    model, history = fit_alignment(pairs.image, pairs.rna, pairs.patients, config, device=device)
+    with fit_pool(workers if folds else 1, device) as pool:
+        final = (pool.submit(fit_alignment, pairs.image, pairs.rna, pairs.patients, config, device)
+                 if pool else None)
+        cv = cross_validate(pairs, folds, config, KS, device, on_fold=on_fold, executor=pool) if folds else None
+        model, history = (final.result() if final else
+                          fit_alignment(pairs.image, pairs.rna, pairs.patients, config, device=device))
     version = model_version(config, pairs.snapshot, level)
     with store.transaction() as txn:
         record_model(

@@ -71,7 +71,7 @@ class DemoSize:
 SIZES = {
     "small": DemoSize(pair_patients=800, query_patients=4, reference=200, grid=2, tile_px=64, cancer_types=4,
                       spot_samples=24),
-    "default": DemoSize(pair_patients=1200, query_patients=30, reference=480, grid=3, tile_px=64, cancer_types=8,
+    "default": DemoSize(pair_patients=1390, query_patients=30, reference=480, grid=3, tile_px=64, cancer_types=8,
                         spot_samples=200),
 }
 
