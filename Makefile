@@ -23,6 +23,8 @@ test: install
 bench: install
 	$(PY) benchmarks/ingest_features.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/train_cv.py
+	$(PY) benchmarks/ssgsea.py
 
 clean:
 	rm -rf hquery-store hquery-demo

@@ -22,8 +22,9 @@ from pathlib import Path
 
 
 def timed_train(store_dir: Path, folds: int, workers: int | None):
-    from hquery.store import Store
     from hquery.training.train import train_alignment
+
+    from hquery.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "store"

@@ -24,10 +24,12 @@ class HqueryGroup(click.Group):
 
     def invoke(self, ctx):
         from hquery.ingest.errors import IngestError
+        from hquery.retrieval.library import GeneSetTooSmall
+        from hquery.retrieval.prompts import PromptError
 
         try:
             return super().invoke(ctx)
-        except (StoreError, IngestError) as exc:
+        except (StoreError, IngestError, PromptError, GeneSetTooSmall) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
 
@@ -162,14 +164,19 @@ def genes_import_aliases(hgnc_tsv, store_path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
 @store_option
-def demo(size, data_dir, seed, quiet, store_path) -> None:
-    """Generate the synthetic demo cohort and ingest it, as a user would."""
+@click.pass_context
+def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
+    """Generate the synthetic demo cohort, ingest it, train, index, ask a first prompt, evaluate the spectrum."""
     from hquery.demo import run_demo
     from hquery.training.train import recall_table
 
     trained, _ = run_demo(_store_path(store_path), data_dir, size=size, seed=seed, progress=not quiet, echo=click.echo)
     click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval prints it again):")
     _print_rows(RECALL_COLUMNS, recall_table(trained.cv.as_dict()))
+    click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
+    ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path=store_path)
+    click.echo("\n$ hquery eval --prompts hallmark")
+    ctx.invoke(evaluate, collection="hallmark", quiet=quiet, store_path=store_path)
 
 
 @main.command()
@@ -178,10 +185,12 @@ def demo(size, data_dir, seed, quiet, store_path) -> None:
 @click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
 @click.option("--epochs", type=int, default=300, show_default=True, help="Maximum epochs (early stopping).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None,
+              help="Processes fitting folds side by side [default: the CPUs available]; results do not depend on it.")
 @device_option("cpu")
 @quiet_option
 @store_option
-def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
+def train(folds, level, dim, epochs, seed, workers, device, quiet, store_path) -> None:
     """Train the projection heads that align H&E and RNA embeddings."""
     from hquery.progress import progress_bars
     from hquery.training import AlignmentConfig, train_alignment
@@ -192,7 +201,7 @@ def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
     with progress_bars(not quiet and bool(folds)) as progress:
         advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
         report = train_alignment(store, folds=folds, config=config, level=level, device=_device(device),
-                                 on_fold=(lambda i: advance(1)) if advance else None)
+                                 on_fold=(lambda i: advance(1)) if advance else None, workers=workers)
     click.echo(f"model {report.version}: {report.n_pairs} {level} pairs from {report.n_patients} patients, "
                f"{report.epochs} epochs, {report.seconds:.1f}s; now the current {level} model")
     if report.cv:
@@ -201,12 +210,29 @@ def train(folds, level, dim, epochs, seed, device, quiet, store_path) -> None:
 
 @main.command("eval")
 @click.option("--model", "version", help="Model version [default: the current slide model].")
+@click.option("--prompts", "collection", metavar="COLLECTION",
+              help="Instead: the predictability spectrum of a gene-set collection (e.g. hallmark), cross-validated.")
+@click.option("--folds", type=int, default=5, show_default=True, help="Patient-level folds (--prompts).")
+@click.option("--k", "k", type=int, default=32, show_default=True, help="Soft-kNN neighbours (--prompts).")
+@click.option("--tau", type=float, default=0.05, show_default=True, help="Soft-kNN temperature (--prompts).")
+@click.option("--plot", type=click.Path(path_type=Path), help="Also write the spectrum PNG here (--prompts); "
+              "it is always kept as artifacts/evals/EVAL_ID/spectrum.png in the store.")
+@click.option("--workers", type=int, default=None, help="Processes fitting folds side by side.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@quiet_option
 @store_option
-def evaluate(version, fmt, store_path) -> None:
-    """Print a model's cross-validated Recall@K, MRR and ranks, with baselines."""
+def evaluate(version, collection, folds, k, tau, plot, workers, fmt, quiet, store_path) -> None:
+    """Print a model's cross-validated Recall@K, MRR and ranks, with baselines.
+
+    With --prompts COLLECTION: for held-out paired slides, predict every gene set
+    of the collection (Soft-kNN and an MLP) and compare with the ssGSEA of their
+    own RNA; R² per gene set, sorted, plus error by dispersion quintile.
+    """
     from hquery.training.train import recall_table
 
+    if collection:
+        _evaluate_prompts(Store.open(_store_path(store_path)), collection, folds, k, tau, plot, workers, fmt, quiet)
+        return
     store = Store.open(_store_path(store_path))
     version = version or store.setting("alignment_model")
     if not version:
@@ -221,6 +247,35 @@ def evaluate(version, fmt, store_path) -> None:
         return
     click.echo(f"model {version}")
     _print_rows(RECALL_COLUMNS, recall_table(summary))
+
+
+def _evaluate_prompts(store, collection, folds, k, tau, plot, workers, fmt, quiet) -> None:
+    from hquery.progress import progress_bars
+    from hquery.retrieval.softknn import SoftKNN
+    from hquery.retrieval.spectrum import evaluate_prompts, plot_spectrum
+
+    with progress_bars(not quiet) as progress:
+        advance = progress(f"{collection} spectrum ({folds}-fold cross-validation)", folds)
+        spectrum = evaluate_prompts(store, collection, folds=folds, knn=SoftKNN(k, tau), workers=workers,
+                                    on_fold=lambda i: advance(1))
+    png = plot_spectrum(spectrum, plot) if plot else spectrum.plot
+    if fmt == "json":
+        click.echo(json.dumps({"eval_id": spectrum.eval_id, "results": spectrum.rows,
+                               "dispersion_quintiles": spectrum.calibration, "plot": str(png)}, indent=1))
+        return
+    by = {(r["gene_set"], r["method"]): r for r in spectrum.rows}
+    names = list(dict.fromkeys(r["gene_set"] for r in spectrum.rows))
+    click.echo(f"{collection}: held-out prediction of {len(names)} gene sets on {spectrum.n_slides} paired slides, "
+               f"{spectrum.n_folds} patient-level folds (eval {spectrum.eval_id}, {spectrum.seconds:.0f}s)")
+    _print_rows(["gene set", "Soft-kNN r", "R²", "R² calibrated", "MLP r", "MLP R²"], [
+        (n.removeprefix(f"{collection.upper()}_"), f"{by[n, 'softknn']['pearson_r']:.3f}", f"{by[n, 'softknn']['r2']:.3f}",
+         f"{by[n, 'softknn']['r2_calibrated']:.3f}", f"{by[n, 'mlp']['pearson_r']:.3f}", f"{by[n, 'mlp']['r2']:.3f}")
+        for n in names])
+    click.echo("held-out error by Soft-kNN dispersion (both in SDs of each set's true score):")
+    _print_rows(["dispersion quintile", "mean dispersion", "mean |error|", "n"],
+                [(r["quintile"], f"{r['dispersion_z']:.3f}", f"{r['abs_error_z']:.3f}", r["n"])
+                 for r in spectrum.calibration])
+    click.echo(f"plot: {png}")
 
 
 @main.command()
@@ -238,6 +293,100 @@ def index(kind, approximate_above, version, store_path) -> None:
     recall = f", recall@10 vs exact {report.recall_vs_exact:.3f}" if report.recall_vs_exact is not None else ""
     click.echo(f"index {report.version}: {report.n_vectors} RNA profiles x {report.dim} dims, {report.kind}"
                f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")
+
+
+@main.command()
+@click.option("--genes", "prompts", multiple=True, metavar="PROMPT",
+              help="A gene-set name (or unambiguous prefix: HALLMARK_G2M, G2M), GENE,GENE,... or @FILE "
+                   "(.gmt or a list of symbols). Repeat for several.")
+@click.option("--collection", help="Every gene set of a collection, e.g. hallmark.")
+@click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
+@click.option("--k", "k", type=int, default=32, show_default=True, help="Neighbours retrieved per query.")
+@click.option("--tau", type=float, default=0.05, show_default=True, help="Softmax temperature of the weights.")
+@click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
+              help="Average the neighbours' scores, or their expression and then score it.")
+@click.option("--cohort", help="Only slides of this cohort.")
+@click.option("--samples", help="Only these sample ids (comma-separated).")
+@click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
+@click.option("--min-genes", type=int, default=5, show_default=True,
+              help="A gene set with fewer genes in the library is an error.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
+@store_option
+def prompt(prompts, collection, level, k, tau, aggregate, cohort, samples, where, min_genes, limit, fmt, out,
+           store_path) -> None:
+    """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library.
+
+    Each run is recorded in the catalog: `hquery sql "select * from prompt_results"`.
+    """
+    from hquery.retrieval.prompt import run_prompt
+    from hquery.retrieval.prompts import resolve_prompts
+    from hquery.retrieval.softknn import SoftKNN
+
+    store = Store.open(_store_path(store_path))
+    gene_sets = resolve_prompts(store, prompts, collection)
+    try:
+        knn = SoftKNN(k, tau)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    run = run_prompt(store, gene_sets, level=level, knn=knn, aggregate=aggregate, cohort=cohort,
+                     samples=[s.strip() for s in samples.split(",") if s.strip()] if samples else None,
+                     where=where, min_genes=min_genes)
+    if fmt != "table" or out:
+        _write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
+    if fmt == "table":
+        _print_prompt(run, level, limit, shown_all=out is not None)
+    for note in run.notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    cached = "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)"
+    click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
+
+
+@main.command("map")
+@click.argument("sample")
+@click.option("--genes", "prompts", multiple=True, required=True, metavar="PROMPT",
+              help="As for `hquery prompt`; one PNG per gene set.")
+@click.option("--k", "k", type=int, default=32, show_default=True)
+@click.option("--tau", type=float, default=0.05, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="PNG path [default: SAMPLE_GENESET.png]; with several gene sets, a folder.")
+@store_option
+def tile_map(sample, prompts, k, tau, out, store_path) -> None:
+    """Draw a slide's tile-level scores for a gene set as a heatmap over the slide (PNG)."""
+    from hquery.retrieval.prompt import run_prompt
+    from hquery.retrieval.prompts import resolve_prompts
+    from hquery.retrieval.softknn import SoftKNN
+    from hquery.retrieval.tilemap import render_tile_map
+
+    store = Store.open(_store_path(store_path))
+    gene_sets = resolve_prompts(store, prompts)
+    run = run_prompt(store, gene_sets, level="tile", knn=SoftKNN(k, tau), samples=[sample])
+    for gs in gene_sets:
+        name = f"{sample}_{gs.name.replace(':', '_').replace(',', '_')}.png"
+        path = (out / name if len(gene_sets) > 1 else out) if out else Path(name)
+        render_tile_map(store, sample, run.results, gs.name, path)
+        click.echo(f"{gs.name}: {path}")
+    click.echo(f"run {run.run_id}: {run.results.num_rows} tile scores")
+
+
+def _print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
+    import pyarrow.compute as pc
+
+    for match in run.matches:
+        found = f"{match.n_found}/{run.n_members[match.name]} genes in the library"
+        missing = f" (missing: {', '.join(match.missing[:8])}{' ...' if len(match.missing) > 8 else ''})" \
+            if match.missing else ""
+        rows = run.results.filter(pc.equal(run.results["gene_set"], match.name)).sort_by([("score", "descending")])
+        click.echo(f"{match.name}: {found}{missing}; {rows.num_rows} {level}s, highest score first")
+        columns = ["sample_id"] + (["tile_index"] if level == "tile" else []) + [
+            "cancer_type", "score", "dispersion", "effective_k"]
+        shown = rows.slice(0, limit).select(columns).to_pylist()
+        _print_rows(["sample", "tile", "cancer type", "score", "dispersion", "effective K"] if level == "tile" else
+                    ["sample", "cancer type", "score", "dispersion", "effective K"],
+                    [tuple(f"{v:.3f}" if isinstance(v, float) else v for v in r.values()) for r in shown])
+        if rows.num_rows > limit and not shown_all:
+            click.echo(f"... {rows.num_rows - limit} more; --out FILE or --format csv for all")
 
 
 def _device(name: str) -> str:
@@ -284,9 +433,14 @@ def status(fmt, store_path) -> None:
 @store_option
 def sql(query, fmt, out, store_path) -> None:
     """Run a read-only SQL QUERY over the catalog, its views and the Lance tables."""
+
+    _write_table(Store.open(_store_path(store_path)).sql(query), fmt, out)
+
+
+def _write_table(table, fmt: str, out: Path | None) -> None:
+    """An Arrow table as an aligned table, CSV, JSON or Parquet, to ``out`` or standard output."""
     import polars as pl
 
-    table = Store.open(_store_path(store_path)).sql(query)
     frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
     if fmt == "parquet":
         if out is None:

@@ -128,6 +128,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._writing = False
+        self._session: duckdb.DuckDBPyConnection | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -217,6 +218,9 @@ class Store:
         are held only as long as a statement needs them, and a busy catalog is
         retried for up to 30 s before failing with a clear message.
         """
+        if self._session is not None and not (write or self._writing):
+            yield self._session
+            return
         read_only = not (write or self._writing) and self.catalog_path.exists()
         deadline = time.monotonic() + _LOCK_WAIT_S
         while True:
@@ -232,6 +236,24 @@ class Store:
         finally:
             con.close()
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Share one read-only catalog connection across the reads in this block.
+
+        Opening the catalog costs milliseconds; a prompt that reads it a dozen
+        times does so through one connection. Writers in other processes wait
+        (up to 30 s) while the block runs, so keep it short and write nothing in it.
+        """
+        if self._session is not None:
+            yield
+            return
+        with self.connect() as con:
+            self._session = con
+            try:
+                yield
+            finally:
+                self._session = None
+
     def query(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> list[tuple]:
         """Run the named statement from ``sql/queries.sql`` and return its rows."""
         with self.connect() as con:
@@ -242,6 +264,15 @@ class Store:
     def query_arrow(self, name: str, params: Sequence[Any] = ()) -> pa.Table:
         with self.connect() as con:
             return con.execute(_queries()[name], list(params)).to_arrow_table()
+
+    def samples_where(self, predicate: str) -> list[str]:
+        """Slide samples matching a user's SQL predicate over ``samples`` columns (read-only)."""
+        with self.connect() as con:
+            try:
+                rows = con.execute(_queries()["slide_samples_where"].format(predicate=predicate)).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(f"--where {predicate!r}: {exc}") from exc
+        return [r[0] for r in rows]
 
     def setting(self, key: str) -> str | None:
         rows = self.query("get_setting", [key])
@@ -335,9 +366,12 @@ class Store:
 
         Everything staged on the yielded :class:`Transaction` becomes visible at
         once when the block exits normally, and none of it does if it raises.
+        An interrupted write is undone before this one writes Lance tables or
+        artifacts; a catalog-only transaction needs no undo and skips it.
         """
+        if self._session is not None:
+            raise RuntimeError("a write inside Store.reading(); close the reading block first")
         with self._write_lock():
-            self._recover()
             txn = Transaction(self)
             try:
                 yield txn
@@ -385,6 +419,12 @@ class Transaction:
         self._lance_before: dict[str, LanceTable | None] = {}
         self._artifacts: list[tuple[Path, Path]] = []
         self.lance_versions: dict[str, int] = {}
+        self._recovered = False
+
+    def _recover_once(self) -> None:
+        if not self._recovered:
+            self.store._recover()
+            self._recovered = True
 
     def execute(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> None:
         """Stage a named statement; ``staged`` Arrow tables are visible to it by name."""
@@ -416,6 +456,7 @@ class Transaction:
         """
         import lance
 
+        self._recover_once()
         path = self.store.lance_path(name)
         if name not in self._lance_before:
             self._lance_before[name] = self.store.lance_tables().get(name)
@@ -429,6 +470,7 @@ class Transaction:
 
     def stage_artifact(self, relative: str) -> Path:
         """A fresh directory to write an artifact into; it moves to ``artifacts/relative`` on commit."""
+        self._recover_once()
         staging = self.store.root / ARTIFACTS_DIR / f".staging-{self.id}" / relative
         staging.mkdir(parents=True, exist_ok=False)
         self._artifacts.append((staging, self.store.artifact_path(relative)))

@@ -88,10 +88,10 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
                 model_version: str | None = None) -> IndexReport:
     """Project the RNA library with an alignment model, index it and make it current."""
     import faiss
-
     from hquery.training.fit import project
-    from hquery.store import vectors as as_matrix
     from hquery.training.registry import load_model
+
+    from hquery.store import vectors as as_matrix
 
     started = time.perf_counter()
     model, record = load_model(store, model_version)
@@ -118,6 +118,11 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         })
         txn.write_lance(f"rna_projected__{record['version']}", vectors_table, kind="rna_projected",
                         encoder=record["version"], mode="overwrite")
+        for level in ("slide", "tile"):
+            source = store.dataset(f"{level}_embeddings__{record['params']['image_encoder']}")
+            if source is not None:
+                txn.write_lance(f"{level}_projected__{record['version']}", _projected_batches(model, source, level),
+                                kind=f"{level}_projected", encoder=record["version"], mode="overwrite")
         txn.insert("index_versions", pa.Table.from_pylist([{
             "version": version, "model_version": record["version"], "kind": kind, "path": f"indexes/{version}",
             "n_vectors": n, "params": json.dumps({"dim": d, "data": snapshot}),
@@ -125,3 +130,25 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         }]))
         txn.put_setting("current_index", version)
     return IndexReport(version, record["version"], kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
+
+
+def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:
+    """Slide or tile embeddings through the image head, streamed, so prompts need no torch."""
+    from hquery.training.fit import project
+
+    from hquery.store import vectors as as_matrix
+
+    keys = ["sample_id"] + (["tile_index"] if level == "tile" else [])
+    dim = model.image_head.net[-1].out_features
+    schema = pa.schema([pa.field("sample_id", pa.string())]
+                       + ([pa.field("tile_index", pa.int32())] if level == "tile" else [])
+                       + [pa.field("vector", pa.list_(pa.float32(), dim))])
+
+    def batches():
+        for batch in dataset.to_batches(columns=keys + ["embedding"], batch_size=batch_size):
+            projected = project(model, image=as_matrix(batch["embedding"]))
+            columns = [batch[k].cast(schema.field(k).type) for k in keys]
+            yield pa.RecordBatch.from_arrays(
+                columns + [pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), dim)], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())

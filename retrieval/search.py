@@ -19,7 +19,6 @@ class RNAIndex:
     def load(cls, store: Store, version: str | None = None) -> RNAIndex:
         """The current index (or ``version``, any older one too)."""
         import faiss
-
         from hquery.retrieval.index import to_device
 
         version = version or store.setting("current_index")
@@ -38,7 +37,11 @@ class RNAIndex:
 
         Returns ``(ids [n, k] of sample ids, similarities [n, k])``, best first.
         """
-        queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
-        k = min(k, len(self.ids))
-        similarities, positions = self.index.search(queries, k)
+        positions, similarities = self.search_positions(query_vectors, k)
         return self.ids[positions], similarities
+
+    def search_positions(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, with positions into :attr:`ids` instead of the ids."""
+        queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
+        similarities, positions = self.index.search(queries, min(k, len(self.ids)))
+        return positions, similarities

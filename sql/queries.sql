@@ -131,3 +131,50 @@ SELECT version, model_version, kind, n_vectors, metrics, created_at FROM index_v
 
 -- name: insert_index_versions
 INSERT OR REPLACE INTO index_versions BY NAME SELECT * FROM staged_index_versions;
+
+-- name: gene_set_names
+SELECT name, collection FROM gene_sets ORDER BY name;
+
+-- name: gene_sets_in
+SELECT name, collection, members, members_hash FROM gene_sets WHERE list_contains(?, name) ORDER BY name;
+
+-- name: gene_sets_of_collection
+SELECT name, collection, members, members_hash FROM gene_sets WHERE collection = ? ORDER BY name;
+
+-- name: library_scores
+SELECT members_hash, sample_id, es FROM library_scores
+WHERE library_version = ? AND list_contains(?, members_hash);
+
+-- name: drop_stale_library_scores
+DELETE FROM library_scores WHERE library_version <> ?;
+
+-- name: insert_library_scores
+INSERT OR REPLACE INTO library_scores BY NAME SELECT * FROM staged_library_scores;
+
+-- name: slide_samples
+SELECT sample_id, patient_id, cohort, cancer_type, has_expression FROM samples WHERE has_slide ORDER BY sample_id;
+
+-- name: insert_prompt_runs
+INSERT INTO prompt_runs BY NAME SELECT * FROM staged_prompt_runs;
+
+-- name: insert_prompt_gene_sets
+INSERT INTO prompt_gene_sets BY NAME SELECT * FROM staged_prompt_gene_sets;
+
+-- name: insert_prompt_scores
+INSERT INTO prompt_scores BY NAME SELECT * FROM staged_prompt_scores;
+
+-- name: slide_samples_where
+-- {predicate} is the user's SQL predicate on samples, run on a read-only connection.
+SELECT sample_id FROM samples WHERE has_slide AND ({predicate}) ORDER BY sample_id;
+
+-- name: insert_prompt_eval_runs
+INSERT INTO prompt_eval_runs BY NAME SELECT * FROM staged_prompt_eval_runs;
+
+-- name: insert_prompt_eval_results
+INSERT INTO prompt_eval_results BY NAME SELECT * FROM staged_prompt_eval_results;
+
+-- name: insert_prompt_eval_calibration
+INSERT INTO prompt_eval_calibration BY NAME SELECT * FROM staged_prompt_eval_calibration;
+
+-- name: slide_source
+SELECT source_path, source_kind, tile_size, width, height FROM slides WHERE sample_id = ?;

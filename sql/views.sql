@@ -1,4 +1,4 @@
--- Views over the catalog, re-created after every migration.
+-- Views over the catalog, re-created after every migration: a changed view ships with a new migration.
 
 CREATE OR REPLACE VIEW sample_roles AS
 SELECT
@@ -35,14 +35,32 @@ CREATE OR REPLACE VIEW gene_set_members AS
 SELECT name AS gene_set, collection, unnest(members) AS symbol
 FROM gene_sets;
 
-CREATE OR REPLACE VIEW prompt_results_annotated AS
+-- Every prompt score with its run and the sample's metadata.
+CREATE OR REPLACE VIEW prompt_results_all AS
 SELECT
-    r.run_id, p.created_at, r.gene_set, p.method, p.level, p.model_version,
-    r.sample_id, r.tile_index, s.patient_id, s.cohort, s.cancer_type, s.clinical,
+    r.run_id, p.created_at, r.gene_set, p.method, p.aggregate, p.level, p.k, p.tau,
+    p.model_version, p.index_version,
+    r.sample_id, r.tile_index, s.patient_id, s.cohort, s.cancer_type, s.has_expression, s.clinical,
     r.score, r.dispersion, r.effective_k
-FROM prompt_results r
+FROM prompt_scores r
 JOIN prompt_runs p USING (run_id)
 JOIN samples s USING (sample_id);
+
+-- The newest run's scores for each gene set, level, method and aggregate: what
+-- `hquery sql "select cancer_type, avg(score) from prompt_results ..."` should see.
+CREATE OR REPLACE VIEW prompt_results AS
+SELECT * EXCLUDE (newest) FROM (
+    SELECT *, max(created_at) OVER (PARTITION BY gene_set, level, method, aggregate) AS newest
+    FROM prompt_results_all
+) WHERE created_at = newest;
+
+-- One row per scored sample (and tile) of the newest runs, gene sets as a map:
+-- `scores['HALLMARK_G2M_CHECKPOINT']`.
+CREATE OR REPLACE VIEW prompt_results_wide AS
+SELECT sample_id, tile_index, level, method, aggregate, patient_id, cohort, cancer_type, has_expression, clinical,
+       map_from_entries(list((gene_set, score) ORDER BY gene_set)) AS scores
+FROM prompt_results
+GROUP BY ALL;
 
 CREATE OR REPLACE VIEW model_metrics_summary AS
 SELECT

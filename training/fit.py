@@ -12,7 +12,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 import torch
-
 from hquery.training.heads import AlignmentConfig, AlignmentModel
 from hquery.training.loss import clip_loss
 from hquery.training.splits import patient_holdout

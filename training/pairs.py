@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pyarrow as pa
-
 from hquery.ingest.rna_encoders import load_rna_encoder
+
 from hquery.store import Store, StoreError, vectors
 
 

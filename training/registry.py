@@ -7,9 +7,9 @@ import hashlib
 import json
 
 import pyarrow as pa
+from hquery.training.heads import AlignmentConfig, AlignmentModel
 
 from hquery.store import Store, StoreError, Transaction, utcnow
-from hquery.training.heads import AlignmentConfig, AlignmentModel
 
 
 def model_version(config: AlignmentConfig, snapshot: dict, level: str) -> str:

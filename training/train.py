@@ -6,13 +6,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from hquery.store import Store
 from hquery.training.cv import CVReport, cross_validate
 from hquery.training.fit import fit_alignment, fit_pool
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS
 from hquery.training.pairs import load_pairs
 from hquery.training.registry import model_version, record_model
+
+from hquery.store import Store
 
 SETTING = {"slide": "alignment_model", "tile": "alignment_model_tile"}
 

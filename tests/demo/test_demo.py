@@ -99,5 +99,9 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     assert roles == {"pair": n_pairs, "query": manifest.height - n_pairs, "reference": SIZES["small"].reference}
     small = SIZES["small"]
     assert store.dataset("spot_expression").count_rows() == small.grid ** 2 * min(small.spot_samples, n_pairs)
+    assert "HALLMARK_G2M_CHECKPOINT: " in result.output and "effective K" in result.output
+    assert "hallmark: held-out prediction of 50 gene sets" in result.output and "dispersion quintile" in result.output
+    runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
+    assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert "nothing new" in again.output

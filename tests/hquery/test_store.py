@@ -29,7 +29,7 @@ def test_init_is_idempotent_and_applies_schema(store):
     again = Store.init(store.root)
     assert again.schema_version() == store.schema_version() == schema_version_latest()
     views = {r["table_name"] for r in store.sql("select table_name from information_schema.tables").to_pylist()}
-    assert {"samples", "sample_roles", "prompt_results_annotated", "lance_tables"} <= views
+    assert {"samples", "sample_roles", "prompt_results", "prompt_results_wide", "lance_tables"} <= views
 
 
 def test_newer_schema_is_refused(store):
@@ -70,12 +70,13 @@ def test_uncommitted_lance_writes_are_invisible_then_rolled_back(store):
     lance.write_dataset(_table(1), str(store.lance_path("orphan")), mode="create")
     assert store.dataset("expression").count_rows() == 3
     assert "orphan" not in store.lance_relations()
-    with store.transaction():
-        pass
-    assert lance.dataset(str(store.lance_path("expression"))).count_rows() == 3
-    assert not store.lance_path("orphan").exists()
-    with store.transaction() as txn:
+    with store.transaction() as txn:  # catalog-only: leaves Lance alone
+        txn.put_setting("note", "x")
+    assert store.dataset("expression").count_rows() == 3
+    with store.transaction() as txn:  # the next Lance writer undoes the killed one first
         txn.write_lance("expression", _table(1, start=50), kind="expression")
+    assert lance.dataset(str(store.lance_path("expression"))).count_rows() == 4
+    assert not store.lance_path("orphan").exists()
     assert store.dataset("expression").count_rows() == 4
 
 
@@ -117,3 +118,16 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     store = Store.open(old.root)
     assert store.schema_version() == schema_version_latest() >= 2
     assert store.sql("select count(*) n from model_metrics_summary").to_pylist() == [{"n": 0}]
+
+
+def test_reading_shares_one_connection_and_refuses_writes(store):
+    with store.reading():
+        with store.connect() as first, store.connect() as second:
+            assert first is second
+        assert store.setting("image_encoder") is None
+        with pytest.raises(RuntimeError, match="inside Store.reading"):
+            with store.transaction():
+                pass
+    with store.transaction() as txn:
+        txn.put_setting("image_encoder", "x")
+    assert store.setting("image_encoder") == "x"

@@ -1,0 +1,101 @@
+"""The RNA library a prompt is answered from: every stored expression profile and its gene-set scores.
+
+Scores are raw ssGSEA ES, cached in the catalog under (gene-set members hash,
+committed version of the Lance ``expression`` table). A lookup asks for the
+current version, so any ingest that adds profiles turns the cache into misses,
+never into stale hits; the rows of older versions are dropped when new ones land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+from hquery.ingest.genesets import GeneSet
+from hquery.retrieval.ssgsea import GeneSetMatch, match_gene_sets, ssgsea
+
+from hquery.store import Store, StoreError, vectors
+
+TABLE = "expression"
+
+
+class GeneSetTooSmall(ValueError):
+    """Fewer of a set's genes are in the library's universe than a score needs."""
+
+
+class Library:
+    """The committed expression table: sample ids, gene universe, profiles on demand, cached scores."""
+
+    def __init__(self, store: Store):
+        table = store.lance_tables().get(TABLE)
+        if table is None:
+            raise StoreError("the store has no expression profiles yet; ingest RNA-seq first")
+        self.store = store
+        self.version = table.version
+        self.universe = [row[0] for row in store.query("gene_universe")]
+        self.sample_ids = store.dataset(TABLE).to_table(columns=["sample_id"])["sample_id"].to_pylist()
+        self.row = {sid: i for i, sid in enumerate(self.sample_ids)}
+        self._expression: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def expression(self) -> np.ndarray:
+        """``samples × genes`` log1p-normalised profiles in the order of :attr:`sample_ids`."""
+        if self._expression is None:
+            self._expression = vectors(self.store.dataset(TABLE).to_table(columns=["values"])["values"])
+        return self._expression
+
+    def match(self, gene_sets: Sequence[GeneSet], min_genes: int = 5) -> list[GeneSetMatch]:
+        """Each set's members in the universe; raise :class:`GeneSetTooSmall` if one has under ``min_genes``."""
+        matches = match_gene_sets(self.universe, {gs.name: gs.members for gs in gene_sets})
+        for m in matches:
+            if m.n_found < min_genes:
+                total = m.n_found + len(m.missing)
+                shown = ", ".join(m.missing[:10]) + (" ..." if len(m.missing) > 10 else "")
+                raise GeneSetTooSmall(
+                    f"gene set {m.name}: only {m.n_found} of its {total} genes are in the library's "
+                    f"{len(self.universe)}-gene universe, fewer than --min-genes {min_genes} (missing: {shown})")
+        return matches
+
+    def scores(self, gene_sets: Sequence[GeneSet], matches: Sequence[GeneSetMatch]) -> tuple[np.ndarray, int]:
+        """ssGSEA ES ``[library samples, sets]``, from the cache where it can; returns (scores, sets computed)."""
+        scores, todo = self.cached_scores(gene_sets)
+        return self.fill_scores(scores, todo, gene_sets, matches), len(todo)
+
+    def cached_scores(self, gene_sets: Sequence[GeneSet]) -> tuple[np.ndarray, list[int]]:
+        """Scores found in the cache (read-only), and the columns still to compute."""
+        hashes = [gs.members_hash for gs in gene_sets]
+        cached: dict[str, dict[str, float]] = {}
+        for members_hash, sample_id, es in self.store.query("library_scores", [self.version, hashes]):
+            cached.setdefault(members_hash, {})[sample_id] = es
+        out = np.full((len(self), len(gene_sets)), np.nan)
+        todo = []
+        for j, h in enumerate(hashes):
+            by_sample = cached.get(h)
+            if by_sample is not None and len(by_sample) == len(self):
+                out[:, j] = [by_sample[s] for s in self.sample_ids]
+            else:
+                todo.append(j)
+        return out, todo
+
+    def fill_scores(self, scores: np.ndarray, todo: list[int], gene_sets: Sequence[GeneSet],
+                    matches: Sequence[GeneSetMatch]) -> np.ndarray:
+        """Compute the ``todo`` columns by ssGSEA and cache them."""
+        if todo:
+            scores[:, todo] = ssgsea(self.expression(), [matches[j].positions for j in todo])
+            self._write_cache([gene_sets[j].members_hash for j in todo], scores[:, todo])
+        return scores
+
+    def _write_cache(self, hashes: list[str], scores: np.ndarray) -> None:
+        n = len(self)
+        rows = pa.table({
+            "members_hash": pa.array(np.repeat(hashes, n).tolist(), pa.string()),
+            "library_version": pa.array(np.full(n * len(hashes), self.version), pa.int64()),
+            "sample_id": pa.array(self.sample_ids * len(hashes), pa.string()),
+            "es": pa.array(scores.T.reshape(-1), pa.float64()),
+        })
+        with self.store.transaction() as txn:
+            txn.execute("drop_stale_library_scores", [self.version])
+            txn.insert("library_scores", rows)

@@ -1,0 +1,226 @@
+"""Answer a gene-set prompt: every selected slide (or tile) scored by Soft-kNN over the aligned RNA library.
+
+For each query the FAISS index returns its top-``k`` RNA neighbours in the
+aligned space. Neighbours from the query's own patient are skipped, so a slide
+whose RNA is in the library is still predicted from histology alone. Then either
+
+* ``aggregate="score"`` (default): the prediction is the softmax-weighted mean of
+  the neighbours' ssGSEA scores; or
+* ``aggregate="expression"``: the neighbours' log-expression profiles are averaged
+  with the same weights and the gene set is scored on that one profile.
+
+ssGSEA is rank-based and not linear, so the two differ: averaging profiles first
+smooths away genes that vary between neighbours, and it scores a profile that no
+sample has. They agree when the neighbours agree (``effective_k`` near 1 or a low
+``dispersion``). Each prediction carries the weighted standard deviation of the
+neighbours' scores (``dispersion``) and the effective number of neighbours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+from hquery.ingest.genesets import GeneSet
+from hquery.retrieval.library import Library
+from hquery.retrieval.search import RNAIndex
+from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.ssgsea import GeneSetMatch, ssgsea
+
+from hquery.store import Store, StoreError, utcnow, vectors
+
+LEVELS = ("slide", "tile")
+AGGREGATES = ("score", "expression")
+
+
+@dataclasses.dataclass
+class PromptRun:
+    run_id: str | None
+    results: pa.Table
+    """Long format: sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, dispersion, effective_k."""
+    matches: list[GeneSetMatch]
+    n_members: dict[str, int]
+    computed_sets: int
+    """Gene sets that needed ssGSEA over the library (0 when every score came from the cache)."""
+    notes: list[str]
+    seconds: float
+
+
+def select_slides(store: Store, *, samples: Sequence[str] | None = None, cohort: str | None = None,
+                  where: str | None = None) -> list[tuple]:
+    """``(sample_id, patient_id, cohort, cancer_type, has_expression)`` of the slides to score."""
+    rows = store.query("slide_samples")
+    if samples:
+        known = {r[0] for r in rows}
+        unknown = [s for s in samples if s not in known]
+        if unknown:
+            raise StoreError(f"no slide for sample(s) {', '.join(unknown[:10])}; `hquery sql \"select sample_id "
+                             f"from samples where has_slide\"` lists them")
+        wanted = set(samples)
+        rows = [r for r in rows if r[0] in wanted]
+    if cohort:
+        cohorts = {r[2] for r in rows}
+        rows = [r for r in rows if r[2] == cohort]
+        if not rows:
+            raise StoreError(f"no slides in cohort {cohort!r}; cohorts with slides: {', '.join(sorted(cohorts))}")
+    if where:
+        matching = set(store.samples_where(where))
+        rows = [r for r in rows if r[0] in matching]
+    if not rows:
+        raise StoreError("no slides to score: the store has none, or the filters excluded them all")
+    return rows
+
+
+def run_prompt(
+    store: Store,
+    gene_sets: Sequence[GeneSet],
+    *,
+    level: str = "slide",
+    knn: SoftKNN | None = None,
+    aggregate: str = "score",
+    samples: Sequence[str] | None = None,
+    cohort: str | None = None,
+    where: str | None = None,
+    min_genes: int = 5,
+    index_version: str | None = None,
+    record: bool = True,
+) -> PromptRun:
+    """Score ``gene_sets`` on the selected slides (all of them by default).
+
+    Parameters
+    ----------
+    level
+        ``slide`` scores each slide from its slide embedding; ``tile`` scores every tile
+        from its own tile embedding, through the same image head.
+    knn
+        Neighbour count ``k`` and softmax temperature ``tau`` (default ``SoftKNN()``: 32, 0.05).
+    aggregate
+        ``score`` or ``expression`` (see the module docstring).
+    samples, cohort, where
+        Which slides: sample ids, a cohort, or an SQL predicate over ``samples`` columns.
+    min_genes
+        A gene set with fewer members in the library's gene universe is an error.
+    record
+        Write the run and its scores to the catalog (``prompt_runs``, ``prompt_results``).
+
+    Returns
+    -------
+    PromptRun with the long-format results and the run id.
+    """
+    started = time.perf_counter()
+    knn = knn or SoftKNN()
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, not {aggregate!r}")
+    with store.reading():
+        library = Library(store)
+        matches = library.match(gene_sets, min_genes)
+        index = RNAIndex.load(store, index_version)
+        slides = select_slides(store, samples=samples, cohort=cohort, where=where)
+        keys, queries = _query_vectors(store, index.model_version, level, [r[0] for r in slides])
+        info = {r[0]: r for r in slides}
+        patients = np.array([info[s][1] for s, _ in keys])
+        rows, similarities = _neighbours(store, index, library, queries, patients, knn.k)
+        library_scores, todo = library.cached_scores(gene_sets)
+    library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
+    computed = len(todo)
+    predicted = knn.predict(library_scores[rows], similarities)
+    score = predicted.score
+    if aggregate == "expression":
+        expression = library.expression()
+        profiles = np.concatenate([knn.average(expression[rows[i : i + 256]], similarities[i : i + 256])
+                                   for i in range(0, len(rows), 256)])
+        score = ssgsea(profiles, [m.positions for m in matches])
+
+    n_q, n_s = score.shape
+    sample_ids = [s for s, _ in keys]
+    results = pa.table({
+        "sample_id": pa.array(np.repeat(sample_ids, n_s).tolist(), pa.string()),
+        "tile_index": pa.array(np.repeat([t for _, t in keys], n_s).tolist(), pa.int32()),
+        "patient_id": pa.array(np.repeat(patients, n_s).tolist(), pa.string()),
+        "cohort": pa.array(np.repeat([info[s][2] for s in sample_ids], n_s).tolist(), pa.string()),
+        "cancer_type": pa.array(np.repeat([info[s][3] for s in sample_ids], n_s).tolist(), pa.string()),
+        "gene_set": pa.array([m.name for m in matches] * n_q, pa.string()),
+        "score": pa.array(score.reshape(-1), pa.float64()),
+        "dispersion": pa.array(predicted.dispersion.reshape(-1), pa.float64()),
+        "effective_k": pa.array(np.repeat(predicted.effective_k, n_s), pa.float64()),
+    })
+    notes = []
+    if len(index.ids) < len(library):
+        notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
+                     "run `hquery index` to search the new ones")
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, level=level, knn=knn, aggregate=aggregate, index=index,
+                             library_version=library.version, n_samples=len(slides))
+    return run
+
+
+def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str]
+                   ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    dataset = store.dataset(f"{level}_projected__{model_version}")
+    if dataset is None:
+        raise StoreError(f"no projected {level} embeddings for model {model_version}; run `hquery index` again")
+    columns = ["sample_id", "vector"] + (["tile_index"] if level == "tile" else [])
+    table = dataset.to_table(columns=columns)
+    wanted = set(sample_ids)
+    ids = table["sample_id"].to_pylist()
+    keep = np.array([s in wanted for s in ids], dtype=bool)
+    tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * len(ids)
+    keys = [(s, t) for s, t, k in zip(ids, tiles, keep) if k]
+    order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
+    return [keys[i] for i in order], vectors(table["vector"])[keep][order]
+
+
+def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray, patients: np.ndarray,
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Library rows and similarities ``[queries, k]`` of each query's top-k, other patients only."""
+    patient_of = dict(store.query("sample_patients"))
+    missing = [s for s in index.ids if s not in library.row]
+    if missing:
+        raise StoreError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
+                         "run `hquery index` again")
+    index_patients = np.array([patient_of[s] for s in index.ids])
+    _, per_patient = np.unique(index_patients, return_counts=True)
+    k = min(k, len(index.ids) - int(per_patient.max()))
+    if k < 1:
+        raise StoreError("the library has no profiles from other patients to retrieve")
+    positions, sims = index.search_positions(queries, k + int(per_patient.max()))
+    keep = np.argsort(index_patients[positions] == patients[:, None], axis=1, kind="stable")[:, :k]
+    positions, sims = np.take_along_axis(positions, keep, 1), np.take_along_axis(sims, keep, 1)
+    library_row = np.array([library.row[s] for s in index.ids], dtype=np.int64)
+    return library_row[positions], sims
+
+
+def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, level: str, knn: SoftKNN,
+            aggregate: str, index: RNAIndex, library_version: int, n_samples: int) -> str:
+    created = utcnow()
+    run_id = f"prompt_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    by_name = {m.name: m for m in run.matches}
+    with store.transaction() as txn:
+        txn.insert("prompt_runs", pa.Table.from_pylist([{
+            "run_id": run_id, "created_at": created, "method": "softknn", "aggregate": aggregate, "level": level,
+            "model_version": index.model_version, "index_version": index.version, "library_version": library_version,
+            "k": knn.k, "tau": knn.tau, "n_samples": n_samples, "seconds": run.seconds,
+            "params": json.dumps({"computed_sets": run.computed_sets}),
+        }]))
+        txn.insert("prompt_gene_sets", pa.Table.from_pylist([{
+            "run_id": run_id, "gene_set": gs.name, "members_hash": gs.members_hash,
+            "n_members": run.n_members[gs.name], "n_found": by_name[gs.name].n_found,
+            "missing": list(by_name[gs.name].missing),
+        } for gs in gene_sets]))
+        txn.insert("prompt_scores", pa.table({"run_id": pa.array([run_id] * run.results.num_rows, pa.string())})
+                   .append_column("sample_id", run.results["sample_id"])
+                   .append_column("tile_index", run.results["tile_index"])
+                   .append_column("gene_set", run.results["gene_set"])
+                   .append_column("score", run.results["score"])
+                   .append_column("dispersion", run.results["dispersion"])
+                   .append_column("effective_k", run.results["effective_k"]))
+    return run_id

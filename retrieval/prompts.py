@@ -1,0 +1,104 @@
+"""Turn what a user types after ``--genes`` into gene sets.
+
+A prompt is one of:
+
+* a gene-set name from the catalog, matched exactly (any case), or by an
+  unambiguous prefix of the name or of the name without its collection prefix
+  (``HALLMARK_G2M`` and ``G2M`` both find ``HALLMARK_G2M_CHECKPOINT``);
+* a comma-separated list of gene symbols, an ad-hoc set;
+* ``@FILE``: a ``.gmt`` file (every set in it) or a text file of symbols
+  (whitespace- or comma-separated; ``#`` starts a comment).
+
+Symbols are normalised and renamed through the store's aliases, as at ingest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hquery.ingest.genes import resolve_symbols
+from hquery.ingest.genesets import GeneSet, read_gmt
+
+from hquery.store import Store
+
+
+class PromptError(ValueError):
+    """A prompt that names no gene set, or more than one."""
+
+
+def resolve_prompts(store: Store, prompts: Sequence[str] = (), collection: str | None = None) -> list[GeneSet]:
+    """Gene sets for each prompt (in order, duplicates dropped), plus every set of ``collection``."""
+    aliases = dict(store.query("gene_aliases"))
+    names = store.query("gene_set_names")
+    wanted: list[GeneSet] = []
+    for prompt in prompts:
+        prompt = prompt.strip()
+        if not prompt:
+            raise PromptError("an empty --genes prompt; give a gene-set name, genes separated by commas, or @FILE")
+        if prompt.startswith("@"):
+            wanted += _from_file(Path(prompt[1:]), aliases)
+        elif "," in prompt:
+            wanted.append(_adhoc([g for g in prompt.split(",") if g.strip()], aliases, "--genes"))
+        else:
+            wanted += _catalog_sets(store, [_match_name(prompt, names)])
+    if collection:
+        rows = store.query("gene_sets_of_collection", [collection])
+        if not rows:
+            known = sorted({c for _, c in names})
+            raise PromptError(f"no gene sets in collection {collection!r}; known collections: {', '.join(known)}")
+        wanted += [GeneSet(name, tuple(members), coll, "catalog") for name, coll, members, _ in rows]
+    if not wanted:
+        raise PromptError("no prompt: give --genes NAME|GENE,GENE,...|@FILE or --collection NAME")
+    return list({gs.name: gs for gs in wanted}.values())
+
+
+def _match_name(prompt: str, names: list[tuple[str, str]]) -> str:
+    query = prompt.upper()
+    exact = [n for n, _ in names if n.upper() == query]
+    if exact:
+        return exact[0]
+    matches = sorted({n for n, c in names if n.upper().startswith(query) or _short(n, c).startswith(query)})
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise PromptError(f"{prompt!r} matches {len(matches)} gene sets: {', '.join(matches[:12])}"
+                          f"{' ...' if len(matches) > 12 else ''}; give more of the name")
+    close = difflib.get_close_matches(query, [n.upper() for n, _ in names] + [_short(n, c) for n, c in names], n=5,
+                                      cutoff=0.5)
+    by_upper = {n.upper(): n for n, _ in names} | {_short(n, c): n for n, c in names}
+    hint = f"; closest: {', '.join(dict.fromkeys(by_upper[c] for c in close))}" if close else ""
+    raise PromptError(f"no gene set named {prompt!r}{hint}. `hquery genesets list` shows them all; "
+                      f"for an ad-hoc set give genes separated by commas")
+
+
+def _short(name: str, collection: str) -> str:
+    """The name without a leading collection prefix: HALLMARK_G2M_CHECKPOINT -> G2M_CHECKPOINT."""
+    upper = name.upper()
+    prefix = collection.upper() + "_"
+    return upper[len(prefix):] if upper.startswith(prefix) else upper
+
+
+def _catalog_sets(store: Store, names: list[str]) -> list[GeneSet]:
+    return [GeneSet(name, tuple(members), coll, "catalog") for name, coll, members, _ in
+            store.query("gene_sets_in", [names])]
+
+
+def _adhoc(symbols: Sequence[str], aliases: dict[str, str], source: str, name: str | None = None) -> GeneSet:
+    members = tuple(dict.fromkeys(resolve_symbols([s.strip() for s in symbols if s.strip()], aliases)))
+    if not members:
+        raise PromptError(f"{source}: no gene symbols")
+    if name is None:
+        name = "genes:" + ",".join(members[:3]) + (f"+{len(members) - 3}" if len(members) > 3 else "")
+    return GeneSet(name, members, "adhoc", source)
+
+
+def _from_file(path: Path, aliases: dict[str, str]) -> list[GeneSet]:
+    if not path.is_file():
+        raise PromptError(f"@{path}: no such file")
+    if path.suffix.lower() == ".gmt":
+        return [_adhoc(gs.members, aliases, str(path), gs.name) for gs in read_gmt(path, collection="adhoc")]
+    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    return [_adhoc(re.split(r"[\s,]+", text), aliases, str(path), path.stem)]

@@ -1,0 +1,172 @@
+"""Prompting end to end on the small demo store: Soft-kNN, uncertainty, the score cache, recorded runs and SQL."""
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from hquery.ingest import ingest_cohort
+from hquery.retrieval import RNAIndex, build_index
+from hquery.retrieval.library import GeneSetTooSmall, Library
+from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
+from hquery.retrieval.prompts import resolve_prompts
+from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.ssgsea import ssgsea
+from hquery.training import AlignmentConfig, train_alignment
+
+from hquery.cli import main
+from hquery.store import StoreError
+from tests.conftest import copy_store
+
+G2M = "HALLMARK_G2M_CHECKPOINT"
+
+
+@pytest.fixture(scope="module")
+def indexed(demo_store, tmp_path_factory):
+    store = copy_store(demo_store, tmp_path_factory.mktemp("prompted") / "store")
+    train_alignment(store, config=AlignmentConfig(max_epochs=40))
+    build_index(store)
+    return store
+
+
+@pytest.fixture
+def fresh(indexed, tmp_path):
+    return copy_store(indexed, tmp_path / "store")
+
+
+def test_every_slide_gets_a_score_with_uncertainty(indexed):
+    run = run_prompt(indexed, resolve_prompts(indexed, ["G2M"]), record=False)
+    n_slides = indexed.sql("select count(*) n from samples where has_slide").to_pylist()[0]["n"]
+    frame = pl.from_arrow(run.results)
+    assert frame.height == n_slides and frame["sample_id"].n_unique() == n_slides
+    assert frame["score"].is_finite().all() and (frame["dispersion"] >= 0).all()
+    assert frame["effective_k"].min() >= 1 and frame["effective_k"].max() <= 32
+    assert frame["score"].std() > 0 and run.matches[0].n_found >= 195  # the demo universe lacks a few genes
+
+
+def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
+    gene_sets = resolve_prompts(indexed, ["G2M", "HYPOXIA"])
+    run = run_prompt(indexed, gene_sets, knn=SoftKNN(k=8, tau=0.1), record=False)
+    library = Library(indexed)
+    expected_library = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])
+    index = RNAIndex.load(indexed)
+    keys, queries = _query_vectors(indexed, index.model_version, "slide", [run.results["sample_id"][0].as_py()])
+    patient = dict(indexed.query("sample_patients"))[keys[0][0]]
+    ids, sims = index.search(queries, 8 + 5)
+    own = [dict(indexed.query("sample_patients"))[s] == patient for s in ids[0]]
+    ids, sims = ids[0][~np.array(own)][:8], sims[0][~np.array(own)][:8]
+    sims = sims.astype(np.float64)
+    w = np.exp(sims / 0.1) / np.exp(sims / 0.1).sum()
+    manual = w @ expected_library[[library.row[s] for s in ids]]
+    got = pl.from_arrow(run.results).filter(pl.col("sample_id") == keys[0][0]).sort("gene_set")["score"].to_numpy()
+    np.testing.assert_allclose(got, manual if gene_sets[0].name < gene_sets[1].name else manual[::-1], rtol=1e-5)
+
+
+def test_neighbours_never_come_from_the_querys_own_patient(indexed):
+    index = RNAIndex.load(indexed)
+    library = Library(indexed)
+    patient_of = dict(indexed.query("sample_patients"))
+    paired = [r[0] for r in indexed.query("pairs")][:100]
+    keys, queries = _query_vectors(indexed, index.model_version, "slide", paired)
+    patients = np.array([patient_of[s] for s, _ in keys])
+    rows, _ = _neighbours(indexed, index, library, queries, patients, 16)
+    neighbour_patients = np.array([[patient_of[library.sample_ids[r]] for r in row] for row in rows])
+    assert not (neighbour_patients == patients[:, None]).any()
+    # without the rule a paired slide would often find its own profile
+    ids, _ = index.search(queries, 16)
+    assert any(s in row for s, row in zip(paired, ids))
+
+
+def test_cache_is_reused_and_invalidated_by_a_library_change(fresh, tmp_path):
+    sets = resolve_prompts(fresh, ["MYC_TARGETS_V2"])
+    first = run_prompt(fresh, sets)
+    second = run_prompt(fresh, sets)
+    assert first.computed_sets == 1 and second.computed_sets == 0
+    np.testing.assert_array_equal(first.results["score"].to_numpy(), second.results["score"].to_numpy())
+
+    universe = Library(fresh).universe
+    rng = np.random.default_rng(5)
+    pl.DataFrame([{"sample_id": f"NEW{i}", "patient_id": f"NEWP{i}", "cancer_type": "BRCA", "slide_path": ""}
+                  for i in range(6)]).write_csv(tmp_path / "new.csv")
+    counts = rng.poisson(20, size=(6, len(universe)))
+    pl.DataFrame({"sample_id": [f"NEW{i}" for i in range(6)],
+                  **{g: counts[:, j] for j, g in enumerate(universe)}}).write_csv(tmp_path / "new_expr.csv")
+    before = Library(fresh).version
+    ingest_cohort(fresh, tmp_path / "new.csv", expression=tmp_path / "new_expr.csv", name="more_reference")
+    library = Library(fresh)
+    assert library.version != before and len(library) == len(Library(fresh).sample_ids)
+    third = run_prompt(fresh, sets)
+    assert third.computed_sets == 1 and any("run `hquery index`" in n for n in third.notes)
+    stored = fresh.sql("select distinct library_version v from library_scores").to_pylist()
+    assert stored == [{"v": library.version}]  # the old version's rows are gone
+    scores, computed = library.scores(sets, library.match(sets))
+    assert computed == 0
+    np.testing.assert_allclose(scores[:, 0], ssgsea(library.expression(), [library.match(sets)[0].positions])[:, 0])
+
+
+def test_runs_are_recorded_and_queryable_in_sql(fresh):
+    run = run_prompt(fresh, resolve_prompts(fresh, ["G2M", "HYPOXIA"]))
+    runs = fresh.sql("select run_id, method, aggregate, level, k, tau, n_samples from prompt_runs").to_pylist()
+    assert runs == [{"run_id": run.run_id, "method": "softknn", "aggregate": "score", "level": "slide", "k": 32,
+                     "tau": 0.05, "n_samples": run.results.num_rows // 2}]
+    by_type = fresh.sql(f"select cancer_type, avg(score) s, count(*) n from prompt_results "
+                        f"where gene_set = '{G2M}' group by 1 order by 1").to_pylist()
+    assert len(by_type) == 4 and sum(r["n"] for r in by_type) == run.results.num_rows // 2
+    wide = fresh.sql(f"select sample_id, scores['{G2M}'] g2m, scores['HALLMARK_HYPOXIA'] hyp "
+                     "from prompt_results_wide").to_pylist()
+    assert len(wide) == run.results.num_rows // 2 and all(r["g2m"] is not None and r["hyp"] is not None for r in wide)
+    sets = fresh.sql("select gene_set, n_members, n_found from prompt_gene_sets order by 1").to_pylist()
+    assert sets == [{"gene_set": m.name, "n_members": 200, "n_found": m.n_found}
+                    for m in sorted(run.matches, key=lambda m: m.name)]
+    again = run_prompt(fresh, resolve_prompts(fresh, ["G2M"]))
+    latest = fresh.sql(f"select distinct run_id from prompt_results where gene_set = '{G2M}'").to_pylist()
+    assert latest == [{"run_id": again.run_id}]  # prompt_results shows the newest run; prompt_results_all keeps both
+
+
+def test_expression_aggregate_differs_but_agrees_in_direction(indexed):
+    sets = resolve_prompts(indexed, ["G2M"])
+    by_score = run_prompt(indexed, sets, record=False).results["score"].to_numpy()
+    by_profile = run_prompt(indexed, sets, aggregate="expression", record=False).results["score"].to_numpy()
+    assert not np.allclose(by_score, by_profile)
+    assert np.corrcoef(by_score, by_profile)[0, 1] > 0.8
+
+
+def test_tile_level_scores_every_tile_of_the_chosen_slides(indexed):
+    sample = indexed.sql("select sample_id from samples where has_slide order by 1 limit 1").to_pylist()[0]["sample_id"]
+    run = run_prompt(indexed, resolve_prompts(indexed, ["G2M"]), level="tile", samples=[sample], record=False)
+    n_tiles = indexed.sql(f"select count(*) n from tiles where sample_id = '{sample}'").to_pylist()[0]["n"]
+    assert run.results.num_rows == n_tiles
+    assert sorted(run.results["tile_index"].to_pylist()) == list(range(n_tiles))
+
+
+def test_filters_and_bad_input(indexed):
+    sets = resolve_prompts(indexed, ["G2M"])
+    brca = run_prompt(indexed, sets, where="cancer_type = 'BRCA'", record=False)
+    assert set(brca.results["cancer_type"].to_pylist()) == {"BRCA"}
+    with pytest.raises(StoreError, match="no slide for sample.*NOPE"):
+        run_prompt(indexed, sets, samples=["NOPE"], record=False)
+    with pytest.raises(StoreError, match="no slides in cohort 'x'"):
+        run_prompt(indexed, sets, cohort="x", record=False)
+    with pytest.raises(StoreError, match="--where"):
+        run_prompt(indexed, sets, where="no_such_column = 1", record=False)
+    too_small = resolve_prompts(indexed, ["MKI67,TOP2A,NOTAGENE1,NOTAGENE2,NOTAGENE3"])
+    runs_before = indexed.sql("select count(*) n from prompt_runs").to_pylist()
+    with pytest.raises(GeneSetTooSmall, match="only 2 of its 5 genes.*missing: NOTAGENE1"):
+        run_prompt(indexed, too_small)
+    assert indexed.sql("select count(*) n from prompt_runs").to_pylist() == runs_before
+
+
+def test_cli_prompt_table_and_files(fresh, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["prompt", "--genes", "HALLMARK_G2M", "--store", str(fresh.root), "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"{G2M}: 199/200 genes in the library (missing: PTTG3P)" in result.output
+    assert "effective K" in result.output
+    assert "more; --out FILE" in result.output
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(main, ["prompt", "--genes", "G2M", "--genes", "CD8A,CD8B,GZMB,PRF1,GZMA,NKG7",
+                                  "--format", "csv", "--out", str(out), "--store", str(fresh.root)])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out)
+    assert set(frame["gene_set"]) == {G2M, "genes:CD8A,CD8B,GZMB+3"}
+    result = runner.invoke(main, ["prompt", "--genes", "ESTROGEN", "--store", str(fresh.root)])
+    assert result.exit_code == 1 and "matches 2 gene sets" in result.output
