@@ -187,11 +187,20 @@ def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=None,
               help="Processes fitting folds side by side [default: the CPUs available]; results do not depend on it.")
+@click.option("--predictor", metavar="COLLECTION",
+              help="Instead: fit the MLP from aligned slide embeddings to COLLECTION's scores (for prompt --method mlp).")
 @device_option("cpu")
 @quiet_option
 @store_option
-def train(folds, level, dim, epochs, seed, workers, device, quiet, store_path) -> None:
+def train(folds, level, dim, epochs, seed, workers, predictor, device, quiet, store_path) -> None:
     """Train the projection heads that align H&E and RNA embeddings."""
+    if predictor:
+        from hquery.training.predictor import train_predictor
+
+        fitted = train_predictor(Store.open(_store_path(store_path)), predictor, seed=seed)
+        click.echo(f"predictor {fitted.version}: {fitted.n_gene_sets} {predictor} scores from {fitted.n_slides} "
+                   f"slides aligned by {fitted.model_version}, {fitted.seconds:.1f}s; now the current one")
+        return
     from hquery.progress import progress_bars
     from hquery.training import AlignmentConfig, train_alignment
     from hquery.training.train import recall_table
@@ -305,6 +314,8 @@ def index(kind, approximate_above, version, store_path) -> None:
 @click.option("--tau", type=float, default=0.05, show_default=True, help="Softmax temperature of the weights.")
 @click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
               help="Average the neighbours' scores, or their expression and then score it.")
+@click.option("--method", type=click.Choice(["softknn", "mlp"]), default="softknn", show_default=True,
+              help="Soft-kNN over the RNA library, or the collection's trained MLP (`hquery train --predictor`).")
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
@@ -314,7 +325,7 @@ def index(kind, approximate_above, version, store_path) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
 @store_option
-def prompt(prompts, collection, level, k, tau, aggregate, cohort, samples, where, min_genes, limit, fmt, out,
+def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
            store_path) -> None:
     """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library.
 
@@ -330,7 +341,7 @@ def prompt(prompts, collection, level, k, tau, aggregate, cohort, samples, where
         knn = SoftKNN(k, tau)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    run = run_prompt(store, gene_sets, level=level, knn=knn, aggregate=aggregate, cohort=cohort,
+    run = run_prompt(store, gene_sets, level=level, knn=knn, aggregate=aggregate, method=method, cohort=cohort,
                      samples=[s.strip() for s in samples.split(",") if s.strip()] if samples else None,
                      where=where, min_genes=min_genes)
     if fmt != "table" or out:
@@ -339,7 +350,8 @@ def prompt(prompts, collection, level, k, tau, aggregate, cohort, samples, where
         _print_prompt(run, level, limit, shown_all=out is not None)
     for note in run.notes:
         click.secho(f"note: {note}", fg="yellow", err=True)
-    cached = "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)"
+    cached = ("scored by the trained MLP" if method == "mlp" else "all library scores cached"
+              if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)")
     click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
 
 

@@ -36,6 +36,7 @@ from hquery.store import Store, StoreError, utcnow, vectors
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
+METHODS = ("softknn", "mlp")
 
 
 @dataclasses.dataclass
@@ -83,6 +84,7 @@ def run_prompt(
     level: str = "slide",
     knn: SoftKNN | None = None,
     aggregate: str = "score",
+    method: str = "softknn",
     samples: Sequence[str] | None = None,
     cohort: str | None = None,
     where: str | None = None,
@@ -101,6 +103,10 @@ def run_prompt(
         Neighbour count ``k`` and softmax temperature ``tau`` (default ``SoftKNN()``: 32, 0.05).
     aggregate
         ``score`` or ``expression`` (see the module docstring).
+    method
+        ``softknn``, or ``mlp``: the collection's trained predictor
+        (:func:`~hquery.training.predictor.train_predictor`), which scores only the
+        sets it was trained on and carries no dispersion or effective K.
     samples, cohort, where
         Which slides: sample ids, a cohort, or an SQL predicate over ``samples`` columns.
     min_genes
@@ -118,6 +124,11 @@ def run_prompt(
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, not {aggregate!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "mlp":
+        return _run_predictor(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
+                              min_genes=min_genes, record=record, started=started)
     with store.reading():
         library = Library(store)
         matches = library.match(gene_sets, min_genes)
@@ -138,9 +149,59 @@ def run_prompt(
                                    for i in range(0, len(rows), 256)])
         score = ssgsea(profiles, [m.positions for m in matches])
 
+    notes = []
+    if len(index.ids) < len(library):
+        notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
+                     "run `hquery index` to search the new ones")
+    results = _results_table(keys, info, patients, matches, score, predicted.dispersion, predicted.effective_k)
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, method="softknn", level=level, knn=knn, aggregate=aggregate,
+                             model_version=index.model_version, index_version=index.version,
+                             library_version=library.version, n_samples=len(slides))
+    return run
+
+
+def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
+                   started) -> PromptRun:
+    from hquery.training.predictor import load_predictor
+
+    collections = {gs.collection for gs in gene_sets}
+    if len(collections) != 1 or "adhoc" in collections:
+        raise StoreError("--method mlp scores the gene sets of one trained collection (e.g. --collection hallmark "
+                         "or its set names); use --method softknn for ad-hoc sets")
+    with store.reading():
+        library = Library(store)
+        matches = library.match(gene_sets, min_genes)
+        predictor = load_predictor(store, collections.pop())
+        slides = select_slides(store, samples=samples, cohort=cohort, where=where)
+        keys, queries = _query_vectors(store, predictor.model_version, level, [r[0] for r in slides])
+    columns = {h: j for j, h in enumerate(predictor.members_hashes)}
+    unknown = [gs.name for gs in gene_sets if gs.members_hash not in columns]
+    if unknown:
+        raise StoreError(f"predictor {predictor.version} was not trained on {', '.join(unknown[:5])} (or their "
+                         f"members changed); run `hquery train --predictor {predictor.collection}` again")
+    score = predictor.predict(queries)[:, [columns[gs.members_hash] for gs in gene_sets]]
+    info = {r[0]: r for r in slides}
+    patients = np.array([info[s][1] for s, _ in keys])
+    nan = np.full(score.shape, np.nan)
+    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
+    notes = [] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"]
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, 0, notes, 0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, method="mlp", level=level, knn=None, aggregate=None,
+                             model_version=predictor.model_version, index_version=None,
+                             library_version=library.version, n_samples=len(slides),
+                             extra={"predictor": predictor.version})
+    return run
+
+
+def _results_table(keys, info, patients, matches, score, dispersion, effective_k) -> pa.Table:
     n_q, n_s = score.shape
     sample_ids = [s for s, _ in keys]
-    results = pa.table({
+    return pa.table({
         "sample_id": pa.array(np.repeat(sample_ids, n_s).tolist(), pa.string()),
         "tile_index": pa.array(np.repeat([t for _, t in keys], n_s).tolist(), pa.int32()),
         "patient_id": pa.array(np.repeat(patients, n_s).tolist(), pa.string()),
@@ -148,19 +209,9 @@ def run_prompt(
         "cancer_type": pa.array(np.repeat([info[s][3] for s in sample_ids], n_s).tolist(), pa.string()),
         "gene_set": pa.array([m.name for m in matches] * n_q, pa.string()),
         "score": pa.array(score.reshape(-1), pa.float64()),
-        "dispersion": pa.array(predicted.dispersion.reshape(-1), pa.float64()),
-        "effective_k": pa.array(np.repeat(predicted.effective_k, n_s), pa.float64()),
+        "dispersion": pa.array(dispersion.reshape(-1), pa.float64(), from_pandas=True),
+        "effective_k": pa.array(np.repeat(effective_k, n_s), pa.float64(), from_pandas=True),
     })
-    notes = []
-    if len(index.ids) < len(library):
-        notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
-                     "run `hquery index` to search the new ones")
-    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
-    run.seconds = time.perf_counter() - started
-    if record:
-        run.run_id = _record(store, run, gene_sets, level=level, knn=knn, aggregate=aggregate, index=index,
-                             library_version=library.version, n_samples=len(slides))
-    return run
 
 
 def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str]
@@ -199,17 +250,18 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
     return library_row[positions], sims
 
 
-def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, level: str, knn: SoftKNN,
-            aggregate: str, index: RNAIndex, library_version: int, n_samples: int) -> str:
+def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, method: str, level: str,
+            knn: SoftKNN | None, aggregate: str | None, model_version: str, index_version: str | None,
+            library_version: int, n_samples: int, extra: dict | None = None) -> str:
     created = utcnow()
     run_id = f"prompt_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
     by_name = {m.name: m for m in run.matches}
     with store.transaction() as txn:
         txn.insert("prompt_runs", pa.Table.from_pylist([{
-            "run_id": run_id, "created_at": created, "method": "softknn", "aggregate": aggregate, "level": level,
-            "model_version": index.model_version, "index_version": index.version, "library_version": library_version,
-            "k": knn.k, "tau": knn.tau, "n_samples": n_samples, "seconds": run.seconds,
-            "params": json.dumps({"computed_sets": run.computed_sets}),
+            "run_id": run_id, "created_at": created, "method": method, "aggregate": aggregate, "level": level,
+            "model_version": model_version, "index_version": index_version, "library_version": library_version,
+            "k": knn.k if knn else None, "tau": knn.tau if knn else None, "n_samples": n_samples,
+            "seconds": run.seconds, "params": json.dumps({"computed_sets": run.computed_sets, **(extra or {})}),
         }]))
         txn.insert("prompt_gene_sets", pa.Table.from_pylist([{
             "run_id": run_id, "gene_set": gs.name, "members_hash": gs.members_hash,
