@@ -20,6 +20,9 @@ import pyarrow as pa
 from hquery.store import Store, StoreError, utcnow
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
+NEIGHBOURS_CACHED = 64
+"""Each stored slide's nearest library profiles are kept with the index (plus room to skip its own patient's),
+so a prompt with ``k`` up to this needs no search."""
 
 
 @dataclasses.dataclass
@@ -112,6 +115,10 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         folder = txn.stage_artifact(f"indexes/{version}")
         faiss.write_index(index, str(folder / "index.faiss"))
         (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
+        slides = store.dataset(f"slide_embeddings__{record['params']['image_encoder']}")
+        if slides is not None:
+            _save_slide_neighbours(folder, index, model, slides.to_table(columns=["sample_id", "embedding"]),
+                                   min(n, NEIGHBOURS_CACHED + _max_per_patient(store, library["sample_id"].to_pylist())))
         vectors_table = pa.table({
             "sample_id": library["sample_id"].cast(pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
@@ -130,6 +137,22 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         }]))
         txn.put_setting("current_index", version)
     return IndexReport(version, record["version"], kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
+
+
+def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
+    patient_of = dict(store.query("sample_patients"))
+    _, counts = np.unique([patient_of[s] for s in sample_ids], return_counts=True)
+    return int(counts.max())
+
+
+def _save_slide_neighbours(folder, index, model, slides: pa.Table, width: int) -> None:
+    from hquery.store import vectors as as_matrix
+    from hquery.training.fit import project
+
+    queries = project(model, image=as_matrix(slides["embedding"]))
+    similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
+    np.savez(folder / "slide_neighbours.npz", sample_ids=np.array(slides["sample_id"].to_pylist()),
+             positions=positions.astype(np.int32), similarities=similarities)
 
 
 def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:

@@ -14,6 +14,9 @@ smooths away genes that vary between neighbours, and it scores a profile that no
 sample has. They agree when the neighbours agree (``effective_k`` near 1 or a low
 ``dispersion``). Each prediction carries the weighted standard deviation of the
 neighbours' scores (``dispersion``) and the effective number of neighbours.
+
+``method="mlp"`` answers with the collection's trained predictor instead
+(:mod:`hquery.training.predictor`).
 """
 
 from __future__ import annotations
@@ -137,7 +140,8 @@ def run_prompt(
         keys, queries = _query_vectors(store, index.model_version, level, [r[0] for r in slides])
         info = {r[0]: r for r in slides}
         patients = np.array([info[s][1] for s, _ in keys])
-        rows, similarities = _neighbours(store, index, library, queries, patients, knn.k)
+        rows, similarities = _neighbours(store, index, library, queries, patients, knn.k,
+                                         [s for s, _ in keys] if level == "slide" else None)
         library_scores, todo = library.cached_scores(gene_sets)
     library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
     computed = len(todo)
@@ -231,19 +235,27 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
 
 
 def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray, patients: np.ndarray,
-                k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Library rows and similarities ``[queries, k]`` of each query's top-k, other patients only."""
+                k: int, slide_ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Library rows and similarities ``[queries, k]`` of each query's top-k, other patients only.
+
+    Slides whose neighbours were saved with the index (``slide_ids`` given) skip the search.
+    """
     patient_of = dict(store.query("sample_patients"))
     missing = [s for s in index.ids if s not in library.row]
     if missing:
         raise StoreError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
                          "run `hquery index` again")
     index_patients = np.array([patient_of[s] for s in index.ids])
-    _, per_patient = np.unique(index_patients, return_counts=True)
-    k = min(k, len(index.ids) - int(per_patient.max()))
+    extra = int(np.unique(index_patients, return_counts=True)[1].max())
+    k = min(k, len(index.ids) - extra)
     if k < 1:
         raise StoreError("the library has no profiles from other patients to retrieve")
-    positions, sims = index.search_positions(queries, k + int(per_patient.max()))
+    stored = index.stored_neighbours() if slide_ids is not None else None
+    if stored is not None and stored[1].shape[1] >= k + extra and all(s in stored[0] for s in slide_ids):
+        at = [stored[0][s] for s in slide_ids]
+        positions, sims = stored[1][at, : k + extra].astype(np.int64), stored[2][at, : k + extra]
+    else:
+        positions, sims = index.search_positions(queries, k + extra)
     keep = np.argsort(index_patients[positions] == patients[:, None], axis=1, kind="stable")[:, :k]
     positions, sims = np.take_along_axis(positions, keep, 1), np.take_along_axis(sims, keep, 1)
     library_row = np.array([library.row[s] for s in index.ids], dtype=np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -10,17 +11,16 @@ from hquery.store import Store, StoreError
 
 
 class RNAIndex:
-    """A loaded index version: FAISS (on the GPU when available) plus the sample id of each vector."""
+    """An index version: FAISS (on the GPU when available, read on first search) and each vector's sample id."""
 
-    def __init__(self, index, ids: list[str], version: str, model_version: str, on_gpu: bool):
-        self.index, self.ids, self.version, self.model_version, self.on_gpu = index, np.array(ids), version, model_version, on_gpu
+    def __init__(self, folder: Path, ids: list[str], version: str, model_version: str):
+        self.folder, self.ids, self.version, self.model_version = folder, np.array(ids), version, model_version
+        self._index = None
+        self.on_gpu = False
 
     @classmethod
     def load(cls, store: Store, version: str | None = None) -> RNAIndex:
         """The current index (or ``version``, any older one too)."""
-        import faiss
-        from hquery.retrieval.index import to_device
-
         version = version or store.setting("current_index")
         if not version:
             raise StoreError("no index yet; run `hquery index`")
@@ -29,8 +29,29 @@ class RNAIndex:
             raise StoreError(f"no index version {version!r}")
         model_version, path = rows[0]
         folder = store.artifact_path(path)
-        index, on_gpu = to_device(faiss.read_index(str(folder / "index.faiss")))
-        return cls(index, json.loads((folder / "ids.json").read_text()), version, model_version, on_gpu)
+        return cls(folder, json.loads((folder / "ids.json").read_text()), version, model_version)
+
+    @property
+    def index(self):
+        if self._index is None:
+            import faiss
+
+            from hquery.retrieval.index import to_device
+
+            self._index, self.on_gpu = to_device(faiss.read_index(str(self.folder / "index.faiss")))
+        return self._index
+
+    def stored_neighbours(self) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
+        """Neighbours saved with the index for every stored slide: ``(row of sample, positions, similarities)``.
+
+        ``None`` for an index built before they were saved.
+        """
+        path = self.folder / "slide_neighbours.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            rows = {s: i for i, s in enumerate(data["sample_ids"].tolist())}
+            return rows, data["positions"], data["similarities"]
 
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` library samples by inner product for each aligned, L2-normalised query.

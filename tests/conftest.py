@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hquery.ingest.genesets import add_builtin_gene_data
 from PIL import Image
 
-from hquery.ingest.genesets import add_builtin_gene_data
 from hquery.store import Store
 
 DATA = Path(__file__).parent / "data"
@@ -99,6 +99,18 @@ def demo_store(tmp_path_factory, small_demo) -> Store:
     ingest_cohort(s, small_demo.reference_manifest, expression=small_demo.reference_expression, name="demo_reference")
     ingest_cohort(s, small_demo.cohort_manifest, expression=small_demo.cohort_expression,
                   spots=small_demo.cohort_spots, name="demo")
+    return s
+
+
+@pytest.fixture(scope="session")
+def indexed_store(demo_store, tmp_path_factory) -> Store:
+    """The small demo with a quickly trained alignment and its index; tests that write copy it first."""
+    from hquery.retrieval import build_index
+    from hquery.training import AlignmentConfig, train_alignment
+
+    s = copy_store(demo_store, tmp_path_factory.mktemp("indexed_store") / "store")
+    train_alignment(s, config=AlignmentConfig(max_epochs=40))
+    build_index(s)
     return s
 
 

@@ -5,11 +5,11 @@ import hashlib
 import numpy as np
 import polars as pl
 import pytest
+from hquery.ingest.expression import read_expression
+from hquery.ingest.genesets import hallmark_sets
 from PIL import Image
 
 from hquery.demo import PROGRAMS, SIZES, generate_demo_cohort
-from hquery.ingest.expression import read_expression
-from hquery.ingest.genesets import hallmark_sets
 
 
 def _tile_features(root, truth):

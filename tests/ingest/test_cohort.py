@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pytest
+from hquery.ingest import IngestError, ingest_cohort
 
 from hquery.demo import SIZES
-from hquery.ingest import IngestError, ingest_cohort
 from hquery.store import Store
 from tests.conftest import SVS, snapshot, write_cohort, write_tiles
 

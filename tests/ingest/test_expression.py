@@ -3,7 +3,6 @@ import gzip
 import numpy as np
 import polars as pl
 import pytest
-
 from hquery.ingest.errors import IngestError
 from hquery.ingest.expression import read_expression
 from hquery.ingest.genes import read_hgnc_aliases, shipped_aliases

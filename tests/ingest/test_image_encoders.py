@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from hquery.ingest.errors import IngestError
 from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 

@@ -1,5 +1,4 @@
 import pytest
-
 from hquery.ingest.errors import IngestError
 from hquery.ingest.manifest import read_manifest
 

@@ -1,10 +1,10 @@
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
-
 from hquery.ingest.errors import IngestError
 from hquery.ingest.slides import TilingOptions, open_slide
+from PIL import Image
+
 from tests.conftest import SVS, write_tiles
 
 

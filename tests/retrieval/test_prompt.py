@@ -5,13 +5,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from hquery.ingest import ingest_cohort
-from hquery.retrieval import RNAIndex, build_index
+from hquery.retrieval import RNAIndex
 from hquery.retrieval.library import GeneSetTooSmall, Library
 from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
 from hquery.retrieval.prompts import resolve_prompts
 from hquery.retrieval.softknn import SoftKNN
 from hquery.retrieval.ssgsea import ssgsea
-from hquery.training import AlignmentConfig, train_alignment
 
 from hquery.cli import main
 from hquery.store import StoreError
@@ -21,11 +20,16 @@ G2M = "HALLMARK_G2M_CHECKPOINT"
 
 
 @pytest.fixture(scope="module")
-def indexed(demo_store, tmp_path_factory):
-    store = copy_store(demo_store, tmp_path_factory.mktemp("prompted") / "store")
-    train_alignment(store, config=AlignmentConfig(max_epochs=40))
-    build_index(store)
-    return store
+def indexed(indexed_store):
+    return indexed_store
+
+
+def slide_queries(store, sample_ids):
+    """The index, library, query keys, vectors and patients for ``sample_ids``' slides."""
+    index, library = RNAIndex.load(store), Library(store)
+    keys, queries = _query_vectors(store, index.model_version, "slide", sample_ids)
+    patient_of = dict(store.query("sample_patients"))
+    return index, library, keys, queries, np.array([patient_of[s] for s, _ in keys]), patient_of
 
 
 @pytest.fixture
@@ -62,12 +66,8 @@ def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
 
 
 def test_neighbours_never_come_from_the_querys_own_patient(indexed):
-    index = RNAIndex.load(indexed)
-    library = Library(indexed)
-    patient_of = dict(indexed.query("sample_patients"))
     paired = [r[0] for r in indexed.query("pairs")][:100]
-    keys, queries = _query_vectors(indexed, index.model_version, "slide", paired)
-    patients = np.array([patient_of[s] for s, _ in keys])
+    index, library, keys, queries, patients, patient_of = slide_queries(indexed, paired)
     rows, _ = _neighbours(indexed, index, library, queries, patients, 16)
     neighbour_patients = np.array([[patient_of[library.sample_ids[r]] for r in row] for row in rows])
     assert not (neighbour_patients == patients[:, None]).any()
@@ -77,7 +77,7 @@ def test_neighbours_never_come_from_the_querys_own_patient(indexed):
 
 
 def test_cache_is_reused_and_invalidated_by_a_library_change(fresh, tmp_path):
-    sets = resolve_prompts(fresh, ["MYC_TARGETS_V2"])
+    sets = resolve_prompts(fresh, ["MKI67,TOP2A,CDK1,CCNB1,BUB1,AURKA"])  # a set no other test scores
     first = run_prompt(fresh, sets)
     second = run_prompt(fresh, sets)
     assert first.computed_sets == 1 and second.computed_sets == 0
@@ -170,3 +170,14 @@ def test_cli_prompt_table_and_files(fresh, tmp_path):
     assert set(frame["gene_set"]) == {G2M, "genes:CD8A,CD8B,GZMB+3"}
     result = runner.invoke(main, ["prompt", "--genes", "ESTROGEN", "--store", str(fresh.root)])
     assert result.exit_code == 1 and "matches 2 gene sets" in result.output
+
+
+def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed):
+    slides = [r[0] for r in indexed.query("slide_samples")][:200]
+    index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
+    assert index.stored_neighbours() is not None and index._index is None
+    saved_rows, saved_sims = _neighbours(indexed, index, library, queries, patients, 32, [s for s, _ in keys])
+    assert index._index is None  # answered without reading the FAISS index
+    rows, sims = _neighbours(indexed, index, library, queries, patients, 32)
+    np.testing.assert_array_equal(saved_rows, rows)
+    np.testing.assert_allclose(saved_sims, sims, atol=1e-5)

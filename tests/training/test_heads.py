@@ -1,11 +1,15 @@
 import numpy as np
 import pytest
 import torch
-
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig, AlignmentModel, ProjectionHead
 from hquery.training.loss import clip_loss
-from hquery.training.splits import SplitLeakError, check_patient_disjoint, patient_folds, patient_holdout
+from hquery.training.splits import (
+    SplitLeakError,
+    check_patient_disjoint,
+    patient_folds,
+    patient_holdout,
+)
 
 
 def test_heads_output_unit_vectors_from_raw_embeddings():

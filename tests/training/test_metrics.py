@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
-
-from hquery.training.metrics import chance_recall_at_k, recall_at_k, retrieval_metrics, target_ranks
+from hquery.training.metrics import (
+    chance_recall_at_k,
+    recall_at_k,
+    retrieval_metrics,
+    target_ranks,
+)
 
 
 def test_ranks_count_strictly_higher_scores():

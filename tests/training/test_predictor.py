@@ -2,21 +2,18 @@
 
 import numpy as np
 import pytest
-
 from hquery.retrieval import build_index, resolve_prompts, run_prompt
 from hquery.retrieval.library import Library
-from hquery.store import StoreError
 from hquery.training import AlignmentConfig, train_alignment
 from hquery.training.predictor import load_predictor, train_predictor
+
+from hquery.store import StoreError
 from tests.conftest import copy_store
 
 
 @pytest.fixture(scope="module")
-def store(demo_store, tmp_path_factory):
-    s = copy_store(demo_store, tmp_path_factory.mktemp("predictor") / "store")
-    train_alignment(s, config=AlignmentConfig(max_epochs=40))
-    build_index(s)
-    return s
+def store(indexed_store, tmp_path_factory):
+    return copy_store(indexed_store, tmp_path_factory.mktemp("predictor") / "store")
 
 
 def test_predictor_fits_the_collection_and_scores_slides(store):
