@@ -230,6 +230,10 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     keep = np.array([s in wanted for s in ids], dtype=bool)
     tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * len(ids)
     keys = [(s, t) for s, t, k in zip(ids, tiles, keep) if k]
+    unprojected = sorted(wanted - {s for s, _ in keys})
+    if unprojected:
+        raise StoreError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
+                         f"index was built; run `hquery index` so they can be scored")
     order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
     return [keys[i] for i in order], vectors(table["vector"])[keep][order]
 

@@ -181,3 +181,19 @@ def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed):
     rows, sims = _neighbours(indexed, index, library, queries, patients, 32)
     np.testing.assert_array_equal(saved_rows, rows)
     np.testing.assert_allclose(saved_sims, sims, atol=1e-5)
+
+
+def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
+    from hquery.retrieval import build_index
+    from tests.conftest import write_tiles
+
+    write_tiles(tmp_path / "slides" / "LATE1", grid=2, size=64)
+    pl.DataFrame([{"sample_id": "LATE1", "patient_id": "LATEP", "cancer_type": "BRCA",
+                   "slide_path": "slides/LATE1"}]).write_csv(tmp_path / "late.csv")
+    ingest_cohort(fresh, tmp_path / "late.csv", name="late")
+    sets = resolve_prompts(fresh, ["G2M"])
+    with pytest.raises(StoreError, match=r"LATE1\) were ingested after the index was built; run `hquery index`"):
+        run_prompt(fresh, sets, record=False)
+    build_index(fresh)
+    run = run_prompt(fresh, sets, samples=["LATE1"], record=False)
+    assert run.results["sample_id"].to_pylist() == ["LATE1"]
