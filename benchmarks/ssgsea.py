@@ -28,7 +28,8 @@ def main() -> None:
     import pandas as pd
     from hquery.ingest.genesets import hallmark_sets
     from hquery.retrieval.ssgsea import score_gene_sets
-    from hquery.training.fit import available_cpus
+
+    from hquery.parallel import available_cpus
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2000)

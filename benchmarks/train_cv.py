@@ -35,7 +35,7 @@ def timed_train(store_dir: Path, folds: int, workers: int | None):
 
 
 def main() -> None:
-    from hquery.training.fit import available_cpus
+    from hquery.parallel import available_cpus
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=Path("hquery-store"))

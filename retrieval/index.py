@@ -140,14 +140,16 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
 
 
 def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
+    from hquery.retrieval.softknn import most_profiles_per_patient
+
     patient_of = dict(store.query("sample_patients"))
-    _, counts = np.unique([patient_of[s] for s in sample_ids], return_counts=True)
-    return int(counts.max())
+    return most_profiles_per_patient(np.array([patient_of[s] for s in sample_ids]))
 
 
 def _save_slide_neighbours(folder, index, model, slides: pa.Table, width: int) -> None:
-    from hquery.store import vectors as as_matrix
     from hquery.training.fit import project
+
+    from hquery.store import vectors as as_matrix
 
     queries = project(model, image=as_matrix(slides["embedding"]))
     similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), width)

@@ -32,7 +32,11 @@ import pyarrow as pa
 from hquery.ingest.genesets import GeneSet
 from hquery.retrieval.library import Library
 from hquery.retrieval.search import RNAIndex
-from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.softknn import (
+    SoftKNN,
+    most_profiles_per_patient,
+    skip_own_patient,
+)
 from hquery.retrieval.ssgsea import GeneSetMatch, ssgsea
 
 from hquery.store import Store, StoreError, utcnow, vectors
@@ -250,7 +254,7 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
         raise StoreError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
                          "run `hquery index` again")
     index_patients = np.array([patient_of[s] for s in index.ids])
-    extra = int(np.unique(index_patients, return_counts=True)[1].max())
+    extra = most_profiles_per_patient(index_patients)
     k = min(k, len(index.ids) - extra)
     if k < 1:
         raise StoreError("the library has no profiles from other patients to retrieve")
@@ -260,8 +264,7 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
         positions, sims = stored[1][at, : k + extra].astype(np.int64), stored[2][at, : k + extra]
     else:
         positions, sims = index.search_positions(queries, k + extra)
-    keep = np.argsort(index_patients[positions] == patients[:, None], axis=1, kind="stable")[:, :k]
-    positions, sims = np.take_along_axis(positions, keep, 1), np.take_along_axis(sims, keep, 1)
+    positions, sims = skip_own_patient(positions, sims, index_patients, patients, k)
     library_row = np.array([library.row[s] for s in index.ids], dtype=np.int64)
     return library_row[positions], sims
 

@@ -35,7 +35,6 @@ class RNAIndex:
     def index(self):
         if self._index is None:
             import faiss
-
             from hquery.retrieval.index import to_device
 
             self._index, self.on_gpu = to_device(faiss.read_index(str(self.folder / "index.faiss")))

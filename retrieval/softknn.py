@@ -7,6 +7,22 @@ import dataclasses
 import numpy as np
 
 
+def most_profiles_per_patient(patients: np.ndarray) -> int:
+    """How many extra neighbours to fetch so that skipping one patient's profiles still leaves ``k``."""
+    return int(np.unique(patients, return_counts=True)[1].max()) if len(patients) else 0
+
+
+def skip_own_patient(positions: np.ndarray, similarities: np.ndarray, candidate_patients: np.ndarray,
+                     query_patients: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` neighbours per query (best first) that are not the query's own patient's profiles.
+
+    ``positions`` index ``candidate_patients``; fetch ``k + most_profiles_per_patient(...)`` of them.
+    """
+    own = candidate_patients[positions] == query_patients[:, None]
+    keep = np.argsort(own, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(positions, keep, 1), np.take_along_axis(similarities, keep, 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class SoftKNNPrediction:
     """Per query (and per gene set where it applies)."""

@@ -32,7 +32,11 @@ import numpy as np
 import pyarrow as pa
 from hquery.retrieval.library import Library
 from hquery.retrieval.prompts import resolve_prompts
-from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.softknn import (
+    SoftKNN,
+    most_profiles_per_patient,
+    skip_own_patient,
+)
 from hquery.training.heads import AlignmentConfig
 
 from hquery.store import Store, StoreError, utcnow, vectors
@@ -178,12 +182,11 @@ def _library_embeddings(store: Store, rna_encoder: str, sample_ids: list[str]) -
 def _search(index, rows_of: np.ndarray, library_patients: np.ndarray, queries: np.ndarray,
             exclude_patients: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` library rows per query, skipping ``exclude_patients[i]``'s own profiles."""
-    extra = 0 if exclude_patients is None else int(np.unique(library_patients[rows_of], return_counts=True)[1].max())
+    extra = 0 if exclude_patients is None else most_profiles_per_patient(library_patients[rows_of])
     sims, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k + extra, len(rows_of)))
     rows = rows_of[positions]
     if exclude_patients is not None:
-        keep = np.argsort(library_patients[rows] == exclude_patients[:, None], axis=1, kind="stable")[:, :k]
-        rows, sims = np.take_along_axis(rows, keep, 1), np.take_along_axis(sims, keep, 1)
+        rows, sims = skip_own_patient(rows, sims, library_patients, exclude_patients, k)
     return rows, sims
 
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from hquery.parallel import available_cpus
+
 WEIGHT = 0.25
 
 
@@ -97,17 +99,11 @@ def ssgsea(expression: np.ndarray, gene_sets: Sequence[np.ndarray], *, weight: f
 
     rows_per_block = max(1, 4_000_000 // n)
     blocks = [slice(i, i + rows_per_block) for i in range(0, n_samples, rows_per_block)]
-    workers = min(len(blocks), threads or _cpus())
+    workers = min(len(blocks), threads or available_cpus())
     if workers <= 1:
         return np.concatenate([block(b) for b in blocks]) if blocks else np.empty((0, len(gene_sets)))
     with ThreadPoolExecutor(workers) as pool:  # numpy's sort, ufuncs and indexing release the GIL
         return np.concatenate(list(pool.map(block, blocks)))
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _rank_weights(scaled_rank: np.ndarray, weight: float) -> np.ndarray:

@@ -6,7 +6,6 @@ import contextlib
 import copy
 import dataclasses
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -15,6 +14,8 @@ import torch
 from hquery.training.heads import AlignmentConfig, AlignmentModel
 from hquery.training.loss import clip_loss
 from hquery.training.splits import patient_holdout
+
+from hquery.parallel import available_cpus
 
 
 @dataclasses.dataclass
@@ -106,10 +107,6 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager
