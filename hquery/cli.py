@@ -6,6 +6,7 @@ need them, so ``hquery --help`` and ``hquery status`` start fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def init(store_path: Path | None) -> None:
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("manifest", type=click.Path(path_type=Path), required=False)
 @click.option("--expression", type=click.Path(path_type=Path), help="Bulk expression file (samples as rows).")
 @click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
 @click.option("--name", help="Cohort name [default: the manifest's file name].")
@@ -88,19 +89,28 @@ def init(store_path: Path | None) -> None:
 @click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
 @click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
 @click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
+@click.option("--reembed", is_flag=True,
+              help="Instead of a MANIFEST: embed every stored slide again with a PEKA adapter into new tables.")
+@click.option("--adapter", help="PEKA adapter version for --reembed [default: the store's current one].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @device_option("auto")
 @quiet_option
 @store_option
-def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
-           device, quiet, store_path) -> None:
-    """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
-    from hquery.ingest import ingest_cohort
+def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, reembed,
+           adapter, batch_size, device, quiet, store_path) -> None:
+    """Ingest a cohort MANIFEST (CSV) with its slides and expression, or --reembed the stored slides."""
+    from hquery.ingest import ingest_cohort, reembed_slides
     from hquery.ingest.slides import TilingOptions
     from hquery.progress import progress_bars
 
+    if reembed == (manifest is not None):
+        raise click.UsageError("give a MANIFEST to ingest, or --reembed (not both)")
     store = Store.open(_store_path(store_path))
     with progress_bars(not quiet) as progress:
+        if reembed:
+            click.echo(reembed_slides(store, adapter, batch_size=batch_size, device=device,
+                                      progress=progress).summary())
+            return
         report = ingest_cohort(
             store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
             rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
@@ -183,17 +193,29 @@ def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
 @click.option("--folds", type=int, default=None, help="Patient-level k-fold cross-validation first (e.g. 5).")
 @click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
 @click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
-@click.option("--epochs", type=int, default=300, show_default=True, help="Maximum epochs (early stopping).")
+@click.option("--epochs", type=int, default=None,
+              help="Epochs: the most for the alignment (early stopping; default 300), exactly for --peka (default 5).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=None,
               help="Processes fitting folds side by side [default: the CPUs available]; results do not depend on it.")
 @click.option("--predictor", metavar="COLLECTION",
               help="Instead: fit the MLP from aligned slide embeddings to COLLECTION's scores (for prompt --method mlp).")
+@click.option("--peka", is_flag=True,
+              help="Instead: fit a PEKA adapter of the image backbone to the RNA teacher (then: ingest --reembed).")
+@click.option("--method", type=click.Choice(["miss", "lora"]), default="miss", show_default=True,
+              help="PEKA adapter: MiSS (block-affine, the paper's) or LoRA.")
+@click.option("--rank", type=int, default=16, show_default=True, help="PEKA adapter block size or rank.")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="With --peka: first compare None, LoRA and MiSS by a linear probe on held-out patients.")
 @device_option("cpu")
 @quiet_option
 @store_option
-def train(folds, level, dim, epochs, seed, workers, predictor, device, quiet, store_path) -> None:
-    """Train the projection heads that align H&E and RNA embeddings."""
+def train(folds, level, dim, epochs, seed, workers, predictor, peka, method, rank, compare, device, quiet,
+          store_path) -> None:
+    """Train the projection heads that align H&E and RNA embeddings (or a PEKA adapter, or the MLP predictor)."""
+    if peka:
+        _train_peka(Store.open(_store_path(store_path)), method, rank, epochs, seed, compare, _device(device), quiet)
+        return
     if predictor:
         from hquery.training.predictor import train_predictor
 
@@ -206,7 +228,9 @@ def train(folds, level, dim, epochs, seed, workers, predictor, device, quiet, st
     from hquery.training.train import recall_table
 
     store = Store.open(_store_path(store_path))
-    config = AlignmentConfig(dim=dim, max_epochs=epochs, seed=seed)
+    config = AlignmentConfig(dim=dim, seed=seed)
+    if epochs:
+        config = dataclasses.replace(config, max_epochs=epochs)
     with progress_bars(not quiet and bool(folds)) as progress:
         advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
         report = train_alignment(store, folds=folds, config=config, level=level, device=_device(device),
@@ -215,6 +239,31 @@ def train(folds, level, dim, epochs, seed, workers, predictor, device, quiet, st
                f"{report.epochs} epochs, {report.seconds:.1f}s; now the current {level} model")
     if report.cv:
         _print_rows(RECALL_COLUMNS, recall_table(report.cv.as_dict()))
+
+
+PEKA_COLUMNS = ["features", "trainable", "PCC top-50 HVG (mean ± sd)", "vs None", "time"]
+
+
+def _train_peka(store, method, rank, epochs, seed, compare, device, quiet) -> None:
+    from hquery.training.adapt import comparison_table, train_peka
+    from hquery.training.peka import PEKAConfig
+
+    config = PEKAConfig(method=method, rank=rank, seed=seed)
+    if epochs:
+        config = dataclasses.replace(config, epochs=epochs)
+    steps = config.epochs + (3 if compare else 0)
+    from hquery.progress import progress_bars
+
+    with progress_bars(not quiet) as progress:
+        advance = progress(f"PEKA ({method}): {'compare, then ' if compare else ''}fit", steps)
+        report = train_peka(store, config, compare=compare, device=device, on_step=lambda name: advance(1))
+    click.echo(f"adapter {report.version}: {method}, {report.trainable_fraction * 100:.1f}% of the backbone trainable, "
+               f"{report.n_tiles} tiles ({report.target} teacher) from {report.n_patients} patients, "
+               f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}, {report.seconds:.1f}s; "
+               "embed the slides with it: hquery ingest --reembed")
+    if report.comparison:
+        click.echo("linear probe (HEST protocol) on held-out patients' tiles, mean ± sd over patient-level folds:")
+        _print_rows(PEKA_COLUMNS, comparison_table(report.comparison))
 
 
 @main.command("eval")

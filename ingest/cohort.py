@@ -30,7 +30,7 @@ from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, 
 from hquery.ingest.slides import FeatureFile, SlideSource, TilingOptions, open_slide
 from hquery.store import Store, Transaction, utcnow, vectors
 
-__all__ = ["IngestError", "IngestReport", "ingest_cohort"]
+__all__ = ["IngestError", "IngestReport", "ReembedReport", "ingest_cohort", "reembed_slides"]
 
 Progress = Callable[[str, int], Callable[[int], None]]
 """``progress(description, total)`` returns an ``advance(n)`` callback."""
@@ -414,7 +414,7 @@ def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, source
     if spec.runs_model:
         from hquery.ingest.image_encoders import ImageEncoder
 
-        encoder = ImageEncoder(spec, device=device)
+        encoder = ImageEncoder(spec, device=device, adapter_dir=_adapter_dir(store, spec.adapter))
         dim, params = encoder.dim, encoder.params
     else:
         encoder = None
@@ -463,6 +463,74 @@ def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, source
         txn.put_setting("image_encoder", version)
         txn.put_setting("image_encoder_spec", spec.text)
     return total
+
+
+def _adapter_dir(store: Store, adapter: str | None) -> Path | None:
+    if not adapter:
+        return None
+    rows = store.query("model", [adapter])
+    if not rows or rows[0][1] != "peka":
+        raise IngestError(f"no PEKA adapter {adapter!r} in the store; train one with `hquery train --peka`")
+    return store.artifact_path(rows[0][7]) / "adapter"
+
+
+@dataclasses.dataclass
+class ReembedReport:
+    image_encoder: str
+    adapter: str | None
+    n_slides: int
+    n_skipped: int
+    n_tiles: int
+    seconds: float
+
+    def summary(self) -> str:
+        if not self.n_slides:
+            return f"every slide is already embedded with {self.image_encoder}; now the current image encoder"
+        return (f"re-embedded {self.n_slides} slides ({self.n_tiles} tiles) with {self.image_encoder} in "
+                f"{self.seconds:.1f}s; {self.n_skipped} already there; now the current image encoder")
+
+
+def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int = 64, device: str = "auto",
+                   progress: Progress = _no_progress) -> ReembedReport:
+    """Embed every stored slide again with the store's backbone plus PEKA ``adapter``, into new tables.
+
+    The frozen embeddings are never touched: the adapted ones land in
+    ``tile_embeddings__<version>`` and ``slide_embeddings__<version>`` of an
+    encoder version that names the adapter, which becomes the current image
+    encoder (train the alignment again afterwards). Slides already embedded with
+    that version are skipped, so an interrupted or repeated run only adds the rest.
+
+    Parameters
+    ----------
+    adapter
+        A PEKA model version; default: the store's current one (``hquery train --peka``).
+        ``None`` with no current adapter is an error.
+    """
+    from hquery.ingest.slides import reopen_slide
+
+    started = time.perf_counter()
+    adapter = adapter or store.setting("peka_adapter")
+    if not adapter:
+        raise IngestError("no PEKA adapter to re-embed with; train one with `hquery train --peka`")
+    base = store.setting("image_encoder_spec")
+    if not base:
+        raise IngestError("the store has no slides to re-embed")
+    spec = parse_image_encoder(base).with_adapter(adapter)
+    _adapter_dir(store, adapter)
+    done = set()
+    existing = store.dataset(f"slide_embeddings__{spec.version}")
+    if existing is not None:
+        done = set(existing.to_table(columns=["sample_id"])["sample_id"].to_pylist())
+    todo = [r[0] for r in store.query("slide_samples") if r[0] not in done]
+    sources = [(sid, reopen_slide(store, sid)) for sid in todo]
+    n_tiles = 0
+    with store.transaction() as txn:
+        if sources:
+            n_tiles = _embed_slides(store, txn, spec, sources, batch_size, device, progress, explicit=True)
+        else:
+            txn.put_setting("image_encoder", spec.version)
+            txn.put_setting("image_encoder_spec", spec.text)
+    return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
 
 
 def _tile_embeddings(sources: list[tuple[str, SlideSource]], encoder, batch_size: int

@@ -8,11 +8,13 @@ Spec grammar (``--encoder``)::
     random:ARCH?seed=0[&...]           randomly initialised with a fixed seed (no weights needed)
     precomputed:NAME                   features read from .h5 files; no model runs
     demo-vit                           preset: random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0
+    SPEC&adapter=VERSION               SPEC with the store's PEKA adapter VERSION applied
 
 Other ``key=value`` options are passed to ``timm.create_model`` (``img_size``,
 ``patch_size`` ...). The encoder's *version* is derived from the normalised
 spec and, for local weights, a hash of the checkpoint's bytes, so the same
-model always lands in the same embedding tables.
+model always lands in the same embedding tables; an adapted encoder's version
+names its adapter.
 """
 
 from __future__ import annotations
@@ -68,7 +70,20 @@ class ImageEncoderSpec:
 
             h.update(file_hash([Path(weights)]).encode())
         short = self.name.split("/")[-1]
-        return sql_identifier(f"{self.source}_{short}_{h.hexdigest()}")
+        adapter = self.option_dict.get("adapter")
+        return sql_identifier(f"{self.source}_{short}_{adapter + '_' if adapter else ''}{h.hexdigest()}")
+
+    @property
+    def adapter(self) -> str | None:
+        """The PEKA adapter version this spec applies, if any."""
+        return self.option_dict.get("adapter")
+
+    def with_adapter(self, version: str | None) -> ImageEncoderSpec:
+        """The same backbone with adapter ``version`` (``None``: the frozen backbone)."""
+        options = {k: v for k, v in self.options if k != "adapter"}
+        if version:
+            options["adapter"] = version
+        return dataclasses.replace(self, options=tuple(sorted(options.items())))
 
     @property
     def runs_model(self) -> bool:
@@ -96,21 +111,32 @@ def parse_image_encoder(text: str) -> ImageEncoderSpec:
 
 
 class ImageEncoder:
-    """A frozen timm model that turns uint8 RGB tiles into embedding vectors."""
+    """A frozen timm model that turns uint8 RGB tiles into embedding vectors.
 
-    def __init__(self, spec: ImageEncoderSpec, device: str = "cpu"):
+    A spec naming an ``adapter`` needs ``adapter_dir``, the folder where peft
+    saved that adapter; the adapter is loaded onto the same backbone.
+    """
+
+    def __init__(self, spec: ImageEncoderSpec, device: str = "cpu", adapter_dir: Path | None = None):
         import torch
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.spec = spec
         self.device = torch.device(device)
-        self.model = _create_model(spec).to(self.device).eval()
-        cfg = _data_config(self.model, spec)
+        model = _create_model(spec)
+        self.dim = int(model.num_features)
+        cfg = _data_config(model, spec)
+        if spec.adapter:
+            if adapter_dir is None:
+                raise IngestError(f"image encoder {spec.text} names adapter {spec.adapter}; its folder is needed")
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        self.model = model.to(self.device).eval()
         self.input_size = cfg["input_size"][1:]
         self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
-        self.dim = int(self.model.num_features)
 
     @property
     def params(self) -> dict:
@@ -121,24 +147,29 @@ class ImageEncoder:
             "std": self.std.flatten().tolist(),
         }
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        """Embed uint8 ``[b, h, w, 3]`` tiles; returns float32 ``[b, dim]``."""
+    def preprocess(self, images: np.ndarray):
+        """uint8 ``[b, h, w, 3]`` tiles -> the model's normalised ``[b, 3, H, W]`` input tensor."""
         import torch
         import torch.nn.functional as F
 
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        if tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean) / self.std
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embed uint8 ``[b, h, w, 3]`` tiles; returns float32 ``[b, dim]``."""
+        import torch
+
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-            if tuple(x.shape[-2:]) != tuple(self.input_size):
-                x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
-            x = (x - self.mean) / self.std
-            return self.model(x).float().cpu().numpy()
+            return self.model(self.preprocess(images)).float().cpu().numpy()
 
 
 def _create_model(spec: ImageEncoderSpec):
     import timm
     import torch
 
-    kwargs = {k: v for k, v in spec.option_dict.items() if k not in ("seed", "weights")}
+    kwargs = {k: v for k, v in spec.option_dict.items() if k not in ("seed", "weights", "adapter")}
     kwargs["num_classes"] = 0
     try:
         if spec.source == "random":

@@ -300,3 +300,26 @@ def _float(value) -> float | None:
         return float(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def reopen_slide(store, sample_id: str) -> SlideSource:
+    """A stored slide's source, opened again to read its pixels (PEKA trains on them; re-embedding reads them).
+
+    Refuses a slide stored as precomputed features, and one whose files changed
+    or moved since it was ingested: its tiles would no longer match the stored rows.
+    """
+    rows = store.query("slide_reopen", [sample_id])
+    if not rows:
+        raise IngestError(f"sample {sample_id} has no slide in the store")
+    path, kind, tile_size, magnification, content_hash, n_tiles = rows[0]
+    if kind == "features":
+        raise IngestError(f"sample {sample_id}: its slide was ingested as precomputed features ({path}); "
+                          "adapting or re-embedding needs the pixels")
+    if not Path(path).exists():
+        raise IngestError(f"sample {sample_id}: its slide {path} is gone; restore it at that path")
+    source = open_slide(Path(path), TilingOptions(tile_size or 224, magnification or 20.0))
+    stored = np.array([(x, y) for _, x, y in store.query("slide_tiles", [sample_id])], dtype=np.int64).reshape(-1, 2)
+    same = source.n_tiles == n_tiles and np.array_equal(source.coords, stored)
+    if not same or (kind == "tiles" and source.content_hash != content_hash):
+        raise IngestError(f"sample {sample_id}: {path} changed since it was ingested; its stored tiles no longer match")
+    return source

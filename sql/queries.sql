@@ -178,3 +178,6 @@ INSERT INTO prompt_eval_calibration BY NAME SELECT * FROM staged_prompt_eval_cal
 
 -- name: slide_source
 SELECT source_path, source_kind, tile_size, width, height FROM slides WHERE sample_id = ?;
+
+-- name: slide_reopen
+SELECT source_path, source_kind, tile_size, magnification, content_hash, n_tiles FROM slides WHERE sample_id = ?;

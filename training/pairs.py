@@ -79,5 +79,98 @@ def load_pairs(store: Store, level: str = "slide") -> Pairs:
     raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
 
 
-def _by_sample(table: pa.Table) -> dict[str, np.ndarray]:
-    return dict(zip(table["sample_id"].to_pylist(), vectors(table["embedding"])))
+def _by_sample(table: pa.Table, column: str = "embedding") -> dict[str, np.ndarray]:
+    return dict(zip(table["sample_id"].to_pylist(), vectors(table[column])))
+
+
+@dataclasses.dataclass
+class TileImages:
+    """Tiles with their pixels and their RNA teacher: what PEKA trains and is probed on."""
+
+    keys: list[tuple[str, int]]
+    """``(sample_id, tile_index)`` of each row."""
+    patients: np.ndarray
+    images: np.ndarray
+    """uint8 ``[n, h, w, 3]``."""
+    teacher: np.ndarray
+    """The RNA encoder's embedding of each tile's spot (or of its slide's bulk profile)."""
+    expression: np.ndarray
+    """The log expression the teacher embeds, for the linear probe."""
+    genes: list[str]
+    target: str
+    """``spot`` or ``bulk``."""
+    image_encoder_spec: str
+    snapshot: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def subset(self, index: np.ndarray) -> TileImages:
+        return dataclasses.replace(self, keys=[self.keys[i] for i in index], patients=self.patients[index],
+                                   images=self.images[index], teacher=self.teacher[index],
+                                   expression=self.expression[index])
+
+
+def load_tile_images(store: Store, max_tiles_per_slide: int | None = None, seed: int = 0) -> TileImages:
+    """Every tile with spot expression, read back from its slide, with the RNA teacher's embedding of its spot.
+
+    A store without spot expression falls back to bulk: every tile of each paired
+    slide (at most ``max_tiles_per_slide``, drawn with ``seed``) is taught by its
+    slide's bulk profile, as the PEKA paper does for slides without spatial data.
+    """
+    spec = store.setting("image_encoder_spec")
+    rna_encoder = store.setting("rna_encoder")
+    if not spec or not rna_encoder:
+        raise StoreError("PEKA needs paired slides and expression in the store; ingest a cohort first")
+    tables = store.lance_tables()
+    if store.dataset("spot_expression") is not None:
+        target, name = "spot", "spot_expression"
+        spots = store.dataset(name).to_table(columns=["sample_id", "tile_index", "values"])
+        keys = list(zip(spots["sample_id"].to_pylist(), spots["tile_index"].to_pylist()))
+        values = vectors(spots["values"])
+    else:
+        target, name = "bulk", "expression"
+        bulk = _by_sample(store.dataset(name).to_table(columns=["sample_id", "values"]), "values")
+        rng = np.random.default_rng(seed)
+        keys, rows = [], []
+        for sid in (r[0] for r in store.query("pairs")):
+            n_tiles = len(store.query("slide_tiles", [sid]))
+            chosen = np.arange(n_tiles)
+            if max_tiles_per_slide and n_tiles > max_tiles_per_slide:
+                chosen = np.sort(rng.choice(n_tiles, max_tiles_per_slide, replace=False))
+            keys += [(sid, int(t)) for t in chosen]
+            rows += [bulk[sid]] * len(chosen)
+        values = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    if len(keys) < 8:
+        raise StoreError(f"only {len(keys)} tiles with {target} expression; PEKA needs more paired tiles")
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    keys, values = [keys[i] for i in order], values[order]
+    images = _read_tiles(store, keys)
+    row = store.query("encoder", [rna_encoder])[0]
+    encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
+    patient_of = dict(store.query("sample_patients"))
+    genes = [r[0] for r in store.query("gene_universe")]
+    return TileImages(keys, np.array([patient_of[s] for s, _ in keys]), images,
+                      encoder.encode(values).astype(np.float32), values, genes, target, spec,
+                      {name: tables[name].version})
+
+
+def _read_tiles(store: Store, keys: list[tuple[str, int]]) -> np.ndarray:
+    """Pixels of the ``(sample_id, tile_index)`` tiles, in that order (keys grouped by sample)."""
+    from hquery.ingest.slides import reopen_slide
+
+    out: list[np.ndarray] = []
+    start = 0
+    while start < len(keys):
+        sid = keys[start][0]
+        stop = start
+        while stop < len(keys) and keys[stop][0] == sid:
+            stop += 1
+        wanted = [t for _, t in keys[start:stop]]
+        source = reopen_slide(store, sid)
+        found: dict[int, np.ndarray] = {}
+        for ids, images in source.iter_tiles(256):
+            found.update({int(i): im for i, im in zip(ids, images) if int(i) in wanted})
+        out += [found[t] for t in wanted]
+        start = stop
+    return np.stack(out)

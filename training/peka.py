@@ -17,6 +17,7 @@ Only adapters, translator and classifier train; the backbone's own weights stay 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -117,3 +118,70 @@ class PEKAStudent(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         translated = self.translator(self.embed(images))
         return translated, self.classifier(translated)
+
+
+def fit_peka(encoder, images: np.ndarray, teacher: np.ndarray, config: PEKAConfig,
+             on_epoch: Callable[[int, float], None] | None = None) -> tuple[PEKAStudent, list[float]]:
+    """Train adapters, translator and classifier on ``images`` taught by ``teacher``.
+
+    Parameters
+    ----------
+    encoder
+        The frozen :class:`~hquery.ingest.image_encoders.ImageEncoder`; its
+        backbone is copied and adapted, and its preprocessing is used as is.
+    images
+        uint8 ``[n, h, w, 3]`` tiles.
+    teacher
+        ``[n, d]`` RNA embeddings of the same tiles. They are standardised per
+        dimension first: PCA components differ in scale by orders of magnitude, and
+        a softmax over raw components would put all its mass on the first.
+
+    Returns
+    -------
+    The trained student (in eval mode) and the mean loss of each epoch.
+    """
+    import copy
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    teacher = (teacher - teacher.mean(axis=0)) / (teacher.std(axis=0) + 1e-6)
+    labels = torch.from_numpy(pseudo_labels(teacher, config.clusters, config.seed)).to(encoder.device)
+    target = torch.from_numpy(teacher.astype(np.float32)).to(encoder.device)
+    backbone = adapt_backbone(copy.deepcopy(encoder.model), config.method, config.rank)
+    student = PEKAStudent(backbone, encoder.dim, teacher.shape[1], config).to(encoder.device)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    losses = []
+    for epoch in range(config.epochs):
+        student.train()
+        total = 0.0
+        for batch in np.array_split(rng.permutation(len(images)), max(1, len(images) // config.batch_size)):
+            x = _augment(encoder.preprocess(images[np.sort(batch)]), rng)
+            index = torch.from_numpy(np.sort(batch)).to(encoder.device)
+            translated, logits = student(x)
+            loss = peka_loss(translated, target[index], logits, labels[index], config)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        losses.append(total / len(images))
+        if on_epoch:
+            on_epoch(epoch, losses[-1])
+    return student.eval(), losses
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Flips and right-angle turns: tissue has no up or left."""
+    turns = int(rng.integers(4))
+    x = torch.rot90(x, turns, dims=(2, 3)) if turns else x
+    return torch.flip(x, dims=(3,)) if rng.random() < 0.5 else x
+
+
+def embed_tiles(model: nn.Module, encoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``model``'s embedding of uint8 tiles, preprocessed as ``encoder`` does; float32 ``[n, dim]``."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            out.append(model(encoder.preprocess(images[start:start + batch_size])).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)

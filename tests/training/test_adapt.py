@@ -1,0 +1,100 @@
+"""PEKA on the small demo store: train an adapter through the CLI, compare it, re-embed the slides with it."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hquery.cli import main
+from hquery.ingest import IngestError, reembed_slides
+from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
+from hquery.ingest.slides import reopen_slide
+from hquery.store import vectors
+from hquery.training.pairs import load_tile_images
+from tests.conftest import copy_store
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def adapted(demo_store, tmp_path_factory):
+    """The small demo with a one-epoch PEKA adapter (compared first) and its slides re-embedded."""
+    store = copy_store(demo_store, tmp_path_factory.mktemp("adapted") / "store")
+    frozen = {name: t.version for name, t in store.lance_tables().items()}
+    trained = run("train", "--peka", "--epochs", "1", "--quiet", "--store", store.root)
+    reembedded = run("ingest", "--reembed", "--quiet", "--device", "cpu", "--store", store.root)
+    return store, frozen, trained, reembedded
+
+
+def test_spot_tiles_are_read_back_from_their_slides(demo_store):
+    tiles = load_tile_images(demo_store)
+    spots = demo_store.dataset("spot_expression").count_rows()
+    assert len(tiles) == spots and tiles.target == "spot" and tiles.images.dtype == np.uint8
+    assert tiles.teacher.shape == (spots, 64) and tiles.expression.shape[1] == len(tiles.genes)
+    # the pixels are the ones the frozen encoder embedded at ingest
+    encoder = ImageEncoder(parse_image_encoder(tiles.image_encoder_spec))
+    stored = demo_store.dataset(f"tile_embeddings__{demo_store.setting('image_encoder')}").to_table()
+    row = {(s, t): i for i, (s, t) in enumerate(zip(stored["sample_id"].to_pylist(), stored["tile_index"].to_pylist()))}
+    first = [row[k] for k in tiles.keys[:8]]
+    np.testing.assert_allclose(encoder.embed(tiles.images[:8]), vectors(stored["embedding"])[first], atol=1e-4)
+
+
+def test_training_records_the_adapter_and_the_comparison(adapted):
+    store, _, output, _ = adapted
+    version = store.setting("peka_adapter")
+    assert version.startswith("peka_miss_") and f"adapter {version}: miss" in output
+    for name in ("None (frozen)", "LoRA", "PEKA (MiSS bat)"):
+        assert name in output
+    record = store.query("model", [version])[0]
+    params, metrics = json.loads(record[3]), json.loads(record[6])
+    assert record[1] == "peka" and params["target"] == "spot" and 0.03 < params["trainable_fraction"] < 0.08
+    assert [r["method"] for r in metrics["probe"]] == ["none", "lora", "miss"]
+    assert all(len(r["fold_pcc"]) == 5 and -1 <= r["pcc_mean"] <= 1 for r in metrics["probe"])
+    assert (store.artifact_path(record[7]) / "adapter" / "adapter_config.json").exists()
+
+
+def test_reembedding_writes_new_tables_and_keeps_the_frozen_ones(adapted):
+    store, frozen, _, output = adapted
+    adapter = store.setting("peka_adapter")
+    current = store.setting("image_encoder")
+    base = parse_image_encoder(store.setting("image_encoder_spec")).with_adapter(None)
+    assert adapter in current and current != base.version and "re-embedded" in output
+    tables = store.lance_tables()
+    for name, version in frozen.items():
+        assert tables[name].version == version  # nothing frozen was rewritten
+    new_tiles = store.dataset(f"tile_embeddings__{current}").to_table()
+    old_tiles = store.dataset(f"tile_embeddings__{base.version}").to_table()
+    assert new_tiles.num_rows == old_tiles.num_rows
+    assert not np.allclose(vectors(new_tiles["embedding"]), vectors(old_tiles["embedding"]), atol=1e-3)
+    # the adapter loads back onto the same backbone and gives the stored numbers
+    sample = new_tiles["sample_id"][0].as_py()
+    _, images = next(reopen_slide(store, sample).iter_tiles(64))
+    adapter_dir = store.artifact_path(store.query("model", [adapter])[0][7]) / "adapter"
+    encoder = ImageEncoder(parse_image_encoder(store.setting("image_encoder_spec")), adapter_dir=adapter_dir)
+    rows = [i for i, s in enumerate(new_tiles["sample_id"].to_pylist()) if s == sample]
+    np.testing.assert_allclose(encoder.embed(images), vectors(new_tiles["embedding"])[rows], atol=1e-4)
+    # the alignment now trains on the adapted features
+    from hquery.training.pairs import load_pairs
+
+    assert load_pairs(store).image_encoder == current
+
+
+def test_reembedding_again_adds_nothing(adapted):
+    store = adapted[0]
+    report = reembed_slides(store, device="cpu")
+    assert report.n_slides == 0 and report.n_skipped > 0 and "already embedded" in report.summary()
+
+
+def test_reembedding_needs_an_adapter(demo_store, tmp_path):
+    store = copy_store(demo_store, tmp_path / "store")
+    with pytest.raises(IngestError, match="train one with `hquery train --peka`"):
+        reembed_slides(store)
+    with pytest.raises(IngestError, match="no PEKA adapter 'peka_nope'"):
+        reembed_slides(store, "peka_nope")
+    result = CliRunner().invoke(main, ["ingest", "--store", str(store.root)])
+    assert result.exit_code != 0 and "give a MANIFEST to ingest, or --reembed" in result.output

@@ -1,0 +1,161 @@
+"""Adapt the store's image backbone to its RNA teacher (PEKA), compare adapters, record the result.
+
+``train_peka`` fits the deployable adapter on every tile with expression and
+records it as a model version; re-embedding the slides with it is ingest's job
+(``hquery ingest --reembed``). ``compare_adapters`` measures what adaptation buys,
+the way the PEKA paper's Table 2 does: adapters are trained on some patients,
+and a linear probe (:mod:`hquery.training.probe`) is cross-validated on the
+tiles of the other patients, which no adapter has seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from hquery.store import Store, utcnow
+from hquery.training.pairs import TileImages, load_tile_images
+from hquery.training.peka import PEKAConfig, embed_tiles, fit_peka, trainable_fraction
+from hquery.training.probe import probe_expression
+from hquery.training.splits import patient_holdout
+
+SETTING = "peka_adapter"
+
+
+@dataclasses.dataclass
+class AdapterComparison:
+    """One row of the None / LoRA / PEKA table."""
+
+    method: str
+    trainable_fraction: float
+    pcc_mean: float
+    pcc_sd: float
+    fold_pcc: list[float]
+    seconds: float
+
+
+@dataclasses.dataclass
+class PEKAReport:
+    version: str
+    method: str
+    target: str
+    n_tiles: int
+    n_patients: int
+    trainable_fraction: float
+    losses: list[float]
+    comparison: list[AdapterComparison]
+    seconds: float
+
+
+def frozen_encoder(spec_text: str, device: str = "cpu"):
+    """The store's image encoder without any adapter: what PEKA adapts."""
+    from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
+
+    spec = parse_image_encoder(spec_text).with_adapter(None)
+    if not spec.runs_model:
+        from hquery.ingest.errors import IngestError
+
+        raise IngestError(f"the store's image encoder {spec.text} is precomputed features; PEKA needs a timm backbone")
+    return ImageEncoder(spec, device=device)
+
+
+def compare_adapters(tiles: TileImages, encoder, config: PEKAConfig, methods=("none", "lora", "miss"), *,
+                     holdout: float = 0.4, folds: int = 5,
+                     on_method: Callable[[str], None] | None = None) -> list[AdapterComparison]:
+    """The HEST-style probe of frozen and adapted features on patients no adapter was trained on.
+
+    Parameters
+    ----------
+    tiles
+        Tiles with pixels, teacher embeddings and expression.
+    holdout
+        Fraction of patients kept from adapter training; the probe is
+        cross-validated (``folds`` patient-level folds) on their tiles only.
+    methods
+        ``none`` (the frozen backbone), ``lora`` and ``miss`` (PEKA's block-affine adapters).
+    """
+    train, probe = patient_holdout(tiles.patients, holdout, config.seed)
+    fit_on, probed = tiles.subset(train), tiles.subset(probe)
+    rows = []
+    for method in methods:
+        started = time.perf_counter()
+        if method == "none":
+            features, fraction = embed_tiles(encoder.model, encoder, probed.images), 0.0
+        else:
+            student, _ = fit_peka(encoder, fit_on.images, fit_on.teacher, dataclasses.replace(config, method=method))
+            features, fraction = embed_tiles(student.backbone, encoder, probed.images), trainable_fraction(student.backbone)
+        report = probe_expression(features, probed.expression, probed.patients, probed.genes, folds=folds,
+                                  seed=config.seed)
+        rows.append(AdapterComparison(method, fraction, report.mean, report.sd, report.fold_pcc,
+                                      time.perf_counter() - started))
+        if on_method:
+            on_method(method)
+    return rows
+
+
+def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool = True, device: str = "cpu",
+               on_step: Callable[[str], None] | None = None) -> PEKAReport:
+    """Fit a PEKA adapter on every tile with expression and record it as the store's current adapter.
+
+    Parameters
+    ----------
+    config
+        Adapter method (``miss`` or ``lora``), rank, loss weights, epochs, seed.
+    compare
+        Also run :func:`compare_adapters` (None, LoRA and MiSS on held-out
+        patients) and keep its table with the model.
+
+    Returns
+    -------
+    PEKAReport with the adapter version, its training losses and the comparison.
+    """
+    from safetensors.torch import save_file
+
+    started = time.perf_counter()
+    tiles = load_tile_images(store, seed=config.seed)
+    encoder = frozen_encoder(tiles.image_encoder_spec, device)
+    step = on_step or (lambda name: None)
+    comparison = compare_adapters(tiles, encoder, config, on_method=lambda m: step(f"compared {m}")) if compare else []
+    student, losses = fit_peka(encoder, tiles.images, tiles.teacher, config,
+                               on_epoch=lambda e, loss: step(f"epoch {e + 1}"))
+    key = json.dumps({"config": dataclasses.asdict(config), "data": tiles.snapshot, "encoder": encoder.spec.text},
+                     sort_keys=True)
+    version = f"peka_{config.method}_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
+    fraction = trainable_fraction(student.backbone)
+    with store.transaction() as txn:
+        folder = txn.stage_artifact(f"models/{version}")
+        student.backbone.save_pretrained(str(folder / "adapter"))
+        heads = {f"translator.{k}": v for k, v in student.translator.state_dict().items()}
+        heads |= {f"classifier.{k}": v for k, v in student.classifier.state_dict().items()}
+        save_file({k: v.contiguous().cpu() for k, v in heads.items()}, str(folder / "heads.safetensors"))
+        params = {"config": dataclasses.asdict(config), "base_encoder": encoder.spec.text,
+                  "base_version": encoder.spec.version, "target": tiles.target, "n_tiles": len(tiles),
+                  "trainable_fraction": fraction, "losses": losses}
+        (folder / "config.json").write_text(json.dumps(params, indent=2))
+        metrics = {"probe": [dataclasses.asdict(r) for r in comparison]}
+        txn.insert("models", pa.Table.from_pylist([{
+            "version": version, "name": "peka", "kind": f"peka_{config.method}", "params": json.dumps(params),
+            "data_snapshot": json.dumps(tiles.snapshot), "seed": config.seed, "metrics": json.dumps(metrics),
+            "artifact_path": f"models/{version}", "created_at": utcnow(),
+        }]))
+        txn.put_setting(SETTING, version)
+    return PEKAReport(version, config.method, tiles.target, len(tiles), len(set(tiles.patients)), fraction, losses,
+                      comparison, time.perf_counter() - started)
+
+
+def comparison_table(rows: list[AdapterComparison]) -> list[tuple]:
+    """Printable rows: method, trainable %, PCC mean ± sd, change vs the frozen backbone."""
+    none = next((r.pcc_mean for r in rows if r.method == "none"), None)
+    names = {"none": "None (frozen)", "lora": "LoRA", "miss": "PEKA (MiSS bat)"}
+    out = []
+    for r in rows:
+        change = f"{(r.pcc_mean / none - 1) * 100:+.1f}%" if none and r.method != "none" else ""
+        out.append((names.get(r.method, r.method), f"{r.trainable_fraction * 100:.1f}%",
+                    f"{r.pcc_mean:.3f} ± {r.pcc_sd:.3f}", change, f"{r.seconds:.0f}s"))
+    return out
+
