@@ -522,7 +522,8 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     if existing is not None:
         done = set(existing.to_table(columns=["sample_id"])["sample_id"].to_pylist())
     todo = [r[0] for r in store.query("slide_samples") if r[0] not in done]
-    sources = [(sid, reopen_slide(store, sid)) for sid in todo]
+    with store.reading():
+        sources = [(sid, reopen_slide(store, sid)) for sid in todo]
     n_tiles = 0
     with store.transaction() as txn:
         if sources:

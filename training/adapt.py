@@ -33,6 +33,9 @@ class AdapterComparison:
 
     method: str
     trainable_fraction: float
+    n_tiles: int
+    """Held-out tiles the probe was cross-validated on."""
+    n_patients: int
     pcc_mean: float
     pcc_sd: float
     fold_pcc: list[float]
@@ -91,8 +94,8 @@ def compare_adapters(tiles: TileImages, encoder, config: PEKAConfig, methods=("n
             features, fraction = embed_tiles(student.backbone, encoder, probed.images), trainable_fraction(student.backbone)
         report = probe_expression(features, probed.expression, probed.patients, probed.genes, folds=folds,
                                   seed=config.seed)
-        rows.append(AdapterComparison(method, fraction, report.mean, report.sd, report.fold_pcc,
-                                      time.perf_counter() - started))
+        rows.append(AdapterComparison(method, fraction, len(probed), len(set(probed.patients)), report.mean,
+                                      report.sd, report.fold_pcc, time.perf_counter() - started))
         if on_method:
             on_method(method)
     return rows
@@ -149,12 +152,17 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
 
 
 def comparison_table(rows: list[AdapterComparison]) -> list[tuple]:
-    """Printable rows: method, trainable %, PCC mean ± sd, change vs the frozen backbone."""
+    """Printable rows: method, trainable %, PCC mean ± sd, change vs the frozen backbone.
+
+    The change is a difference in PCC, and also relative when the frozen backbone's PCC is positive.
+    """
     none = next((r.pcc_mean for r in rows if r.method == "none"), None)
     names = {"none": "None (frozen)", "lora": "LoRA", "miss": "PEKA (MiSS bat)"}
     out = []
     for r in rows:
-        change = f"{(r.pcc_mean / none - 1) * 100:+.1f}%" if none and r.method != "none" else ""
+        change = ""
+        if none is not None and r.method != "none":
+            change = f"{r.pcc_mean - none:+.3f}" + (f" ({(r.pcc_mean / none - 1) * 100:+.1f}%)" if none > 0 else "")
         out.append((names.get(r.method, r.method), f"{r.trainable_fraction * 100:.1f}%",
                     f"{r.pcc_mean:.3f} ± {r.pcc_sd:.3f}", change, f"{r.seconds:.0f}s"))
     return out

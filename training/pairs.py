@@ -145,7 +145,8 @@ def load_tile_images(store: Store, max_tiles_per_slide: int | None = None, seed:
         raise StoreError(f"only {len(keys)} tiles with {target} expression; PEKA needs more paired tiles")
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     keys, values = [keys[i] for i in order], values[order]
-    images = _read_tiles(store, keys)
+    with store.reading():
+        images = _read_tiles(store, keys)
     row = store.query("encoder", [rna_encoder])[0]
     encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
     patient_of = dict(store.query("sample_patients"))
