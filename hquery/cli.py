@@ -271,6 +271,42 @@ def _train_peka(store, method, rank, epochs, seed, compare, device, quiet) -> No
                        "tiles; below about a thousand it overfits, and these PCCs are mostly noise")
 
 
+@main.command()
+@click.option("--force", is_flag=True, help="Retrain even when no pair is new.")
+@click.option("--peka", is_flag=True, help="First fit a PEKA adapter and re-embed the slides with it.")
+@click.option("--tolerance", type=float, default=0.0, show_default=True,
+              help="How far the candidate's held-out recall@10 may fall below the model in service's and still be promoted.")
+@click.option("--eval-fraction", type=float, default=0.5, show_default=True,
+              help="Fraction of the new patients held out to score both models.")
+@click.option("--every", metavar="INTERVAL", help="Repeat forever at this interval (30m, 6h, 1d); safe to kill at any moment.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@device_option("cpu")
+@store_option
+def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_path) -> None:
+    """Retrain on new pairs; promote the new model and reindex only if held-out recall@10 does not fall."""
+    import time
+
+    from hquery.training import AlignmentConfig
+    from hquery.training.peka import PEKAConfig
+    from hquery.training.refresh import parse_interval
+    from hquery.training.refresh import refresh as run_refresh
+
+    try:
+        interval = parse_interval(every) if every else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    store = Store.open(_store_path(store_path))
+    while True:
+        report = run_refresh(store, force=force, tolerance=tolerance, eval_fraction=eval_fraction,
+                             config=AlignmentConfig(seed=seed), peka=PEKAConfig(seed=seed) if peka else None,
+                             device=_device(device), echo=lambda line: click.echo(f"  {line}", err=True))
+        click.echo(report.summary())
+        if interval is None:
+            return
+        click.echo(f"next refresh in {every} (Ctrl-C stops; the store stays at the last promoted version)", err=True)
+        time.sleep(interval)
+
+
 @main.command("eval")
 @click.option("--model", "version", help="Model version [default: the current slide model].")
 @click.option("--prompts", "collection", metavar="COLLECTION",

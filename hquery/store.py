@@ -21,6 +21,7 @@ Layout::
       lance/NAME.lance      one Lance table per directory
       artifacts/VERSION/    encoder and model files
       .write.lock           held by the one process writing
+      .refresh.lock         held by the one refresh running
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ CATALOG = "catalog.duckdb"
 LANCE_DIR = "lance"
 ARTIFACTS_DIR = "artifacts"
 LOCK_FILE = ".write.lock"
+REFRESH_LOCK_FILE = ".refresh.lock"
 STORE_FORMAT = "hquery-store"
 
 _LOCK_WAIT_S = 30.0
@@ -320,14 +322,16 @@ class Store:
     def lance_tables(self) -> dict[str, LanceTable]:
         return {r[0]: LanceTable(*r) for r in self.query("lance_tables")}
 
-    def dataset(self, name: str):
-        """The Lance dataset ``name`` at its committed version, or ``None`` if it has none."""
+    def dataset(self, name: str, version: int | None = None):
+        """The Lance dataset ``name`` at its committed version (or an older ``version``), or ``None``."""
         import lance
 
         table = self.lance_tables().get(name)
         if table is None:
             return None
-        return lance.dataset(str(self.lance_path(name)), version=table.version)
+        if version is not None and version > table.version:
+            raise StoreError(f"{name} has no committed version {version} (latest {table.version})")
+        return lance.dataset(str(self.lance_path(name)), version=version or table.version)
 
     def artifact_path(self, relative: str) -> Path:
         return self.root / ARTIFACTS_DIR / relative
@@ -335,30 +339,19 @@ class Store:
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
-        lock_path = self.root / LOCK_FILE
-        fh = open(lock_path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise StoreError(
-                f"another hquery process ({holder}) is writing to {self.root}; wait for it to finish"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._writing = True
-        try:
+        with _exclusive(self.root / LOCK_FILE, f"is writing to {self.root}; wait for it to finish"):
+            self._writing = True
+            try:
+                yield
+            finally:
+                self._writing = False
+
+    @contextlib.contextmanager
+    def refresh_lock(self) -> Iterator[None]:
+        """Held for a whole ``hquery refresh``, so two never run on one store at once."""
+        with _exclusive(self.root / REFRESH_LOCK_FILE,
+                        f"is refreshing {self.root}; wait for it, or stop it (safe at any moment)"):
             yield
-        finally:
-            self._writing = False
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -508,6 +501,30 @@ class Transaction:
             self.store._recover()
         except Exception:  # the next writer recovers too; never mask the original error
             pass
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, busy: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock_path``; the holder's pid is written in it for the error message."""
+    fh = open(lock_path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise StoreError(f"another hquery process ({holder}) {busy}") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def directory_size(path: Path) -> int:

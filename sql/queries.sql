@@ -181,3 +181,14 @@ SELECT source_path, source_kind, tile_size, width, height FROM slides WHERE samp
 
 -- name: slide_reopen
 SELECT source_path, source_kind, tile_size, magnification, content_hash, n_tiles FROM slides WHERE sample_id = ?;
+
+-- name: insert_refresh_runs
+INSERT OR REPLACE INTO refresh_runs BY NAME SELECT * FROM staged_refresh_runs;
+
+-- name: mark_interrupted_refreshes
+UPDATE refresh_runs SET status = 'interrupted', reason = 'the process stopped before it finished'
+WHERE status = 'running';
+
+-- name: refresh_runs
+SELECT refresh_id, started_at, status, reason, service_model, candidate_model, service_recall_at_10,
+       candidate_recall_at_10 FROM refresh_runs ORDER BY started_at;

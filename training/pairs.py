@@ -36,13 +36,15 @@ class Pairs:
         )
 
 
-def load_pairs(store: Store, level: str = "slide") -> Pairs:
-    """Pairs from the store's current image and RNA encoders.
+def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None = None,
+               rna_encoder: str | None = None) -> Pairs:
+    """Pairs from the store's current image and RNA encoders (or the ones named).
 
     ``level='slide'``: slide embedding (mean of tiles) <-> the sample's bulk RNA embedding.
     ``level='tile'``: tile embedding <-> its spot's expression, embedded by the RNA encoder.
     """
-    image_encoder, rna_encoder = store.setting("image_encoder"), store.setting("rna_encoder")
+    image_encoder = image_encoder or store.setting("image_encoder")
+    rna_encoder = rna_encoder or store.setting("rna_encoder")
     if not image_encoder or not rna_encoder:
         raise StoreError("the store has no pairs yet: ingest samples with both a slide and expression")
     tables = store.lance_tables()

@@ -1,0 +1,128 @@
+"""The refresh loop on the small demo, ingested in two batches: no-op, promote, reject, the lock, a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from hquery.ingest import ingest_cohort
+from hquery.ingest.genesets import add_builtin_gene_data
+from hquery.retrieval import build_index, resolve_prompts, run_prompt
+from hquery.store import Store, StoreError
+from hquery.training import AlignmentConfig, train_alignment
+from hquery.training.refresh import parse_interval, refresh, service_model
+from tests.conftest import copy_store
+
+QUICK = AlignmentConfig(max_epochs=40)
+WEAK = AlignmentConfig(max_epochs=2)
+"""The model in service is under-trained on purpose, so that a candidate with more pairs and epochs beats it."""
+
+
+@pytest.fixture(scope="module")
+def batches(small_demo, tmp_path_factory):
+    """A store serving a weak model of the first 60% of the demo's patients, and one with the rest ingested too."""
+    root = tmp_path_factory.mktemp("refresh")
+    manifest = pl.read_csv(small_demo.cohort_manifest)
+    patients = manifest["patient_id"].unique(maintain_order=True)
+    first = manifest.filter(pl.col("patient_id").is_in(patients[: int(0.6 * len(patients))].implode()))
+    batch1 = small_demo.cohort_manifest.with_name("batch1.csv")  # beside the original: slide paths are relative
+    first.write_csv(batch1)
+    expression = pl.read_parquet(small_demo.cohort_expression)
+    expression1 = root / "expression1.parquet"
+    expression.filter(pl.col("sample_id").is_in(first["sample_id"].implode())).write_parquet(expression1)
+
+    store = Store.init(root / "served")
+    add_builtin_gene_data(store)
+    ingest_cohort(store, small_demo.reference_manifest, expression=small_demo.reference_expression, name="ref")
+    ingest_cohort(store, batch1, expression=expression1, name="demo")
+    train_alignment(store, config=WEAK)
+    build_index(store)
+    grown = copy_store(store, root / "grown")
+    ingest_cohort(grown, small_demo.cohort_manifest, expression=small_demo.cohort_expression, name="demo")
+    return store, grown
+
+
+def runs(store):
+    return store.sql("select * from refresh_runs order by started_at").to_pylist()
+
+
+def test_nothing_new_is_a_quick_no_op(batches, tmp_path):
+    store = copy_store(batches[0], tmp_path / "store")
+    index = store.setting("current_index")
+    report = refresh(store, config=QUICK)
+    assert report.status == "nothing_new" and report.n_new_pairs == 0 and "--force" in report.reason
+    assert store.setting("current_index") == index
+    assert [r["status"] for r in runs(store)] == ["nothing_new"]
+
+
+def test_new_pairs_promote_a_model_that_does_not_retrieve_worse(batches, tmp_path):
+    store = copy_store(batches[1], tmp_path / "store")
+    before = service_model(store)
+    index = store.setting("current_index")
+    report = refresh(store, config=QUICK)
+    assert report.status == "promoted", report.summary()
+    assert report.n_new_pairs > 300 and report.n_eval_patients > 50
+    assert report.candidate_recall_at_10 > report.service_recall_at_10 + 0.05, report.summary()
+    assert service_model(store) == report.candidate_model != before
+    assert store.setting("current_index") == report.index_version != index
+    row = runs(store)[-1]
+    assert row["status"] == "promoted" and row["finished_at"] is not None
+    assert [s["step"] for s in json.loads(row["steps"])][-1] == "built the index"
+    # the promoted model was trained on every pair, so nothing is new now
+    assert refresh(store, config=QUICK).status == "nothing_new"
+
+
+def test_a_candidate_below_the_tolerance_is_rejected_and_nothing_moves(batches, tmp_path):
+    store = copy_store(batches[1], tmp_path / "store")
+    index, model = store.setting("current_index"), store.setting("alignment_model")
+    report = refresh(store, config=QUICK, tolerance=-1.0)  # must beat the service model by a whole recall unit
+    assert report.status == "rejected" and "fell from" in report.reason
+    assert store.setting("current_index") == index and store.setting("alignment_model") == model
+    assert runs(store)[-1]["candidate_recall_at_10"] == pytest.approx(report.candidate_recall_at_10)
+
+
+def test_one_refresh_at_a_time(batches, tmp_path):
+    store = copy_store(batches[1], tmp_path / "store")
+    with store.refresh_lock():
+        with pytest.raises(StoreError, match="is refreshing"):
+            refresh(store, config=QUICK)
+    assert runs(store) == []
+
+
+def test_killed_mid_refresh_the_store_keeps_serving_the_last_promoted_index(batches, tmp_path):
+    store = copy_store(batches[1], tmp_path / "store")
+    index = store.setting("current_index")
+    indexed = [r[0] for r in batches[0].query("slide_samples")][:5]  # slides the serving index knows
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "hquery.cli", "refresh", "--store", str(store.root)],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    prompted = None
+    try:
+        for line in process.stderr:
+            if "fitted the candidate" in line:  # a prompt while the refresh runs answers from the old index
+                prompted = run_prompt(store, resolve_prompts(store, ["G2M"]), samples=indexed)
+            if "fitted the deployable model" in line:  # the new model is recorded, the index not yet built
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.kill()
+        process.wait()
+    assert prompted is not None and prompted.results.num_rows == 5
+    reopened = Store.open(store.root)
+    answered = reopened.sql(f"select index_version from prompt_runs where run_id = '{prompted.run_id}'")
+    assert answered["index_version"].to_pylist() == [index]
+    assert reopened.setting("current_index") == index
+    assert run_prompt(reopened, resolve_prompts(reopened, ["G2M"]), samples=indexed).results.num_rows == 5
+    assert runs(reopened)[-1]["status"] == "running"
+    report = refresh(reopened, config=QUICK)
+    assert report.status == "promoted" and [r["status"] for r in runs(reopened)][0] == "interrupted"
+
+
+def test_intervals():
+    assert parse_interval("6h") == 21600 and parse_interval("30m") == 1800 and parse_interval("1.5s") == 1.5
+    with pytest.raises(ValueError, match="e.g. 6h"):
+        parse_interval("often")
