@@ -177,7 +177,7 @@ def genes_import_aliases(hgnc_tsv, store_path) -> None:
 @click.pass_context
 def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
     """Generate the synthetic demo cohort, ingest it, train, index, ask a first prompt, evaluate the spectrum."""
-    from hquery.demo import run_demo
+    from hquery.demo import DemoFiles, run_demo
     from hquery.training.train import recall_table
 
     trained, _ = run_demo(_store_path(store_path), data_dir, size=size, seed=seed, progress=not quiet, echo=click.echo)
@@ -187,6 +187,13 @@ def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path=store_path)
     click.echo("\n$ hquery eval --prompts hallmark")
     ctx.invoke(evaluate, collection="hallmark", quiet=quiet, store_path=store_path)
+    files = DemoFiles.at(data_dir)
+    if files.later_manifest is not None:
+        click.echo(f"\n$ hquery ingest {files.later_manifest} --expression {files.later_expression} --name demo")
+        ctx.invoke(ingest, manifest=files.later_manifest, expression=files.later_expression, name="demo", quiet=quiet,
+                   store_path=store_path)
+        click.echo("\n$ hquery refresh")
+        ctx.invoke(refresh, store_path=store_path)
 
 
 @main.command()
@@ -274,8 +281,9 @@ def _train_peka(store, method, rank, epochs, seed, compare, device, quiet) -> No
 @main.command()
 @click.option("--force", is_flag=True, help="Retrain even when no pair is new.")
 @click.option("--peka", is_flag=True, help="First fit a PEKA adapter and re-embed the slides with it.")
-@click.option("--tolerance", type=float, default=0.0, show_default=True,
-              help="How far the candidate's held-out recall@10 may fall below the model in service's and still be promoted.")
+@click.option("--tolerance", default="auto", show_default=True,
+              help="How far the candidate's held-out recall@10 may fall below the service model's and still be promoted: "
+                   "a number, or auto (two standard errors of the per-query difference).")
 @click.option("--eval-fraction", type=float, default=0.5, show_default=True,
               help="Fraction of the new patients held out to score both models.")
 @click.option("--every", metavar="INTERVAL", help="Repeat forever at this interval (30m, 6h, 1d); safe to kill at any moment.")
@@ -295,6 +303,11 @@ def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_pa
         interval = parse_interval(every) if every else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
+    if tolerance != "auto":
+        try:
+            tolerance = float(tolerance)
+        except ValueError:
+            raise click.BadParameter(f"{tolerance!r} is neither a number nor auto", param_hint="--tolerance") from None
     store = Store.open(_store_path(store_path))
     while True:
         report = run_refresh(store, force=force, tolerance=tolerance, eval_fraction=eval_fraction,

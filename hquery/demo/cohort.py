@@ -64,15 +64,17 @@ class DemoSize:
     spot_samples: int
     """How many pairs also get spatial (per-tile) expression, as in studies where few samples are profiled."""
     second_sample: float = 0.25
+    later_patients: int = 0
+    """Pair patients whose slides and RNA arrive in a second batch (``cohort/batch2.csv``), for ``hquery refresh``."""
 
 
 # Alignment needs pairs at the scale of the seed paper (1,720): below ~700 the
 # contrastive heads do no better than a ridge map, so even "small" has ~1,000.
 SIZES = {
     "small": DemoSize(pair_patients=800, query_patients=4, reference=200, grid=2, tile_px=64, cancer_types=4,
-                      spot_samples=24),
+                      spot_samples=24, later_patients=80),
     "default": DemoSize(pair_patients=1390, query_patients=30, reference=480, grid=3, tile_px=64, cancer_types=8,
-                        spot_samples=200),
+                        spot_samples=200, later_patients=120),
 }
 
 
@@ -85,6 +87,26 @@ class DemoFiles:
     reference_manifest: Path
     reference_expression: Path
     truth: Path
+    later_manifest: Path | None = None
+    """The second batch of pairs (manifest and expression), ingested after the first model is in service."""
+    later_expression: Path | None = None
+
+    @classmethod
+    def at(cls, root: str | Path) -> DemoFiles:
+        """The files of a demo cohort written to ``root``."""
+        root = Path(root)
+        later = root / "cohort" / "batch2.csv"
+        return cls(
+            root=root,
+            cohort_manifest=root / "cohort" / "manifest.csv",
+            cohort_expression=root / "cohort" / "expression.parquet",
+            cohort_spots=root / "cohort" / "spots.parquet",
+            reference_manifest=root / "reference" / "manifest.csv",
+            reference_expression=root / "reference" / "expression.parquet",
+            truth=root / "truth" / "programs.parquet",
+            later_manifest=later if later.exists() else None,
+            later_expression=root / "cohort" / "batch2_expression.parquet" if later.exists() else None,
+        )
 
 
 def load_baseline() -> tuple[list[str], list[str], np.ndarray]:
@@ -152,11 +174,14 @@ def generate_demo_cohort(
     # patients and samples of the main cohort
     manifest, bulk_ids, bulk_counts, spot_rows, spot_counts, truth = [], [], [], [], [], []
     samples = []
-    for pat in range(spec.pair_patients + spec.query_patients):
+    first_batch = spec.pair_patients + spec.query_patients
+    for pat in range(first_batch + spec.later_patients):
         n = 2 if rng.random() < spec.second_sample else 1
         cancer = int(rng.integers(spec.cancer_types))
         for k in range(n):
-            samples.append((f"DEMO-P{pat:04d}", f"DEMO-S{pat:04d}-{k + 1}", cancer, pat < spec.pair_patients))
+            samples.append((f"DEMO-P{pat:04d}", f"DEMO-S{pat:04d}-{k + 1}", cancer,
+                            pat < spec.pair_patients or pat >= first_batch))
+    later = {s[1] for s in samples if int(s[0][6:]) >= first_batch}
     advance = progress("rendering demo slides", len(samples)) if progress else (lambda n: None)
     g = spec.grid
     coords = np.array([(i * spec.tile_px, j * spec.tile_px) for j in range(g) for i in range(g)], dtype=np.int64)
@@ -193,8 +218,15 @@ def generate_demo_cohort(
                   for t in range(len(coords))]
         advance(1)
 
-    pl.DataFrame(manifest).write_csv(out / "cohort" / "manifest.csv")
-    _counts_frame(bulk_ids, model.genes, np.stack(bulk_counts)).write_parquet(out / "cohort" / "expression.parquet")
+    first = [i for i, sid in enumerate(bulk_ids) if sid not in later]
+    pl.DataFrame([m for m in manifest if m["sample_id"] not in later]).write_csv(out / "cohort" / "manifest.csv")
+    _counts_frame([bulk_ids[i] for i in first], model.genes, np.stack([bulk_counts[i] for i in first])).write_parquet(
+        out / "cohort" / "expression.parquet")
+    if later:
+        rows = [i for i, sid in enumerate(bulk_ids) if sid in later]
+        pl.DataFrame([m for m in manifest if m["sample_id"] in later]).write_csv(out / "cohort" / "batch2.csv")
+        _counts_frame([bulk_ids[i] for i in rows], model.genes, np.stack([bulk_counts[i] for i in rows])).write_parquet(
+            out / "cohort" / "batch2_expression.parquet")
     spots = _counts_frame([r[0] for r in spot_rows], model.genes, np.concatenate(spot_counts))
     spots = spots.insert_column(1, pl.Series("x", [r[1] for r in spot_rows])).insert_column(
         2, pl.Series("y", [r[2] for r in spot_rows]))
@@ -216,15 +248,7 @@ def generate_demo_cohort(
     pl.DataFrame(ref_manifest).write_csv(out / "reference" / "manifest.csv")
     _counts_frame(ref_ids, model.genes, np.stack(ref_counts)).write_parquet(out / "reference" / "expression.parquet")
     pl.DataFrame(truth).write_parquet(out / "truth" / "programs.parquet")
-    return DemoFiles(
-        root=out,
-        cohort_manifest=out / "cohort" / "manifest.csv",
-        cohort_expression=out / "cohort" / "expression.parquet",
-        cohort_spots=out / "cohort" / "spots.parquet",
-        reference_manifest=out / "reference" / "manifest.csv",
-        reference_expression=out / "reference" / "expression.parquet",
-        truth=out / "truth" / "programs.parquet",
-    )
+    return DemoFiles.at(out)
 
 
 def _counts_frame(sample_ids: list[str], genes: list[str], counts: np.ndarray) -> pl.DataFrame:

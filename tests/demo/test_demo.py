@@ -95,13 +95,21 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     store = Store.open(tmp_path / "s")
     roles = {r["role"]: r["n"] for r in store.sql("select role, count(*) n from sample_roles group by 1").to_pylist()}
     manifest = pl.read_csv(tmp_path / "d" / "cohort" / "manifest.csv")
+    later = pl.read_csv(tmp_path / "d" / "cohort" / "batch2.csv")
     n_pairs = pl.read_parquet(tmp_path / "d" / "cohort" / "expression.parquet").height
-    assert roles == {"pair": n_pairs, "query": manifest.height - n_pairs, "reference": SIZES["small"].reference}
+    assert later["patient_id"].n_unique() == SIZES["small"].later_patients
+    assert roles == {"pair": n_pairs + later.height, "query": manifest.height - n_pairs,
+                     "reference": SIZES["small"].reference}
     small = SIZES["small"]
     assert store.dataset("spot_expression").count_rows() == small.grid ** 2 * min(small.spot_samples, n_pairs)
     assert "HALLMARK_G2M_CHECKPOINT: " in result.output and "effective K" in result.output
     assert "hallmark: held-out prediction of 50 gene sets" in result.output and "dispersion quintile" in result.output
     runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
     assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
+    # the second batch arrives after the first model is in service; the refresh retrains, gates and reindexes
+    assert "$ hquery refresh" in result.output
+    refreshed = store.sql("select status, candidate_model, index_version from refresh_runs").to_pylist()
+    assert len(refreshed) == 1 and refreshed[0]["status"] == "promoted", result.output[-600:]
+    assert store.setting("current_index") == refreshed[0]["index_version"]
     again = CliRunner().invoke(main, args, catch_exceptions=False)
-    assert "nothing new" in again.output
+    assert "nothing new" in again.output and ": nothing_new (" in again.output

@@ -6,15 +6,14 @@ import signal
 import subprocess
 import sys
 
-import polars as pl
 import pytest
 
+from hquery.demo import SIZES
 from hquery.ingest import ingest_cohort
-from hquery.ingest.genesets import add_builtin_gene_data
 from hquery.retrieval import build_index, resolve_prompts, run_prompt
 from hquery.store import Store, StoreError
 from hquery.training import AlignmentConfig, train_alignment
-from hquery.training.refresh import parse_interval, refresh, service_model
+from hquery.training.refresh import paired_tolerance, parse_interval, refresh, service_model
 from tests.conftest import copy_store
 
 QUICK = AlignmentConfig(max_epochs=40)
@@ -23,26 +22,14 @@ WEAK = AlignmentConfig(max_epochs=2)
 
 
 @pytest.fixture(scope="module")
-def batches(small_demo, tmp_path_factory):
-    """A store serving a weak model of the first 60% of the demo's patients, and one with the rest ingested too."""
+def batches(demo_store, small_demo, tmp_path_factory):
+    """The small demo serving a weak model of its first batch, and a copy with the second batch ingested too."""
     root = tmp_path_factory.mktemp("refresh")
-    manifest = pl.read_csv(small_demo.cohort_manifest)
-    patients = manifest["patient_id"].unique(maintain_order=True)
-    first = manifest.filter(pl.col("patient_id").is_in(patients[: int(0.6 * len(patients))].implode()))
-    batch1 = small_demo.cohort_manifest.with_name("batch1.csv")  # beside the original: slide paths are relative
-    first.write_csv(batch1)
-    expression = pl.read_parquet(small_demo.cohort_expression)
-    expression1 = root / "expression1.parquet"
-    expression.filter(pl.col("sample_id").is_in(first["sample_id"].implode())).write_parquet(expression1)
-
-    store = Store.init(root / "served")
-    add_builtin_gene_data(store)
-    ingest_cohort(store, small_demo.reference_manifest, expression=small_demo.reference_expression, name="ref")
-    ingest_cohort(store, batch1, expression=expression1, name="demo")
+    store = copy_store(demo_store, root / "served")
     train_alignment(store, config=WEAK)
     build_index(store)
     grown = copy_store(store, root / "grown")
-    ingest_cohort(grown, small_demo.cohort_manifest, expression=small_demo.cohort_expression, name="demo")
+    ingest_cohort(grown, small_demo.later_manifest, expression=small_demo.later_expression, name="demo")
     return store, grown
 
 
@@ -65,7 +52,8 @@ def test_new_pairs_promote_a_model_that_does_not_retrieve_worse(batches, tmp_pat
     index = store.setting("current_index")
     report = refresh(store, config=QUICK)
     assert report.status == "promoted", report.summary()
-    assert report.n_new_pairs > 300 and report.n_eval_patients > 50
+    later = SIZES["small"].later_patients
+    assert report.n_new_pairs >= later and report.n_eval_patients == later // 2
     assert report.candidate_recall_at_10 > report.service_recall_at_10 + 0.05, report.summary()
     assert service_model(store) == report.candidate_model != before
     assert store.setting("current_index") == report.index_version != index
@@ -80,7 +68,7 @@ def test_a_candidate_below_the_tolerance_is_rejected_and_nothing_moves(batches, 
     store = copy_store(batches[1], tmp_path / "store")
     index, model = store.setting("current_index"), store.setting("alignment_model")
     report = refresh(store, config=QUICK, tolerance=-1.0)  # must beat the service model by a whole recall unit
-    assert report.status == "rejected" and "fell from" in report.reason
+    assert report.status == "rejected" and "fell from" in report.reason and report.tolerance == -1.0
     assert store.setting("current_index") == index and store.setting("alignment_model") == model
     assert runs(store)[-1]["candidate_recall_at_10"] == pytest.approx(report.candidate_recall_at_10)
 
@@ -96,7 +84,7 @@ def test_one_refresh_at_a_time(batches, tmp_path):
 def test_killed_mid_refresh_the_store_keeps_serving_the_last_promoted_index(batches, tmp_path):
     store = copy_store(batches[1], tmp_path / "store")
     index = store.setting("current_index")
-    indexed = [r[0] for r in batches[0].query("slide_samples")][:5]  # slides the serving index knows
+    indexed = [r[0] for r in batches[0].query("slide_samples")][:5]  # first-batch slides, which the index knows
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "hquery.cli", "refresh", "--store", str(store.root)],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
@@ -120,6 +108,15 @@ def test_killed_mid_refresh_the_store_keeps_serving_the_last_promoted_index(batc
     assert runs(reopened)[-1]["status"] == "running"
     report = refresh(reopened, config=QUICK)
     assert report.status == "promoted" and [r["status"] for r in runs(reopened)][0] == "interrupted"
+
+
+def test_auto_tolerance_is_two_standard_errors_of_the_paired_difference():
+    import numpy as np
+
+    candidate, service = np.array([1, 1, 0, 0, 1], bool), np.array([1, 0, 1, 0, 1], bool)
+    difference = np.array([0, 1, -1, 0, 0])
+    assert paired_tolerance(candidate, service) == pytest.approx(2 * difference.std(ddof=1) / np.sqrt(5))
+    assert paired_tolerance(candidate, candidate) == 0.0 and paired_tolerance(candidate[:1], service[:1]) == 0.0
 
 
 def test_intervals():
