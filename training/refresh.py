@@ -120,11 +120,11 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
     RefreshReport, also recorded in ``refresh_runs``. Raises :class:`StoreError`
     when another refresh holds the store.
     """
+    if tolerance != "auto" and not isinstance(tolerance, (int, float)):
+        raise ValueError(f"tolerance must be a number or 'auto', not {tolerance!r}")
     with store.refresh_lock():
         with store.transaction() as txn:
             txn.execute("mark_interrupted_refreshes")
-        if tolerance != "auto" and not isinstance(tolerance, (int, float)):
-            raise ValueError(f"tolerance must be a number or 'auto', not {tolerance!r}")
         report = RefreshReport(uuid.uuid4().hex[:12], "running", "")
         started_at = utcnow()
         clock = [time.perf_counter()]
@@ -161,8 +161,8 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
 
 
 def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen: set[str], record: dict | None,
-         force: bool, tolerance: float | str, eval_fraction: float, config: AlignmentConfig, peka: PEKAConfig | None, device: str,
-         step: Callable[[str], None]) -> None:
+         force: bool, tolerance: float | str, eval_fraction: float, config: AlignmentConfig,
+         peka: PEKAConfig | None, device: str, step: Callable[[str], None]) -> None:
     if peka is not None:
         from hquery.ingest import reembed_slides
         from hquery.training.adapt import train_peka

@@ -10,6 +10,7 @@ import pytest
 
 from hquery.demo import SIZES
 from hquery.ingest import ingest_cohort
+from hquery.ingest.image_encoders import parse_image_encoder
 from hquery.retrieval import build_index, resolve_prompts, run_prompt
 from hquery.store import Store, StoreError
 from hquery.training import AlignmentConfig, train_alignment
@@ -71,6 +72,20 @@ def test_a_candidate_below_the_tolerance_is_rejected_and_nothing_moves(batches, 
     assert report.status == "rejected" and "fell from" in report.reason and report.tolerance == -1.0
     assert store.setting("current_index") == index and store.setting("alignment_model") == model
     assert runs(store)[-1]["candidate_recall_at_10"] == pytest.approx(report.candidate_recall_at_10)
+
+
+def test_a_rejected_refresh_with_peka_keeps_the_encoder_the_service_model_reads(batches, tmp_path):
+    from hquery.training.peka import PEKAConfig
+
+    store = copy_store(batches[1], tmp_path / "store")
+    encoder, spec = store.setting("image_encoder"), store.setting("image_encoder_spec")
+    report = refresh(store, config=QUICK, tolerance=-1.0, peka=PEKAConfig(epochs=1))
+    assert report.status == "rejected" and report.peka_adapter == store.setting("peka_adapter")
+    steps = [s["step"] for s in report.steps]
+    assert steps[1:3] == ["fitted the PEKA adapter", "re-embedded the slides"]
+    adapted = f"slide_embeddings__{parse_image_encoder(spec).with_adapter(report.peka_adapter).version}"
+    assert store.dataset(adapted).count_rows() == store.dataset(f"slide_embeddings__{encoder}").count_rows()
+    assert store.setting("image_encoder") == encoder and store.setting("image_encoder_spec") == spec
 
 
 def test_one_refresh_at_a_time(batches, tmp_path):
