@@ -291,7 +291,7 @@ def _train_peka(store, method, rank, epochs, seed, compare, device, quiet) -> No
 @device_option("cpu")
 @store_option
 def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_path) -> None:
-    """Retrain on new pairs; promote the new model and reindex only if held-out recall@10 does not fall."""
+    """Retrain on new pairs; promote and reindex only if held-out recall@10 does not fall beyond the tolerance."""
     import time
 
     from hquery.training import AlignmentConfig
