@@ -113,12 +113,13 @@ class TileImages:
                                    expression=self.expression[index])
 
 
-def load_tile_images(store: Store, max_tiles_per_slide: int | None = None, seed: int = 0) -> TileImages:
+def load_tile_images(store: Store, max_tiles_per_slide: int | None = 16, seed: int = 0) -> TileImages:
     """Every tile with spot expression, read back from its slide, with the RNA teacher's embedding of its spot.
 
-    A store without spot expression falls back to bulk: every tile of each paired
-    slide (at most ``max_tiles_per_slide``, drawn with ``seed``) is taught by its
-    slide's bulk profile, as the PEKA paper does for slides without spatial data.
+    A store without spot expression falls back to bulk: tiles of each paired
+    slide (at most ``max_tiles_per_slide``, drawn with ``seed``; ``None`` for all)
+    are taught by their slide's bulk profile, as the PEKA paper does for slides
+    without spatial data. The pixels are held in memory, hence the cap.
     """
     spec = store.setting("image_encoder_spec")
     rna_encoder = store.setting("rna_encoder")

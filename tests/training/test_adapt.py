@@ -98,3 +98,19 @@ def test_reembedding_needs_an_adapter(demo_store, tmp_path):
         reembed_slides(store, "peka_nope")
     result = CliRunner().invoke(main, ["ingest", "--store", str(store.root)])
     assert result.exit_code != 0 and "give a MANIFEST to ingest, or --reembed" in result.output
+
+
+def test_without_spots_each_tile_is_taught_by_its_slides_bulk_profile(store, tmp_path):
+    from hquery.ingest import ingest_cohort
+    from tests.conftest import write_cohort
+
+    manifest, expression = write_cohort(tmp_path / "c", n_pairs=4)
+    ingest_cohort(store, manifest, expression=expression,
+                  encoder="random:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&seed=0", device="cpu")
+    tiles = load_tile_images(store, max_tiles_per_slide=3)
+    assert tiles.target == "bulk" and len(tiles) == 4 * 3 and tiles.images.shape[1:] == (32, 32, 3)
+    bulk = store.dataset(f"rna_embeddings__{store.setting('rna_encoder')}").to_table()
+    by_sample = dict(zip(bulk["sample_id"].to_pylist(), vectors(bulk["embedding"])))
+    for (sample, _), teacher in zip(tiles.keys, tiles.teacher):
+        np.testing.assert_allclose(teacher, by_sample[sample], rtol=1e-5, atol=1e-5)
+    assert len(set(tiles.keys)) == len(tiles)
