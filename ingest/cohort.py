@@ -497,8 +497,9 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     The frozen embeddings are never touched: the adapted ones land in
     ``tile_embeddings__<version>`` and ``slide_embeddings__<version>`` of an
     encoder version that names the adapter, which becomes the current image
-    encoder (train the alignment again afterwards). Slides already embedded with
-    that version are skipped, so an interrupted or repeated run only adds the rest.
+    encoder (train the alignment again afterwards). It is one transaction: a
+    failed or killed run leaves nothing behind. Slides already embedded with that
+    version are skipped, so running it again after an ingest embeds only the new ones.
 
     Parameters
     ----------

@@ -235,3 +235,26 @@ def test_killed_mid_ingest_leaves_store_consistent(tmp_path):
         assert rerun.returncode == 0, rerun.stderr
         assert snapshot(Store.open(target)) == expected
     assert interrupted >= 1, "no kill landed before the commit; the cohort is too small to interrupt"
+
+
+def test_stored_slides_reopen_only_while_unchanged(store, tmp_path):
+    from hquery.ingest.slides import reopen_slide
+
+    manifest, expression = write_cohort(tmp_path / "c", n_pairs=2, n_ref=2, n_query=0)
+    ingest_cohort(store, manifest, expression=expression, encoder=ENC, device="cpu")
+    source = reopen_slide(store, "S000")
+    assert source.kind == "tiles" and source.n_tiles == 4
+    _, images = next(source.iter_tiles(8))
+    assert images.shape == (4, 32, 32, 3)
+    tile = sorted((tmp_path / "c" / "slides" / "S001").iterdir())[0]
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tile)
+    with pytest.raises(IngestError, match="sample S001: .* changed since it was ingested"):
+        reopen_slide(store, "S001")
+    shutil.rmtree(tmp_path / "c" / "slides" / "S000")
+    with pytest.raises(IngestError, match="sample S000: its slide .* is gone"):
+        reopen_slide(store, "S000")
+    ingest_cohort(store, _features_cohort(tmp_path / "f", [16]), encoder="precomputed:uni")
+    with pytest.raises(IngestError, match="precomputed features .* needs the pixels"):
+        reopen_slide(store, "Ff0")
