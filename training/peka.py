@@ -134,7 +134,7 @@ def fit_peka(encoder, images: np.ndarray, teacher: np.ndarray, config: PEKAConfi
     teacher
         ``[n, d]`` RNA embeddings of the same tiles. They are standardised per
         dimension first: PCA components differ in scale by orders of magnitude, and
-        a softmax over raw components would put all its mass on the first.
+        a softmax over raw components would be decided by the leading few.
 
     Returns
     -------
