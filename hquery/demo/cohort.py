@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 from scipy.ndimage import gaussian_filter
 
-from hquery.demo.render import Stain, render_tile
+from hquery.demo.render import ARCHITECTURES, Stain, render_tile
 from hquery.ingest.genesets import hallmark_sets
 
 
@@ -72,9 +72,9 @@ class DemoSize:
 # contrastive heads do no better than a ridge map, so even "small" has ~1,000.
 SIZES = {
     "small": DemoSize(pair_patients=800, query_patients=4, reference=200, grid=2, tile_px=64, cancer_types=4,
-                      spot_samples=24, later_patients=80),
+                      spot_samples=200, later_patients=80),
     "default": DemoSize(pair_patients=1390, query_patients=30, reference=480, grid=3, tile_px=64, cancer_types=8,
-                        spot_samples=200, later_patients=120),
+                        spot_samples=120, later_patients=120),
 }
 
 
@@ -192,11 +192,12 @@ def generate_demo_cohort(
         noise = srng.normal(0, 0.2, len(model.genes))
         stain = Stain.sample(srng)
         density = float(srng.uniform(0.8, 1.2))
+        architecture = ARCHITECTURES.get(model.types[cancer], "solid")
         folder = out / "cohort" / "slides" / sample
         folder.mkdir(exist_ok=True)
         for t, (x, y) in enumerate(coords):
             act = {name: float(tiles[t, p]) for p, name in enumerate(program_names) if name in visible}
-            Image.fromarray(render_tile(srng, spec.tile_px, act, stain, density)).save(folder / f"{x}_{y}.png")
+            Image.fromarray(render_tile(srng, spec.tile_px, act, stain, density, architecture)).save(folder / f"{x}_{y}.png")
         props = model.proportions(cancer, tiles, noise)
         if has_rna:
             lib_bulk = 1e7 * srng.lognormal(0, 0.3)

@@ -11,6 +11,11 @@ varies between slides the way staining batches do. What each program leaves:
 
 Other programs (metabolic, stress, hormone) leave no trace, so a model can
 only learn them through correlations, as in real tissue.
+
+Each cancer type also has its own architecture (:data:`ARCHITECTURES`), the way a
+pathologist tells a colon gland from a squamous sheet: lumens rimmed by columnar
+or cuboidal cells, keratinising sheets, clear cells in a fine septal net, or
+pigmented epithelioid cells. Types that share a pattern (LUSC and HNSC) look alike.
 """
 
 from __future__ import annotations
@@ -22,6 +27,20 @@ from scipy.ndimage import gaussian_filter
 
 HEMATOXYLIN = np.array([0.65, 0.70, 0.29])
 EOSIN = np.array([0.07, 0.99, 0.11])
+MELANIN = np.array([0.27, 0.57, 0.78])
+
+ARCHITECTURES = {
+    "BRCA": "ductal", "LUAD": "acinar", "LUSC": "squamous", "COAD": "glandular",
+    "SKCM": "melanocytic", "KIRC": "clear_cell", "PRAD": "microacinar", "HNSC": "squamous",
+}
+"""How each demo cancer type arranges its tumour cells; an unlisted type gets ``solid``."""
+
+_LUMENS = {  # lumens per 64 px tile, lumen radius, rim nucleus (long, short radius), radially oriented
+    "glandular": (1.5, (7.0, 11.0), (3.6, 1.4), True),
+    "acinar": (2.0, (5.0, 9.0), (2.2, 1.6), False),
+    "microacinar": (4.0, (2.5, 4.0), (2.0, 1.8), False),
+    "ductal": (0.8, (2.5, 5.0), (2.6, 2.2), False),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +79,15 @@ def _stamp(canvas: np.ndarray, cx, cy, ra, rb, angle, value) -> None:
 
 
 def render_tile(rng: np.random.Generator, size: int, activity: dict[str, float], stain: Stain,
-                density: float = 1.0) -> np.ndarray:
-    """Paint one ``size`` x ``size`` RGB tile (uint8) for the given program activities."""
+                density: float = 1.0, architecture: str = "solid") -> np.ndarray:
+    """Paint one ``size`` x ``size`` RGB tile (uint8) for the given program activities and tissue architecture."""
     area = (size / 64.0) ** 2
     prolif = activity.get("proliferation", 0.0)
     immune = activity.get("immune", 0.0)
     stroma = activity.get("stroma", 0.0)
     hypoxia = activity.get("hypoxia", 0.0)
 
-    h = np.zeros((size, size))
+    h, m = np.zeros((size, size)), np.zeros((size, size))
     e = 0.45 + 0.25 * gaussian_filter(rng.normal(size=(size, size)), 2.0)
 
     # stroma: collagen streaks along a dominant direction, with spindle nuclei
@@ -83,11 +102,7 @@ def render_tile(rng: np.random.Generator, size: int, activity: dict[str, float],
 
     # tumour nuclei: density and size grow with proliferation, displaced by stroma
     n_tumour = rng.poisson(density * 22 * area * np.exp(0.35 * prolif) * (1 - 0.6 * s_frac))
-    scale = 1 + 0.08 * prolif
-    for _ in range(n_tumour):
-        ra = rng.uniform(2.4, 3.6) * scale
-        _stamp(h, rng.uniform(0, size), rng.uniform(0, size), ra, ra * rng.uniform(0.65, 1.0),
-               rng.uniform(0, np.pi), rng.uniform(0.45, 0.75))
+    _tumour(rng, architecture, n_tumour, 1 + 0.08 * prolif, h, e, area)
     # mitotic figures: condensed dark chromatin bars and clumps
     for _ in range(rng.poisson(0.5 * area * np.exp(0.9 * prolif))):
         cx, cy, ang = rng.uniform(4, size - 4), rng.uniform(4, size - 4), rng.uniform(0, np.pi)
@@ -114,7 +129,65 @@ def render_tile(rng: np.random.Generator, size: int, activity: dict[str, float],
         for j in rng.choice(len(ys), size=min(len(ys), int(40 * n_frac * area) + 1), replace=False) if len(ys) else []:
             _stamp(h, xs[j] + rng.uniform(-.5, .5), ys[j] + rng.uniform(-.5, .5), 0.9, 0.7, rng.uniform(0, np.pi), 0.8)
 
+    if architecture == "melanocytic":
+        for _ in range(rng.poisson(30 * area)):
+            _stamp(m, rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0.8, 2.0), rng.uniform(0.6, 1.2),
+                   rng.uniform(0, np.pi), rng.uniform(0.3, 0.8))
+
     h = gaussian_filter(h, 0.6)
-    od = stain.strength * (h[..., None] * stain.hematoxylin + e[..., None] * stain.eosin) + 0.02
+    od = (stain.strength * (h[..., None] * stain.hematoxylin + e[..., None] * stain.eosin)
+          + gaussian_filter(m, 0.5)[..., None] * MELANIN + 0.02)
     rgb = 255.0 * np.exp(-od) + rng.normal(0, 2.0, od.shape)
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _tumour(rng: np.random.Generator, architecture: str, n: int, scale: float, h: np.ndarray, e: np.ndarray,
+            area: float) -> None:
+    """Paint ``n`` tumour nuclei, and the stroma-free background, the way ``architecture`` arranges them."""
+    size = h.shape[0]
+    if architecture in _LUMENS:
+        per_tile, (r_lo, r_hi), (ra, rb), radial = _LUMENS[architecture]
+        lumens = [(rng.uniform(0, size), rng.uniform(0, size), rng.uniform(r_lo, r_hi))
+                  for _ in range(rng.poisson(per_tile * area) + 1)]
+        for cx, cy, r in lumens:
+            _stamp(e, cx, cy, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi), -0.4)
+        for _ in range(n):
+            cx, cy, r = lumens[rng.integers(len(lumens))]
+            t = rng.uniform(0, 2 * np.pi)
+            d = r + ra * scale * (1.0 if radial else 0.8)
+            angle = t if radial else rng.uniform(0, np.pi)
+            _stamp(h, cx + d * np.cos(t), cy + d * np.sin(t), ra * scale, rb * scale, angle, rng.uniform(0.5, 0.8))
+        np.clip(e, 0.03, None, out=e)
+        return
+    if architecture == "squamous":
+        e += 0.2
+        for _ in range(rng.poisson(0.8 * area)):  # keratin pearls: concentric eosinophilic whorls
+            cx, cy = rng.uniform(0, size, 2)
+            for k, r in enumerate(np.arange(rng.uniform(6, 10), 1, -1.6)):
+                _stamp(e, cx, cy, r, r * 0.85, 0.3, 0.25 if k % 2 == 0 else -0.2)
+        for _ in range(int(n * 0.6)):
+            ra = rng.uniform(3.4, 4.6) * scale
+            _stamp(h, rng.uniform(0, size), rng.uniform(0, size), ra, ra * rng.uniform(0.75, 1.0),
+                   rng.uniform(0, np.pi), rng.uniform(0.35, 0.55))
+        return
+    if architecture == "clear_cell":
+        centres = rng.uniform(0, size, (max(int(n * 1.2), 4), 2))
+        yy, xx = np.mgrid[0:size, 0:size]
+        d = np.sort(np.hypot(xx[..., None] - centres[:, 0], yy[..., None] - centres[:, 1]), axis=-1)
+        septa = np.exp(-((d[..., 1] - d[..., 0]) / 1.2) ** 2)
+        e += 0.45 * septa - 0.35
+        np.clip(e, 0.05, None, out=e)
+        for cx, cy in centres:
+            r = rng.uniform(1.6, 2.4) * scale
+            _stamp(h, cx, cy, r, r, 0.0, rng.uniform(0.6, 0.9))
+        ys, xs = np.nonzero(septa > 0.6)
+        for j in rng.choice(len(ys), size=min(len(ys), int(6 * area)), replace=False) if len(ys) else []:
+            _stamp(e, xs[j], ys[j], 1.4, 1.2, 0.0, 0.7)  # red cells in the capillary net
+        return
+    big = 1.35 if architecture == "melanocytic" else 1.0
+    for _ in range(n):
+        ra = rng.uniform(2.4, 3.6) * scale * big
+        cx, cy = rng.uniform(0, size, 2)
+        _stamp(h, cx, cy, ra, ra * rng.uniform(0.65, 1.0), rng.uniform(0, np.pi), rng.uniform(0.45, 0.75))
+        if architecture == "melanocytic":
+            _stamp(h, cx, cy, 0.8, 0.8, 0.0, 0.9)  # a prominent nucleolus

@@ -24,17 +24,44 @@ def _tile_features(root, truth):
     return np.array(rows)
 
 
+def _within_type(values, types):
+    """``values`` less the mean of their cancer type: what varies inside one tissue architecture."""
+    values = np.asarray(values, dtype=np.float64).copy()
+    for t in set(types):
+        values[types == t] -= values[types == t].mean()
+    return values
+
+
 def test_programs_leave_graduated_traces_in_tiles(small_demo):
     truth = pl.read_parquet(small_demo.truth).filter(pl.col("tile_index") >= 0)
+    manifest = pl.concat([pl.read_csv(small_demo.cohort_manifest), pl.read_csv(small_demo.later_manifest)])
+    cancer = dict(zip(manifest["sample_id"], manifest["cancer_type"]))
+    types = np.array([cancer[s] for s in truth["sample_id"]])
     feats = _tile_features(small_demo.root, truth)
-    r = lambda a, b: np.corrcoef(a, b)[0, 1]
-    # measured on the small demo (seed 0): 0.57, 0.43, 0.79; invisible programs |r| <= 0.12
-    assert r(truth["proliferation"], feats[:, 0]) > 0.4  # denser, darker nuclei
-    assert r(truth["immune"], feats[:, 1]) > 0.3  # clusters of dense dark lymphocytes
-    assert r(truth["hypoxia"], feats[:, 2]) > 0.6  # pale necrosis
-    # invisible programs leave no trace
+
+    def r(program, feature):
+        return np.corrcoef(_within_type(truth[program], types), _within_type(feats[:, feature], types))[0, 1]
+
+    # measured on the small demo (seed 0), within cancer type: 0.27, 0.29, 0.84; invisible programs |r| <= 0.02
+    assert r("proliferation", 0) > 0.2  # denser, darker nuclei
+    assert r("immune", 1) > 0.2  # clusters of dense dark lymphocytes
+    assert r("hypoxia", 2) > 0.6  # pale necrosis
     for name in ("oxphos", "stress", "hormone"):
-        assert abs(r(truth[name], feats[:, 0])) < 0.2, name
+        assert abs(r(name, 0)) < 0.1, name
+
+
+def test_cancer_types_have_their_own_architecture(small_demo):
+    """Types differ in how their tiles look (lumens, sheets), not only in their expression."""
+    truth = pl.read_parquet(small_demo.truth).filter(pl.col("tile_index") >= 0)
+    manifest = pl.read_csv(small_demo.cohort_manifest)
+    cancer = dict(zip(manifest["sample_id"], manifest["cancer_type"]))
+    keep = np.array([s in cancer for s in truth["sample_id"]])
+    types = np.array([cancer[s] for s in truth["sample_id"].filter(keep)])
+    paleness = _tile_features(small_demo.root, truth.filter(keep))[:, 2]
+    means = {t: paleness[types == t].mean() for t in set(types)}
+    # glandular (COAD) and acinar (LUAD) tiles carry white lumens, squamous (LUSC) sheets none; measured
+    # (seed 0) share of pale pixels: COAD 0.27, LUAD 0.18, BRCA 0.17, LUSC 0.11 (necrosis is pale in every type)
+    assert means["COAD"] > 2 * means["LUSC"] and means["LUAD"] > 1.4 * means["LUSC"], means
 
 
 def test_programs_drive_their_hallmark_genes(small_demo):
@@ -106,6 +133,9 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     assert "hallmark: held-out prediction of 50 gene sets" in result.output and "dispersion quintile" in result.output
     runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
     assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
+    # the None / LoRA / PEKA table, from adapters trained on other patients than those probed
+    assert "$ hquery train --peka" in result.output and "PEKA (MiSS bat)" in result.output
+    assert store.setting("peka_adapter").startswith("peka_miss_")
     # the second batch arrives after the first model is in service; the refresh retrains, gates and reindexes
     assert "$ hquery refresh" in result.output
     refreshed = store.sql("select status, candidate_model, index_version from refresh_runs").to_pylist()

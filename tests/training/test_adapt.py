@@ -23,10 +23,10 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def adapted(demo_store, tmp_path_factory):
-    """The small demo with a one-epoch PEKA adapter (compared first) and its slides re-embedded."""
+    """The small demo with a PEKA adapter (default settings, compared first) and its slides re-embedded."""
     store = copy_store(demo_store, tmp_path_factory.mktemp("adapted") / "store")
     frozen = {name: t.version for name, t in store.lance_tables().items()}
-    trained = run("train", "--peka", "--epochs", "1", "--quiet", "--store", store.root)
+    trained = run("train", "--peka", "--quiet", "--store", store.root)
     reembedded = run("ingest", "--reembed", "--quiet", "--device", "cpu", "--store", store.root)
     return store, frozen, trained, reembedded
 
@@ -56,6 +56,18 @@ def test_training_records_the_adapter_and_the_comparison(adapted):
     assert [r["method"] for r in metrics["probe"]] == ["none", "lora", "miss"]
     assert all(len(r["fold_pcc"]) == 5 and -1 <= r["pcc_mean"] <= 1 for r in metrics["probe"])
     assert (store.artifact_path(record[7]) / "adapter" / "adapter_config.json").exists()
+
+
+def test_peka_beats_the_frozen_backbone_on_the_demo(adapted):
+    """The issue's bar: on held-out patients, PEKA's features predict the top-50 HVGs at least 5% better.
+
+    Measured (seed 0, 320 probed tiles): None 0.297, LoRA 0.320, PEKA 0.384 (+29%).
+    """
+    store, _, _, _ = adapted
+    probe = {r["method"]: r for r in json.loads(store.query("model", [store.setting("peka_adapter")])[0][6])["probe"]}
+    none, peka = probe["none"]["pcc_mean"], probe["miss"]["pcc_mean"]
+    assert none > 0.15, "the frozen backbone should already see the cancer types' architecture"
+    assert peka >= 1.05 * none, (none, peka)
 
 
 def test_reembedding_writes_new_tables_and_keeps_the_frozen_ones(adapted):

@@ -125,6 +125,30 @@ def test_killed_mid_refresh_the_store_keeps_serving_the_last_promoted_index(batc
     assert report.status == "promoted" and [r["status"] for r in runs(reopened)][0] == "interrupted"
 
 
+def test_every_repeats_the_refresh_until_killed(batches, tmp_path):
+    store = copy_store(batches[0], tmp_path / "store")
+    index = store.setting("current_index")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "hquery.cli", "refresh", "--every", "2s", "--store",
+                                str(store.root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    summaries = []
+    try:
+        for line in process.stdout:
+            if ": nothing_new (" in line:
+                summaries.append(line)
+            if len(summaries) == 2:  # killed while it waits for the third
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.kill()
+        process.wait()
+    assert len(summaries) == 2
+    reopened = Store.open(store.root)
+    assert [r["status"] for r in runs(reopened)] == ["nothing_new", "nothing_new"]
+    assert reopened.setting("current_index") == index
+    assert refresh(reopened, config=QUICK).status == "nothing_new"  # the lock died with the process
+
+
 def test_auto_tolerance_is_two_standard_errors_of_the_paired_difference():
     import numpy as np
 
