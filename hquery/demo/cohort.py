@@ -68,8 +68,9 @@ class DemoSize:
     """Pair patients whose slides and RNA arrive in a second batch (``cohort/batch2.csv``), for ``hquery refresh``."""
 
 
-# Alignment needs pairs at the scale of the seed paper (1,720): below ~700 the
-# contrastive heads do no better than a ridge map, so even "small" has ~1,000.
+# Alignment needs pairs at the scale of the seed paper (1,720): the contrastive heads
+# are data-hungry (with only programs visible they matched ridge at ~700 pairs), so
+# even "small" has ~1,000.
 SIZES = {
     "small": DemoSize(pair_patients=800, query_patients=4, reference=200, grid=2, tile_px=64, cancer_types=4,
                       spot_samples=200, later_patients=80),
