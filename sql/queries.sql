@@ -192,3 +192,8 @@ WHERE status = 'running';
 -- name: refresh_runs
 SELECT refresh_id, started_at, status, reason, service_model, candidate_model, service_recall_at_10,
        candidate_recall_at_10 FROM refresh_runs ORDER BY started_at;
+
+-- name: tile_positions
+SELECT t.sample_id, t.tile_index, t.x, t.y, s.tile_size
+FROM tiles t JOIN slides s USING (sample_id)
+WHERE list_contains(?, t.sample_id);

@@ -44,7 +44,7 @@ def fit_alignment(
     gain from more and a different thread count changes the sums in the last bits.
     Parallelism comes from fitting several models at once (:func:`fit_pool`).
     """
-    with _threads(1 if device == "cpu" else torch.get_num_threads()):
+    with torch_threads(1 if device == "cpu" else torch.get_num_threads()):
         return _fit(image, rna, patients, config, device, loss_fn)
 
 
@@ -100,7 +100,8 @@ def project(model: AlignmentModel, image: np.ndarray | None = None, rna: np.ndar
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch threads (a fit's sums then do not depend on the machine's CPU count)."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
