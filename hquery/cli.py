@@ -217,12 +217,25 @@ def demo(ctx, size, data_dir, seed, quiet, store_path) -> None:
 @click.option("--rank", type=int, default=16, show_default=True, help="PEKA adapter block size or rank.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="With --peka: first compare None, LoRA and MiSS by a linear probe on held-out patients.")
+@click.option("--histoprism", is_flag=True,
+              help="Instead: fit HistoPrism, which predicts expression from a slide's tiles and its cancer type "
+                   "(for prompt --method histoprism); cross-validated (5 folds unless --folds) against ridge.")
+@click.option("--genes", "panel", default="hvg:2000", show_default=True, metavar="PANEL",
+              help="With --histoprism: the genes it predicts, hvg:N (most variable) or collection:NAME.")
+@click.option("--cross-attention/--no-cross-attention", "conditioning", default=True, show_default=True,
+              help="With --histoprism: condition on the cancer type (the cross-validation always reports both).")
+@click.option("--positions", is_flag=True, help="With --histoprism: add a 2-D sinusoidal encoding of tile positions.")
 @device_option("cpu")
 @quiet_option
 @store_option
-def train(folds, level, dim, epochs, seed, workers, predictor, peka, method, rank, compare, device, quiet,
-          store_path) -> None:
-    """Train the projection heads that align H&E and RNA embeddings (or a PEKA adapter, or the MLP predictor)."""
+def train(folds, level, dim, epochs, seed, workers, predictor, peka, method, rank, compare, histoprism, panel,
+          conditioning, positions, device, quiet, store_path) -> None:
+    """Train the projection heads that align H&E and RNA embeddings (or a PEKA adapter, the MLP predictor, or
+    HistoPrism)."""
+    if histoprism:
+        _train_histoprism(Store.open(_store_path(store_path)), panel, folds, epochs, seed, conditioning, positions,
+                          workers, quiet)
+        return
     if peka:
         _train_peka(Store.open(_store_path(store_path)), method, rank, epochs, seed, compare, _device(device), quiet)
         return
@@ -279,6 +292,53 @@ def _train_peka(store, method, rank, epochs, seed, compare, device, quiet) -> No
         if held.n_tiles < 200:
             click.echo(f"note: each probe fold fits PCA(256) and a nearly unregularised ridge on ~{held.n_tiles * 4 // 5} "
                        "tiles; with so few it overfits, and these PCCs are mostly noise")
+
+
+HISTOPRISM_COLUMNS = ["method", "slide PCC HVG-50", "slide PCC all", "spot PCC HVG-50", "spot PCC all",
+                      "GPC slide", "GPC spot"]
+HISTOPRISM_NAMES = {"histoprism": "HistoPrism", "no_conditioning": "  without cross-attention",
+                    "ridge": "ridge on frozen features", "ridge_type": "ridge + cancer type"}
+
+
+def _train_histoprism(store, panel, folds, epochs, seed, conditioning, positions, workers, quiet) -> None:
+    from hquery.progress import progress_bars
+    from hquery.training.expression_model import train_histoprism
+    from hquery.training.histoprism import HistoPrismConfig
+
+    config = HistoPrismConfig(conditioning=conditioning, positional=positions, seed=seed)
+    if epochs:
+        config = dataclasses.replace(config, max_epochs=epochs)
+    folds = 5 if folds is None else folds
+    with progress_bars(not quiet) as progress:
+        advance = progress(f"HistoPrism: {folds}-fold cross-validation with the ablation, then fit" if folds else
+                           "HistoPrism: fit", 2 * folds + 1)
+        report = train_histoprism(store, panel, config, folds=folds or None, workers=workers,
+                                  on_fit=lambda: advance(1))
+    click.echo(f"histoprism {report.version}: {report.n_genes} genes ({panel}) from {report.n_slides} slides of "
+               f"{report.n_patients} patients ({report.n_spot_tiles} tiles with spot expression), "
+               f"{report.history['epochs']} epochs, {report.seconds:.1f}s; now the current one")
+    if report.cv:
+        click.echo(f"held-out Pearson r per gene (mean ± sd over {folds} patient-level folds) and GPC "
+                   f"(mean over hallmark pathways and cancer types):")
+        _print_rows(HISTOPRISM_COLUMNS, histoprism_rows(report.cv.summary(), report.coherence))
+        _print_rows(["cancer type"] + [f"GPC {level} {HISTOPRISM_NAMES[m].strip()}" for level in report.coherence
+                                       for m in ("histoprism", "no_conditioning", "ridge_type")],
+                    [(t, *(f"{report.coherence[level][m][t]:.3f}" for level in report.coherence
+                           for m in ("histoprism", "no_conditioning", "ridge_type")))
+                     for t in report.coherence["slide"]["histoprism"] if t != "all"])
+
+
+def histoprism_rows(summary: dict, coherence: dict) -> list[tuple]:
+    def cell(method, level, metric):
+        value = summary.get(method, {}).get(level, {}).get(metric)
+        return f"{value['mean']:.3f} ± {value['sd']:.3f}" if value else ""
+
+    def gpc(method, level):
+        value = coherence.get(level, {}).get(method, {}).get("all")
+        return f"{value:.3f}" if value is not None else ""
+
+    return [(name, cell(m, "slide", "pcc_hvg50"), cell(m, "slide", "pcc_all"), cell(m, "spot", "pcc_hvg50"),
+             cell(m, "spot", "pcc_all"), gpc(m, "slide"), gpc(m, "spot")) for m, name in HISTOPRISM_NAMES.items()]
 
 
 @main.command()
@@ -420,8 +480,9 @@ def index(kind, approximate_above, version, store_path) -> None:
 @click.option("--tau", type=float, default=0.05, show_default=True, help="Softmax temperature of the weights.")
 @click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
               help="Average the neighbours' scores, or their expression and then score it.")
-@click.option("--method", type=click.Choice(["softknn", "mlp"]), default="softknn", show_default=True,
-              help="Soft-kNN over the RNA library, or the collection's trained MLP (`hquery train --predictor`).")
+@click.option("--method", type=click.Choice(["softknn", "mlp", "histoprism"]), default="softknn", show_default=True,
+              help="Soft-kNN over the RNA library, the collection's trained MLP (`hquery train --predictor`), or "
+                   "ssGSEA on the expression HistoPrism predicts (`hquery train --histoprism`).")
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
@@ -433,7 +494,7 @@ def index(kind, approximate_above, version, store_path) -> None:
 @store_option
 def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
            store_path) -> None:
-    """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library.
+    """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library (or by --method).
 
     Each run is recorded in the catalog: `hquery sql "select * from prompt_results"`.
     """
@@ -456,8 +517,9 @@ def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, sample
         _print_prompt(run, level, limit, shown_all=out is not None)
     for note in run.notes:
         click.secho(f"note: {note}", fg="yellow", err=True)
-    cached = ("scored by the trained MLP" if method == "mlp" else "all library scores cached"
-              if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)")
+    cached = ("scored by the trained MLP" if method == "mlp" else
+              "ssGSEA on HistoPrism's predicted expression" if method == "histoprism" else
+              "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)")
     click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
 
 

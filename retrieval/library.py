@@ -24,6 +24,20 @@ class GeneSetTooSmall(ValueError):
     """Fewer of a set's genes are in the library's universe than a score needs."""
 
 
+def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], min_genes: int, whose: str,
+                       hint: str = "") -> list[GeneSetMatch]:
+    """Each set's members in ``universe``; :class:`GeneSetTooSmall`, naming the set, if one has under ``min_genes``."""
+    matches = match_gene_sets(universe, {gs.name: gs.members for gs in gene_sets})
+    for m in matches:
+        if m.n_found < min_genes:
+            total = m.n_found + len(m.missing)
+            shown = ", ".join(m.missing[:10]) + (" ..." if len(m.missing) > 10 else "")
+            raise GeneSetTooSmall(
+                f"gene set {m.name}: only {m.n_found} of its {total} genes are in {whose} {len(universe)}-gene "
+                f"universe, fewer than --min-genes {min_genes} (missing: {shown}){hint}")
+    return matches
+
+
 class Library:
     """The committed expression table: sample ids, gene universe, profiles on demand, cached scores."""
 
@@ -49,15 +63,7 @@ class Library:
 
     def match(self, gene_sets: Sequence[GeneSet], min_genes: int = 5) -> list[GeneSetMatch]:
         """Each set's members in the universe; raise :class:`GeneSetTooSmall` if one has under ``min_genes``."""
-        matches = match_gene_sets(self.universe, {gs.name: gs.members for gs in gene_sets})
-        for m in matches:
-            if m.n_found < min_genes:
-                total = m.n_found + len(m.missing)
-                shown = ", ".join(m.missing[:10]) + (" ..." if len(m.missing) > 10 else "")
-                raise GeneSetTooSmall(
-                    f"gene set {m.name}: only {m.n_found} of its {total} genes are in the library's "
-                    f"{len(self.universe)}-gene universe, fewer than --min-genes {min_genes} (missing: {shown})")
-        return matches
+        return match_with_minimum(self.universe, gene_sets, min_genes, "the library's")
 
     def scores(self, gene_sets: Sequence[GeneSet], matches: Sequence[GeneSetMatch]) -> tuple[np.ndarray, int]:
         """ssGSEA ES ``[library samples, sets]``, from the cache where it can; returns (scores, sets computed)."""

@@ -16,7 +16,9 @@ sample has. They agree when the neighbours agree (``effective_k`` near 1 or a lo
 neighbours' scores (``dispersion``) and the effective number of neighbours.
 
 ``method="mlp"`` answers with the collection's trained predictor instead
-(:mod:`hquery.training.predictor`).
+(:mod:`hquery.training.predictor`), and ``method="histoprism"`` scores each gene
+set by the same ssGSEA on the expression HistoPrism predicts for the slide (or
+tile) from its tiles and cancer type (:mod:`hquery.training.histoprism`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from hquery.store import Store, StoreError, utcnow, vectors
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
-METHODS = ("softknn", "mlp")
+METHODS = ("softknn", "mlp", "histoprism")
 
 
 @dataclasses.dataclass
@@ -113,7 +115,10 @@ def run_prompt(
     method
         ``softknn``, or ``mlp``: the collection's trained predictor
         (:func:`~hquery.training.predictor.train_predictor`), which scores only the
-        sets it was trained on and carries no dispersion or effective K.
+        sets it was trained on and carries no dispersion or effective K; or
+        ``histoprism``: ssGSEA on HistoPrism's predicted profile
+        (:func:`~hquery.training.expression_model.train_histoprism`), any set with
+        ``min_genes`` members in its gene panel.
     samples, cohort, where
         Which slides: sample ids, a cohort, or an SQL predicate over ``samples`` columns.
     min_genes
@@ -133,6 +138,9 @@ def run_prompt(
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, not {aggregate!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "histoprism":
+        return _run_histoprism(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
+                               min_genes=min_genes, record=record, started=started)
     if method == "mlp":
         return _run_predictor(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
                               min_genes=min_genes, record=record, started=started)
@@ -206,6 +214,46 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     return run
 
 
+def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
+                    started) -> PromptRun:
+    from hquery.retrieval.library import match_with_minimum
+    from hquery.training.bags import load_slide_bags
+    from hquery.training.expression_model import load_histoprism
+
+    with store.reading():
+        fitted, params = load_histoprism(store)
+        slides = select_slides(store, samples=samples, cohort=cohort, where=where)
+        bags = load_slide_bags(store, [r[0] for r in slides], image_encoder=params["image_encoder"])
+    matches = match_with_minimum(fitted.genes, gene_sets, min_genes, f"HistoPrism {params['version']}'s",
+                                 "; train it on more genes, e.g. hquery train --histoprism --genes collection:hallmark")
+    slide_profiles, tile_profiles = fitted.predict(bags, tiles=level == "tile")
+    score = ssgsea(slide_profiles if level == "slide" else tile_profiles, [m.positions for m in matches])
+    if level == "slide":
+        keys = [(s, None) for s in bags.sample_ids]
+    else:
+        slide_of = np.repeat(np.arange(len(bags)), bags.n_tiles)
+        keys = [(bags.sample_ids[i], int(t)) for i, t in zip(slide_of, bags.tile_index)]
+    info = {r[0]: r for r in slides}
+    patients = np.array([info[s][1] for s, _ in keys])
+    nan = np.full(score.shape, np.nan)
+    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
+    notes = []
+    unknown = sorted({t or "(none)" for t, i in zip(bags.cancer_types, fitted.type_ids(bags.cancer_types)) if i == 0})
+    if unknown and fitted.model.conditioning is not None:
+        notes.append(f"cancer type(s) {', '.join(unknown)} were not among HistoPrism's "
+                     f"({', '.join(fitted.cancer_types)}); those slides were predicted as type unknown")
+    if level == "tile" and not params.get("n_spot_tiles"):
+        notes.append("HistoPrism was trained without spot expression; tile scores extrapolate from bulk")
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, len(matches),
+                    notes, 0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, method="histoprism", level=level, knn=None, aggregate=None,
+                             model_version=params["version"], index_version=None, library_version=None,
+                             n_samples=len(slides), extra={"panel": params["panel"]})
+    return run
+
+
 def _results_table(keys, info, patients, matches, score, dispersion, effective_k) -> pa.Table:
     n_q, n_s = score.shape
     sample_ids = [s for s, _ in keys]
@@ -271,7 +319,7 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
 
 def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, method: str, level: str,
             knn: SoftKNN | None, aggregate: str | None, model_version: str, index_version: str | None,
-            library_version: int, n_samples: int, extra: dict | None = None) -> str:
+            library_version: int | None, n_samples: int, extra: dict | None = None) -> str:
     created = utcnow()
     run_id = f"prompt_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
     by_name = {m.name: m for m in run.matches}

@@ -1,4 +1,4 @@
-"""Training: contrastive projection heads, PEKA adapters and the refresh loop.
+"""Training: contrastive projection heads, PEKA adapters, HistoPrism and the refresh loop.
 
 Fits models from pairs in the store and records them as catalog versions.
 """

@@ -1,0 +1,338 @@
+"""Train HistoPrism on the store's paired slides, cross-validate it against ridge, record it as a version.
+
+Cross-validation is patient-level. In every fold, on the same held-out slides:
+
+* ``histoprism``: the model (:mod:`hquery.training.histoprism`);
+* ``no_conditioning``: the same model without the cancer-type cross-attention (the ablation);
+* ``ridge``: ridge regression from the frozen slide embedding (the mean of its
+  tiles; for spots, the tile's own embedding), alpha chosen by leave-one-out on
+  the training fold;
+* ``ridge_type``: the same ridge, also given the cancer type one-hot, so it knows
+  what the conditioned model knows.
+
+Metrics per fold: Pearson r per gene across held-out slides (``slide``) and across
+held-out tiles with spot expression (``spot``), averaged over the 50 most variable
+genes of the panel (``pcc_hvg50``, HistoPrism's HVG benchmark) and over the
+whole panel (``pcc_all``). From the out-of-fold predictions, GPC
+(:mod:`hquery.training.coherence`) per pathway of a collection: within each cancer
+type across slides, and within each spot sample across its tiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from hquery.store import Store, StoreError, utcnow
+from hquery.training.bags import SlideBags, load_slide_bags
+from hquery.training.coherence import gene_pathway_coherence, mean_by, pearson_per_gene
+from hquery.training.histoprism import FittedHistoPrism, HistoPrism, HistoPrismConfig, fit_histoprism
+
+SETTING = "histoprism_model"
+METHODS = ("histoprism", "no_conditioning", "ridge", "ridge_type")
+N_HVG = 50
+
+
+@dataclasses.dataclass
+class GenePanel:
+    """The genes a HistoPrism predicts: positions in the gene universe, most variable first for ``hvg``."""
+
+    spec: str
+    positions: np.ndarray
+    genes: list[str]
+    hvg: np.ndarray
+    """Panel columns of its ``N_HVG`` most variable genes."""
+
+
+def gene_panel(store: Store, spec: str = "hvg:2000") -> GenePanel:
+    """Resolve ``hvg:N`` (the N most variable genes over the paired bulk profiles) or ``collection:NAME``.
+
+    Variance is taken over every paired profile, without looking at any image; the
+    50 most variable genes of the panel are what ``pcc_hvg50`` averages over.
+    """
+    from hquery.retrieval.library import Library
+    from hquery.retrieval.prompts import resolve_prompts
+
+    kind, _, value = spec.partition(":")
+    library = Library(store)
+    pairs = [s for s, _ in store.query("pairs") if s in library.row]
+    if len(pairs) < 10:
+        raise StoreError(f"only {len(pairs)} paired slides with expression; HistoPrism needs at least 10")
+    variance = library.expression()[[library.row[s] for s in pairs]].var(axis=0)
+    if kind == "hvg":
+        if not value.isdigit() or int(value) < N_HVG:
+            raise StoreError(f"gene panel {spec!r}: give hvg:N with N >= {N_HVG}, e.g. hvg:2000")
+        positions = np.argsort(-variance, kind="stable")[: int(value)]
+    elif kind == "collection":
+        members = {g for gs in resolve_prompts(store, collection=value) for g in gs.members}
+        positions = np.array([j for j, g in enumerate(library.universe) if g in members], dtype=np.int64)
+        if len(positions) < N_HVG:
+            raise StoreError(f"gene panel {spec!r}: only {len(positions)} of its genes are in the library")
+    else:
+        raise StoreError(f"gene panel {spec!r}: use hvg:N (e.g. hvg:2000) or collection:NAME "
+                         "(e.g. collection:hallmark)")
+    return GenePanel(spec, positions, [library.universe[j] for j in positions],
+                     np.argsort(-variance[positions], kind="stable")[:N_HVG])
+
+
+@dataclasses.dataclass
+class HistoPrismCV:
+    """Per-fold metrics ``folds[i][method][level][metric]`` and the out-of-fold predictions."""
+
+    folds: list[dict]
+    slide_predictions: dict[str, np.ndarray]
+    """Per method, ``[slides, genes]`` log1p, each slide predicted by the fold that held it out."""
+    tile_predictions: dict[str, np.ndarray]
+    """Per method, ``[tiles, genes]`` (rows of the bags' tiles with spot expression)."""
+
+    def summary(self) -> dict:
+        """``{method: {level: {metric: {mean, sd}}}}``."""
+        out: dict = {}
+        for method, by_level in self.folds[0].items():
+            for level, metrics in by_level.items():
+                for metric in metrics:
+                    values = np.array([f[method][level][metric] for f in self.folds], dtype=float)
+                    out.setdefault(method, {}).setdefault(level, {})[metric] = {
+                        "mean": float(np.nanmean(values)),
+                        "sd": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0}
+        return out
+
+    def rows(self) -> list[dict]:
+        return [{"method": m, "direction": level, "metric": k, "fold": i, "value": float(v)}
+                for i, fold in enumerate(self.folds) for m, by_level in fold.items()
+                for level, metrics in by_level.items() for k, v in metrics.items()]
+
+
+@dataclasses.dataclass
+class HistoPrismReport:
+    version: str
+    panel: str
+    n_genes: int
+    n_slides: int
+    n_patients: int
+    n_spot_tiles: int
+    cv: HistoPrismCV | None
+    coherence: dict
+    """``{"slide"|"spot": {method: {cancer_type: mean GPC over pathways}}}`` from the out-of-fold predictions."""
+    history: dict
+    seconds: float
+
+
+def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPrismConfig = HistoPrismConfig(), *,
+                              folds: int = 5, workers: int | None = None, final: bool = False,
+                              on_fit: Callable[[], None] | None = None
+                              ) -> tuple[HistoPrismCV, FittedHistoPrism | None]:
+    """Fit HistoPrism, its ablation and the ridge baselines on patient-level folds of ``bags``.
+
+    With ``final``, the deployable model (fitted on every slide) is trained in the
+    same pool and returned too. ``on_fit()`` is called as each model finishes.
+    """
+    from hquery.training.fit import fit_pool
+    from hquery.training.splits import patient_folds
+
+    vocabulary = sorted({t for t in bags.cancer_types if t})
+    splits = list(patient_folds(bags.patients, folds, config.seed))
+    variants = {"histoprism": config, "no_conditioning": dataclasses.replace(config, conditioning=False)}
+    with fit_pool(workers) as pool:
+        jobs = [(bags.subset(train), bags.subset(test), cfg, vocabulary) for train, test in splits
+                for cfg in variants.values()]
+        if final:
+            jobs.append((bags, None, config, vocabulary))
+        futures = [pool.submit(_fit_and_predict, *job) for job in jobs] if pool else None
+        results = []
+        for j, job in enumerate(jobs):
+            results.append(futures[j].result() if futures else _fit_and_predict(*job))
+            if on_fit:
+                on_fit()
+    fitted = results.pop()[0] if final else None
+    has_spot = bags.spot_row >= 0
+    slide_pred = {m: np.full(bags.bulk.shape, np.nan, np.float32) for m in METHODS}
+    tile_pred = {m: np.full((int(has_spot.sum()), len(bags.genes)), np.nan, np.float32) for m in METHODS}
+    spot_position = np.cumsum(has_spot) - 1
+    fold_metrics = []
+    for f, (train, test) in enumerate(splits):
+        train_bags, test_bags = bags.subset(train), bags.subset(test)
+        test_rows = bags.tile_rows(test)
+        on_spot = has_spot[test_rows]
+        for v, method in enumerate(variants):
+            slide, tiles = results[f * len(variants) + v][1]
+            slide_pred[method][test] = slide
+            tile_pred[method][spot_position[test_rows[on_spot]]] = tiles[on_spot]
+        for method, with_type in (("ridge", False), ("ridge_type", True)):
+            slide, tiles = _ridge(train_bags, test_bags, vocabulary, with_type)
+            slide_pred[method][test] = slide
+            if tiles is not None:
+                tile_pred[method][spot_position[test_rows[on_spot]]] = tiles
+        fold_metrics.append({m: _metrics(slide_pred[m][test], bags.bulk[test],
+                                         tile_pred[m][spot_position[test_rows[on_spot]]],
+                                         bags.spots[bags.spot_row[test_rows[on_spot]]] if on_spot.any() else None, hvg)
+                             for m in METHODS})
+    return HistoPrismCV(fold_metrics, slide_pred, tile_pred), fitted
+
+
+def _fit_and_predict(train: SlideBags, test: SlideBags | None, config: HistoPrismConfig, vocabulary: list[str]):
+    fitted = fit_histoprism(train, config, cancer_types=vocabulary)
+    return (fitted, None) if test is None else (None, fitted.predict(test))
+
+
+def _ridge(train: SlideBags, test: SlideBags, vocabulary: list[str], with_type: bool):
+    """Ridge from frozen embeddings (slide: mean of tiles; spot: the tile's), optionally with the type one-hot."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def features(bags: SlideBags, rows: np.ndarray | None = None) -> np.ndarray:
+        x = (np.stack([bags.tiles[bags.rows(i)].mean(0) for i in range(len(bags))]) if rows is None
+             else bags.tiles[rows])
+        if not with_type:
+            return x
+        slide_of = np.arange(len(bags)) if rows is None else np.repeat(np.arange(len(bags)), bags.n_tiles)[rows]
+        onehot = np.array([[t == u for u in vocabulary] for t in bags.cancer_types], np.float32)[slide_of]
+        return np.hstack([x, onehot])
+
+    def fit(x, y):
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(x, y)
+
+    slide = fit(features(train), train.bulk).predict(features(test))
+    train_spots, test_spots = np.flatnonzero(train.spot_row >= 0), np.flatnonzero(test.spot_row >= 0)
+    if len(train_spots) < 10 or not len(test_spots):
+        return slide, None
+    model = fit(features(train, train_spots), train.spots[train.spot_row[train_spots]])
+    return slide, model.predict(features(test, test_spots))
+
+
+def _metrics(slide, bulk, tiles, spots, hvg) -> dict[str, dict[str, float]]:
+    out = {"slide": {"pcc_hvg50": _mean(pearson_per_gene(slide[:, hvg], bulk[:, hvg])),
+                     "pcc_all": _mean(pearson_per_gene(slide, bulk))}}
+    if spots is not None and len(spots) > 2:
+        out["spot"] = {"pcc_hvg50": _mean(pearson_per_gene(tiles[:, hvg], spots[:, hvg])),
+                       "pcc_all": _mean(pearson_per_gene(tiles, spots))}
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def coherence_tables(bags: SlideBags, cv: HistoPrismCV, pathways: dict[str, np.ndarray]) -> dict:
+    """GPC of each method's out-of-fold predictions: ``{level: {method: {cancer_type: {pathway: gpc}}}}``.
+
+    ``slide``: per gene, r across the slides of a cancer type. ``spot``: per spot
+    sample, r across its tiles; then averaged over the samples of each cancer type.
+    """
+    out: dict = {"slide": {}, "spot": {}}
+    types = np.array([t or "unknown" for t in bags.cancer_types])
+    has_spot = bags.spot_row >= 0
+    slide_of_tile = np.repeat(np.arange(len(bags)), bags.n_tiles)[has_spot]
+    for method in METHODS:
+        out["slide"][method] = gene_pathway_coherence(cv.slide_predictions[method], bags.bulk, types, pathways)
+        if has_spot.any() and np.isfinite(cv.tile_predictions[method]).all():
+            per_sample = gene_pathway_coherence(cv.tile_predictions[method], bags.spots[bags.spot_row[has_spot]],
+                                                slide_of_tile, pathways)
+            out["spot"][method] = mean_by(per_sample, {i: types[i] for i in per_sample})
+    if not out["spot"]:
+        del out["spot"]
+    return out
+
+
+def mean_coherence(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{cancer_type: {pathway: gpc}}`` -> ``{cancer_type: mean GPC over pathways}``, plus ``all`` (over types)."""
+    by_type = {t: _mean(np.array(list(v.values()), dtype=float)) for t, v in sorted(table.items())}
+    by_type["all"] = _mean(np.array(list(by_type.values()), dtype=float))
+    return by_type
+
+
+def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismConfig = HistoPrismConfig(), *,
+                     folds: int | None = 5, collection: str = "hallmark", image_encoder: str | None = None,
+                     workers: int | None = None, on_fit: Callable[[], None] | None = None) -> HistoPrismReport:
+    """Cross-validate HistoPrism (with its ablation and baselines), fit it on every pair, make it current.
+
+    Parameters
+    ----------
+    genes
+        The gene panel: ``hvg:N`` or ``collection:NAME`` (see :func:`gene_panel`).
+    folds
+        Patient-level folds; ``None`` skips cross-validation.
+    collection
+        The pathways GPC is reported for.
+    image_encoder
+        Whose tile embeddings to read (default: the store's current encoder, frozen or PEKA-adapted).
+    """
+    from hquery.retrieval.prompts import resolve_prompts
+    from hquery.retrieval.ssgsea import match_gene_sets
+
+    started = time.perf_counter()
+    panel = gene_panel(store, genes)
+    bags = load_slide_bags(store, genes=panel.positions, image_encoder=image_encoder)
+    if folds:
+        cv, fitted = cross_validate_histoprism(bags, panel.hvg, config, folds=folds, workers=workers, final=True,
+                                               on_fit=on_fit)
+        sets = resolve_prompts(store, collection=collection)
+        pathways = {m.name: m.positions for m in match_gene_sets(panel.genes, {gs.name: gs.members for gs in sets})
+                    if m.n_found >= 3}
+        coherence = {level: {m: mean_coherence(t) for m, t in by_method.items()}
+                     for level, by_method in coherence_tables(bags, cv, pathways).items()}
+    else:
+        cv, coherence = None, {}
+        fitted = fit_histoprism(bags, config)
+        if on_fit:
+            on_fit()
+    key = json.dumps({"config": dataclasses.asdict(config), "panel": genes, "data": bags.snapshot}, sort_keys=True)
+    version = f"histoprism_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
+    metrics = {"cv": cv.summary() if cv else {}, "gpc": coherence, "gpc_collection": collection}
+    _record(store, fitted, version, config, panel, bags, metrics, cv.rows() if cv else [])
+    return HistoPrismReport(version, genes, len(panel.genes), len(bags), len(set(bags.patients)),
+                            int((bags.spot_row >= 0).sum()), cv, coherence, fitted.history,
+                            time.perf_counter() - started)
+
+
+def _record(store: Store, fitted: FittedHistoPrism, version: str, config: HistoPrismConfig, panel: GenePanel,
+            bags: SlideBags, metrics: dict, cv_rows: list[dict]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    params = {"config": dataclasses.asdict(config), "panel": panel.spec, "genes": panel.genes,
+              "cancer_types": fitted.cancer_types, "in_dim": fitted.model.in_dim, "image_encoder": bags.image_encoder,
+              "n_slides": len(bags), "n_spot_tiles": int((bags.spot_row >= 0).sum()), "history": fitted.history}
+    tensors = {f"model.{k}": v.contiguous() for k, v in fitted.model.state_dict().items()}
+    tensors.update({f"scale.{k}": torch.as_tensor(v) for k, v in fitted.scales.items()})
+    with store.transaction() as txn:
+        folder = txn.stage_artifact(f"models/{version}")
+        save_file(tensors, str(folder / "histoprism.safetensors"))
+        (folder / "config.json").write_text(json.dumps(params, indent=2))
+        txn.insert("models", pa.Table.from_pylist([{
+            "version": version, "name": "histoprism", "kind": "histoprism_expression", "params": json.dumps(params),
+            "data_snapshot": json.dumps(bags.snapshot), "seed": config.seed, "metrics": json.dumps(metrics),
+            "artifact_path": f"models/{version}", "created_at": utcnow(),
+        }]))
+        txn.execute("delete_model_metrics", [version])
+        if cv_rows:
+            txn.insert("model_metrics", pa.Table.from_pylist([{"model_version": version, **r} for r in cv_rows]))
+        txn.put_setting(SETTING, version)
+
+
+def load_histoprism(store: Store, version: str | None = None) -> tuple[FittedHistoPrism, dict]:
+    """The store's current HistoPrism (or ``version``) and its ``params``."""
+    from safetensors.torch import load_file
+
+    version = version or store.setting(SETTING)
+    if not version:
+        raise StoreError("no HistoPrism model yet; run `hquery train --histoprism`")
+    rows = store.query("model", [version])
+    if not rows or rows[0][1] != "histoprism":
+        raise StoreError(f"no HistoPrism model {version!r}; see `hquery sql \"select version from models\"`")
+    params = json.loads(rows[0][3])
+    config = HistoPrismConfig(**params["config"])
+    tensors = load_file(str(store.artifact_path(rows[0][7]) / "histoprism.safetensors"))
+    model = HistoPrism(params["in_dim"], len(params["genes"]), len(params["cancer_types"]), config)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    model.eval()
+    scales = {k.removeprefix("scale."): v.numpy() for k, v in tensors.items() if k.startswith("scale.")}
+    fitted = FittedHistoPrism(model, params["cancer_types"], params["genes"], scales, params["history"])
+    return fitted, {"version": version, **params}
