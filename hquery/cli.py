@@ -312,14 +312,15 @@ def _train_histoprism(store, panel, folds, epochs, seed, conditioning, positions
     with progress_bars(not quiet) as progress:
         advance = progress(f"HistoPrism: {folds}-fold cross-validation with the ablation, then fit" if folds else
                            "HistoPrism: fit", 2 * folds + 1)
-        report = train_histoprism(store, panel, config, folds=folds or None, workers=workers,
+        collection = panel.split(":", 1)[1] if panel.startswith("collection:") else "hallmark"
+        report = train_histoprism(store, panel, config, folds=folds or None, collection=collection, workers=workers,
                                   on_fit=lambda: advance(1))
     click.echo(f"histoprism {report.version}: {report.n_genes} genes ({panel}) from {report.n_slides} slides of "
                f"{report.n_patients} patients ({report.n_spot_tiles} tiles with spot expression), "
                f"{report.history['epochs']} epochs, {report.seconds:.1f}s; now the current one")
     if report.cv:
         click.echo(f"held-out Pearson r per gene (mean ± sd over {folds} patient-level folds) and GPC "
-                   f"(mean over hallmark pathways and cancer types):")
+                   f"(mean over {collection} pathways and cancer types; per pathway: hquery eval --compare):")
         _print_rows(HISTOPRISM_COLUMNS, histoprism_rows(report.cv.summary(), report.coherence))
         _print_rows(["cancer type"] + [f"GPC {level} {HISTOPRISM_NAMES[m].strip()}" for level in report.coherence
                                        for m in ("histoprism", "no_conditioning", "ridge_type")],
@@ -392,19 +393,30 @@ def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_pa
 @click.option("--tau", type=float, default=0.05, show_default=True, help="Soft-kNN temperature (--prompts).")
 @click.option("--plot", type=click.Path(path_type=Path), help="Also write the spectrum PNG here (--prompts); "
               "it is always kept as artifacts/evals/EVAL_ID/spectrum.png in the store.")
+@click.option("--compare", is_flag=True,
+              help="Instead: the routes side by side on the same folds, Soft-kNN and MLP against HistoPrism, "
+                   "for --prompts COLLECTION (default hallmark).")
+@click.option("--epochs", type=int, default=None, help="The most epochs of each HistoPrism fit (--compare; default 60).")
 @click.option("--workers", type=int, default=None, help="Processes fitting folds side by side.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @quiet_option
 @store_option
-def evaluate(version, collection, folds, k, tau, plot, workers, fmt, quiet, store_path) -> None:
+def evaluate(version, collection, folds, k, tau, plot, compare, epochs, workers, fmt, quiet, store_path) -> None:
     """Print a model's cross-validated Recall@K, MRR and ranks, with baselines.
 
     With --prompts COLLECTION: for held-out paired slides, predict every gene set
     of the collection (Soft-kNN and an MLP) and compare with the ssGSEA of their
     own RNA; R² per gene set, sorted, plus error by dispersion quintile.
+
+    With --compare: the same, and HistoPrism (predicting the collection's genes)
+    on the same folds: R², r and GPC per gene set, and top-50 HVG PCC.
     """
     from hquery.training.train import recall_table
 
+    if compare:
+        _compare_routes(Store.open(_store_path(store_path)), collection or "hallmark", folds, k, tau, plot, epochs,
+                        workers, fmt, quiet)
+        return
     if collection:
         _evaluate_prompts(Store.open(_store_path(store_path)), collection, folds, k, tau, plot, workers, fmt, quiet)
         return
@@ -450,6 +462,42 @@ def _evaluate_prompts(store, collection, folds, k, tau, plot, workers, fmt, quie
     _print_rows(["dispersion quintile", "mean dispersion", "mean |error|", "n"],
                 [(r["quintile"], f"{r['dispersion_z']:.3f}", f"{r['abs_error_z']:.3f}", r["n"])
                  for r in spectrum.calibration])
+    click.echo(f"plot: {png}")
+
+
+def _compare_routes(store, collection, folds, k, tau, plot, epochs, workers, fmt, quiet) -> None:
+    import shutil
+
+    from hquery.training.histoprism import HistoPrismConfig
+
+    from hquery.progress import progress_bars
+    from hquery.retrieval.compare import compare_routes
+    from hquery.retrieval.softknn import SoftKNN
+
+    with progress_bars(not quiet) as progress:
+        advance = progress(f"{collection}: spectrum and HistoPrism, {folds}-fold cross-validation", 3 * folds)
+        comparison = compare_routes(store, collection, folds=folds, knn=SoftKNN(k, tau),
+                                    config=HistoPrismConfig(max_epochs=epochs) if epochs else None, workers=workers,
+                                    on_step=lambda step: advance(1))
+    png = Path(shutil.copyfile(comparison.plot, plot)) if plot else comparison.plot
+    if fmt == "json":
+        click.echo(json.dumps({"eval_id": comparison.eval_id, "gene_sets": comparison.rows,
+                               "hvg50_pcc": comparison.expression, "plot": str(png)}, indent=1))
+        return
+    click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
+               f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
+               f"{comparison.seconds:.0f}s)")
+    _print_rows(["gene set", "Soft-kNN R²", "MLP R²", "HistoPrism R²", "Soft-kNN r", "MLP r", "HistoPrism r",
+                 "HistoPrism GPC"],
+                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),
+                  *(f"{r[key]:.3f}" for key in ("softknn_r2", "mlp_r2", "histoprism_r2", "softknn_r", "mlp_r",
+                                                "histoprism_r", "histoprism_gpc"))) for r in comparison.rows])
+    click.echo("top-50 HVG Pearson r of the predicted expression, mean ± sd over folds:")
+    _print_rows(["method", "slide", "spot"], [
+        (HISTOPRISM_NAMES[m], *(f"{comparison.expression[m][level]['mean']:.3f} ± "
+                                f"{comparison.expression[m][level]['sd']:.3f}" if level in comparison.expression[m]
+                                else "" for level in ("slide", "spot")))
+        for m in HISTOPRISM_NAMES if m in comparison.expression])
     click.echo(f"plot: {png}")
 
 

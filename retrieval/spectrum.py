@@ -215,17 +215,19 @@ def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str]) -
         y = truth[:, j]
         for method, raw, calibrated in (("softknn", pred["softknn"], pred["softknn_calibrated"]),
                                         ("mlp", pred["mlp"], pred["mlp"])):
-            rows.append({"gene_set": name, "method": method, "pearson_r": _pearson(raw[:, j], y),
-                         "r2": _r2(raw[:, j], y), "r2_calibrated": _r2(calibrated[:, j], y), "n": len(y)})
+            rows.append({"gene_set": name, "method": method, "pearson_r": pearson_r(raw[:, j], y),
+                         "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y), "n": len(y)})
     best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
     return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], r["method"]))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r, NaN when either side is constant."""
     return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
 
 
-def _r2(pred: np.ndarray, truth: np.ndarray) -> float:
+def r_squared(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Coefficient of determination of ``pred`` for ``truth`` (negative when worse than the mean)."""
     return float(1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2))
 
 

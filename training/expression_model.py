@@ -120,6 +120,8 @@ class HistoPrismReport:
     cv: HistoPrismCV | None
     coherence: dict
     """``{"slide"|"spot": {method: {cancer_type: mean GPC over pathways}}}`` from the out-of-fold predictions."""
+    pathway_coherence: dict
+    """``{"slide"|"spot": {method: {pathway: mean GPC over cancer types}}}``."""
     history: dict
     seconds: float
 
@@ -248,6 +250,12 @@ def mean_coherence(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return by_type
 
 
+def pathway_coherence(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{cancer_type: {pathway: gpc}}`` -> ``{pathway: mean GPC over cancer types}``."""
+    pathways = dict.fromkeys(p for by in table.values() for p in by)
+    return {p: _mean(np.array([by.get(p, np.nan) for by in table.values()], dtype=float)) for p in pathways}
+
+
 def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismConfig = HistoPrismConfig(), *,
                      folds: int | None = 5, collection: str = "hallmark", image_encoder: str | None = None,
                      workers: int | None = None, on_fit: Callable[[], None] | None = None) -> HistoPrismReport:
@@ -260,7 +268,7 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
     folds
         Patient-level folds; ``None`` skips cross-validation.
     collection
-        The pathways GPC is reported for.
+        The pathways GPC is reported for (per pathway in the model's metrics, ``gpc_pathways``).
     image_encoder
         Whose tile embeddings to read (default: the store's current encoder, frozen or PEKA-adapted).
     """
@@ -276,19 +284,22 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
         sets = resolve_prompts(store, collection=collection)
         pathways = {m.name: m.positions for m in match_gene_sets(panel.genes, {gs.name: gs.members for gs in sets})
                     if m.n_found >= 3}
-        coherence = {level: {m: mean_coherence(t) for m, t in by_method.items()}
-                     for level, by_method in coherence_tables(bags, cv, pathways).items()}
+        tables = coherence_tables(bags, cv, pathways)
+        coherence = {level: {m: mean_coherence(t) for m, t in by_method.items()} for level, by_method in tables.items()}
+        by_pathway = {level: {m: pathway_coherence(t) for m, t in by_method.items()}
+                      for level, by_method in tables.items()}
     else:
-        cv, coherence = None, {}
+        cv, coherence, by_pathway = None, {}, {}
         fitted = fit_histoprism(bags, config)
         if on_fit:
             on_fit()
     key = json.dumps({"config": dataclasses.asdict(config), "panel": genes, "data": bags.snapshot}, sort_keys=True)
     version = f"histoprism_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
-    metrics = {"cv": cv.summary() if cv else {}, "gpc": coherence, "gpc_collection": collection}
+    metrics = {"cv": cv.summary() if cv else {}, "gpc": coherence, "gpc_pathways": by_pathway,
+               "gpc_collection": collection}
     _record(store, fitted, version, config, panel, bags, metrics, cv.rows() if cv else [])
     return HistoPrismReport(version, genes, len(panel.genes), len(bags), len(set(bags.patients)),
-                            int((bags.spot_row >= 0).sum()), cv, coherence, fitted.history,
+                            int((bags.spot_row >= 0).sum()), cv, coherence, by_pathway, fitted.history,
                             time.perf_counter() - started)
 
 

@@ -39,6 +39,14 @@ def test_histoprism_beats_ridge_on_frozen_features_and_the_ablation_is_reported(
     for level in ("slide", "spot"):
         assert set(report.coherence[level]["histoprism"]) == types | {"all"}
         assert -1 < report.coherence[level]["histoprism"]["all"] < 1
+    # per pathway, the programs the demo draws into the tiles are more coherent than those it leaves invisible
+    from hquery.demo.cohort import PROGRAMS
+
+    by_pathway = report.pathway_coherence["slide"]["histoprism"]
+    visible = [by_pathway[h] for p in PROGRAMS if p.visible for h in p.hallmarks if h in by_pathway]
+    invisible = [by_pathway[h] for p in PROGRAMS if not p.visible for h in p.hallmarks if h in by_pathway]
+    assert len(visible) >= 4 and len(invisible) >= 3
+    assert np.nanmean(visible) > np.nanmean(invisible) + 0.05
 
 
 def test_the_recorded_model_is_the_fit_on_every_pair(trained):

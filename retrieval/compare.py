@@ -1,0 +1,156 @@
+"""The two routes to a prompt side by side: retrieval (Soft-kNN, MLP) against prediction (HistoPrism).
+
+``compare_routes`` runs the predictability spectrum (:mod:`hquery.retrieval.spectrum`)
+and HistoPrism's cross-validation (:mod:`hquery.training.expression_model`) on
+the same patient-level folds of the same paired slides. HistoPrism predicts the
+genes of the collection itself (``collection:NAME``), so every set is scored by
+the same ssGSEA on its held-out predicted profile; the truth for all routes is
+the ssGSEA of the slide's measured RNA.
+
+When the library's gene universe is larger than the collection's genes, ssGSEA
+on the panel ranks fewer genes, and HistoPrism's raw scores sit on another scale:
+its Pearson r stays comparable, its R² does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hquery.store import Store, StoreError
+
+ROUTES = ("softknn", "mlp", "histoprism")
+
+
+@dataclasses.dataclass
+class RouteComparison:
+    collection: str
+    rows: list[dict]
+    """Per gene set: ``gene_set``, ``softknn_r2`` (calibrated), ``mlp_r2``, ``histoprism_r2``, the three
+    Pearson r (``*_r``) and ``histoprism_gpc`` (slide-level GPC, mean over cancer types)."""
+    expression: dict
+    """HVG-50 PCC (slide and spot) of HistoPrism, its ablation and the ridge baselines: ``{method: {level: {mean, sd}}}``."""
+    n_slides: int
+    n_folds: int
+    eval_id: str | None
+    seconds: float
+    plot: Path | None = None
+
+
+def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5, knn=None, config=None,
+                   alignment=None, workers: int | None = None,
+                   on_step: Callable[[str], None] | None = None) -> RouteComparison:
+    """Held-out accuracy of every gene set of ``collection`` by Soft-kNN, the MLP and HistoPrism.
+
+    Parameters
+    ----------
+    knn
+        Soft-kNN settings (default ``SoftKNN()``).
+    config
+        HistoPrism settings (default ``HistoPrismConfig()``); its seed also seeds the folds.
+    alignment
+        The spectrum's projection-head settings (default ``AlignmentConfig(seed=config.seed)``).
+    """
+    from hquery.retrieval.prompts import resolve_prompts
+    from hquery.retrieval.spectrum import evaluate_prompts, pearson_r, r_squared
+    from hquery.retrieval.ssgsea import match_gene_sets, ssgsea
+    from hquery.training.bags import load_slide_bags
+    from hquery.training.coherence import gene_pathway_coherence
+    from hquery.training.expression_model import cross_validate_histoprism, gene_panel
+    from hquery.training.heads import AlignmentConfig
+    from hquery.training.histoprism import HistoPrismConfig
+
+    started = time.perf_counter()
+    config = config or HistoPrismConfig()
+    alignment = dataclasses.replace(alignment or AlignmentConfig(), seed=config.seed)
+    spectrum = evaluate_prompts(store, collection, folds=folds, knn=knn, config=alignment,
+                                workers=workers, on_fold=(lambda i: on_step("spectrum")) if on_step else None)
+    panel = gene_panel(store, f"collection:{collection}")
+    bags = load_slide_bags(store, genes=panel.positions)
+    _check_same_slides(store, bags.sample_ids)
+    cv, _ = cross_validate_histoprism(bags, panel.hvg, config, folds=folds, workers=workers,
+                                      on_fit=(lambda: on_step("histoprism")) if on_step else None)
+    sets = resolve_prompts(store, collection=collection)
+    matches = match_gene_sets(panel.genes, {gs.name: gs.members for gs in sets})
+    positions = [m.positions for m in matches]
+    predicted = ssgsea(cv.slide_predictions["histoprism"], positions)
+    truth = spectrum.predictions["truth"]
+    types = np.array([t or "unknown" for t in bags.cancer_types])
+    pathways = {m.name: m.positions for m in matches if m.n_found >= 3}
+    gpc = gene_pathway_coherence(cv.slide_predictions["histoprism"], bags.bulk, types, pathways)
+    rows = []
+    for j, name in enumerate(spectrum.gene_sets):
+        values = [by_type[name] for by_type in gpc.values() if name in by_type]
+        rows.append({
+            "gene_set": name,
+            "softknn_r2": spectrum.metric(name, "softknn", "r2_calibrated"),
+            "mlp_r2": spectrum.metric(name, "mlp", "r2"),
+            "histoprism_r2": r_squared(predicted[:, j], truth[:, j]),
+            "softknn_r": spectrum.metric(name, "softknn", "pearson_r"),
+            "mlp_r": spectrum.metric(name, "mlp", "pearson_r"),
+            "histoprism_r": pearson_r(predicted[:, j], truth[:, j]),
+            "histoprism_gpc": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+        })
+    rows.sort(key=lambda r: -r["softknn_r2"])
+    summary = cv.summary()
+    expression = {m: {level: v["pcc_hvg50"] for level, v in by_level.items()} for m, by_level in summary.items()}
+    comparison = RouteComparison(collection, rows, expression, len(bags), folds, spectrum.eval_id,
+                                 time.perf_counter() - started)
+    comparison.plot = _record(store, comparison)
+    return comparison
+
+
+def _record(store: Store, comparison: RouteComparison) -> Path:
+    """HistoPrism's rows join the spectrum's in ``prompt_eval_results``; the PNG goes next to its plot."""
+    import pyarrow as pa
+
+    with store.transaction() as txn:
+        plot_routes(comparison, txn.stage_artifact(f"evals/{comparison.eval_id}_routes") / "routes.png")
+        txn.insert("prompt_eval_results", pa.Table.from_pylist([{
+            "eval_id": comparison.eval_id, "gene_set": r["gene_set"], "method": "histoprism",
+            "pearson_r": r["histoprism_r"], "r2": r["histoprism_r2"], "r2_calibrated": None, "n": comparison.n_slides,
+        } for r in comparison.rows]))
+    return store.artifact_path(f"evals/{comparison.eval_id}_routes/routes.png")
+
+
+def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
+    """The spectrum's pairs and HistoPrism's slides must be the same rows in the same order, or the folds differ."""
+    from hquery.training.pairs import load_pairs
+
+    if load_pairs(store, "slide").sample_ids != bag_ids:
+        raise StoreError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "
+                         "from the current encoder); run `hquery train` and `hquery index` again first")
+
+
+def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
+    """A PNG: held-out R² per gene set for the three routes, and HistoPrism's GPC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["gene_set"].removeprefix(f"{comparison.collection.upper()}_") for r in comparison.rows]
+    x = np.arange(len(names))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True, constrained_layout=True,
+                                      gridspec_kw={"height_ratios": [2, 1]})
+    for k, (route, label) in enumerate((("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"),
+                                        ("histoprism", "HistoPrism"))):
+        top.bar(x + (k - 1) * 0.27, [r[f"{route}_r2"] for r in comparison.rows], 0.27, label=label)
+    top.axhline(0, color="black", linewidth=0.6)
+    top.set_ylabel("held-out R² of ssGSEA")
+    top.set_title(f"{comparison.collection}: {comparison.n_slides} slides, {comparison.n_folds} patient-level folds")
+    top.legend()
+    bottom.bar(x, [r["histoprism_gpc"] for r in comparison.rows], 0.6, color="tab:green")
+    bottom.axhline(0, color="black", linewidth=0.6)
+    bottom.set_ylabel("HistoPrism GPC (slide)")
+    bottom.set_xticks(x, names, rotation=75, ha="right", fontsize=7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
