@@ -59,7 +59,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     from hquery.retrieval.spectrum import evaluate_prompts, pearson_r, r_squared
     from hquery.retrieval.ssgsea import match_gene_sets, ssgsea
     from hquery.training.bags import load_slide_bags
-    from hquery.training.coherence import gene_pathway_coherence
+    from hquery.training.coherence import finite_mean, gene_pathway_coherence
     from hquery.training.expression_model import cross_validate_histoprism, gene_panel
     from hquery.training.heads import AlignmentConfig
     from hquery.training.histoprism import HistoPrismConfig
@@ -93,7 +93,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
             "softknn_r": spectrum.metric(name, "softknn", "pearson_r"),
             "mlp_r": spectrum.metric(name, "mlp", "pearson_r"),
             "histoprism_r": pearson_r(predicted[:, j], truth[:, j]),
-            "histoprism_gpc": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+            "histoprism_gpc": finite_mean(np.array(values, dtype=float)),
         })
     rows.sort(key=lambda r: -r["softknn_r2"])
     summary = cv.summary()

@@ -51,7 +51,7 @@ def gene_pathway_coherence(predicted: np.ndarray, measured: np.ndarray, groups: 
         if rows.sum() < 3:
             continue
         r = pearson_per_gene(predicted[rows], measured[rows])
-        out[group] = {name: _nanmean(r[np.asarray(positions, dtype=np.int64)]) for name, positions in pathways.items()}
+        out[group] = {name: finite_mean(r[np.asarray(positions, dtype=np.int64)]) for name, positions in pathways.items()}
     return out
 
 
@@ -61,9 +61,23 @@ def mean_by(values: Mapping[object, Mapping[str, float]], key: Mapping[object, s
     for group, by_pathway in values.items():
         for pathway, value in by_pathway.items():
             collected.setdefault(key[group], {}).setdefault(pathway, []).append(value)
-    return {k: {p: _nanmean(np.array(v)) for p, v in by.items()} for k, by in collected.items()}
+    return {k: {p: finite_mean(np.array(v)) for p, v in by.items()} for k, by in collected.items()}
 
 
-def _nanmean(values: np.ndarray) -> float:
+def mean_over_pathways(table: Mapping[object, Mapping[str, float]]) -> dict[object, float]:
+    """``{group: {pathway: gpc}}`` -> ``{group: mean GPC over pathways}``, plus ``all`` (the mean over groups)."""
+    by_group = {g: finite_mean(np.array(list(v.values()), dtype=float)) for g, v in sorted(table.items())}
+    by_group["all"] = finite_mean(np.array(list(by_group.values()), dtype=float))
+    return by_group
+
+
+def mean_over_groups(table: Mapping[object, Mapping[str, float]]) -> dict[str, float]:
+    """``{group: {pathway: gpc}}`` -> ``{pathway: mean GPC over groups}``."""
+    pathways = dict.fromkeys(p for by in table.values() for p in by)
+    return {p: finite_mean(np.array([by.get(p, np.nan) for by in table.values()], dtype=float)) for p in pathways}
+
+
+def finite_mean(values: np.ndarray) -> float:
+    """The mean of the finite values; NaN when there are none."""
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

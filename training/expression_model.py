@@ -31,7 +31,14 @@ import pyarrow as pa
 
 from hquery.store import Store, StoreError, utcnow
 from hquery.training.bags import SlideBags, load_slide_bags
-from hquery.training.coherence import gene_pathway_coherence, mean_by, pearson_per_gene
+from hquery.training.coherence import (
+    finite_mean,
+    gene_pathway_coherence,
+    mean_by,
+    mean_over_groups,
+    mean_over_pathways,
+    pearson_per_gene,
+)
 from hquery.training.histoprism import FittedHistoPrism, HistoPrism, HistoPrismConfig, fit_histoprism
 
 SETTING = "histoprism_model"
@@ -141,9 +148,9 @@ def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPri
     vocabulary = sorted({t for t in bags.cancer_types if t})
     splits = list(patient_folds(bags.patients, folds, config.seed))
     variants = {"histoprism": config, "no_conditioning": dataclasses.replace(config, conditioning=False)}
+    subsets = [(bags.subset(train), bags.subset(test)) for train, test in splits]
     with fit_pool(workers) as pool:
-        jobs = [(bags.subset(train), bags.subset(test), cfg, vocabulary) for train, test in splits
-                for cfg in variants.values()]
+        jobs = [(train, test, cfg, vocabulary) for train, test in subsets for cfg in variants.values()]
         if final:
             jobs.append((bags, None, config, vocabulary))
         futures = [pool.submit(_fit_and_predict, *job) for job in jobs] if pool else None
@@ -159,7 +166,7 @@ def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPri
     spot_position = np.cumsum(has_spot) - 1
     fold_metrics = []
     for f, (train, test) in enumerate(splits):
-        train_bags, test_bags = bags.subset(train), bags.subset(test)
+        train_bags, test_bags = subsets[f]
         test_rows = bags.tile_rows(test)
         on_spot = has_spot[test_rows]
         for v, method in enumerate(variants):
@@ -210,16 +217,12 @@ def _ridge(train: SlideBags, test: SlideBags, vocabulary: list[str], with_type: 
 
 
 def _metrics(slide, bulk, tiles, spots, hvg) -> dict[str, dict[str, float]]:
-    out = {"slide": {"pcc_hvg50": _mean(pearson_per_gene(slide[:, hvg], bulk[:, hvg])),
-                     "pcc_all": _mean(pearson_per_gene(slide, bulk))}}
+    out = {"slide": {"pcc_hvg50": finite_mean(pearson_per_gene(slide[:, hvg], bulk[:, hvg])),
+                     "pcc_all": finite_mean(pearson_per_gene(slide, bulk))}}
     if spots is not None and len(spots) > 2:
-        out["spot"] = {"pcc_hvg50": _mean(pearson_per_gene(tiles[:, hvg], spots[:, hvg])),
-                       "pcc_all": _mean(pearson_per_gene(tiles, spots))}
+        out["spot"] = {"pcc_hvg50": finite_mean(pearson_per_gene(tiles[:, hvg], spots[:, hvg])),
+                       "pcc_all": finite_mean(pearson_per_gene(tiles, spots))}
     return out
-
-
-def _mean(values: np.ndarray) -> float:
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def coherence_tables(bags: SlideBags, cv: HistoPrismCV, pathways: dict[str, np.ndarray]) -> dict:
@@ -241,19 +244,6 @@ def coherence_tables(bags: SlideBags, cv: HistoPrismCV, pathways: dict[str, np.n
     if not out["spot"]:
         del out["spot"]
     return out
-
-
-def mean_coherence(table: dict[str, dict[str, float]]) -> dict[str, float]:
-    """``{cancer_type: {pathway: gpc}}`` -> ``{cancer_type: mean GPC over pathways}``, plus ``all`` (over types)."""
-    by_type = {t: _mean(np.array(list(v.values()), dtype=float)) for t, v in sorted(table.items())}
-    by_type["all"] = _mean(np.array(list(by_type.values()), dtype=float))
-    return by_type
-
-
-def pathway_coherence(table: dict[str, dict[str, float]]) -> dict[str, float]:
-    """``{cancer_type: {pathway: gpc}}`` -> ``{pathway: mean GPC over cancer types}``."""
-    pathways = dict.fromkeys(p for by in table.values() for p in by)
-    return {p: _mean(np.array([by.get(p, np.nan) for by in table.values()], dtype=float)) for p in pathways}
 
 
 def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismConfig = HistoPrismConfig(), *,
@@ -285,8 +275,8 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
         pathways = {m.name: m.positions for m in match_gene_sets(panel.genes, {gs.name: gs.members for gs in sets})
                     if m.n_found >= 3}
         tables = coherence_tables(bags, cv, pathways)
-        coherence = {level: {m: mean_coherence(t) for m, t in by_method.items()} for level, by_method in tables.items()}
-        by_pathway = {level: {m: pathway_coherence(t) for m, t in by_method.items()}
+        coherence = {level: {m: mean_over_pathways(t) for m, t in by_method.items()} for level, by_method in tables.items()}
+        by_pathway = {level: {m: mean_over_groups(t) for m, t in by_method.items()}
                       for level, by_method in tables.items()}
     else:
         cv, coherence, by_pathway = None, {}, {}
