@@ -26,10 +26,10 @@ def counts_matrix(rng, n_samples: int, n_genes: int) -> np.ndarray:
 def main() -> None:
     import gseapy
     import pandas as pd
-    from hquery.ingest.genesets import hallmark_sets
-    from hquery.retrieval.ssgsea import score_gene_sets
 
+    from hquery.genesets import hallmark_sets
     from hquery.parallel import available_cpus
+    from hquery.scoring import score_gene_sets
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2000)

@@ -22,9 +22,8 @@ from pathlib import Path
 
 
 def timed_train(store_dir: Path, folds: int, workers: int | None):
-    from hquery.training.train import train_alignment
-
     from hquery.store import Store
+    from hquery.training.alignment_trainer import train_alignment
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "store"

@@ -26,6 +26,7 @@ Layout::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -47,6 +48,8 @@ import numpy as np
 import pyarrow as pa
 
 from hquery import __version__
+from hquery.errors import StoreError
+from hquery.names import Pointer
 
 MARKER = "hquery-store.json"
 CATALOG = "catalog.duckdb"
@@ -57,10 +60,6 @@ REFRESH_LOCK_FILE = ".refresh.lock"
 STORE_FORMAT = "hquery-store"
 
 _LOCK_WAIT_S = 30.0
-
-
-class StoreError(RuntimeError):
-    """A store is missing, foreign, busy or inconsistent; the message says what to do."""
 
 
 def default_store_path() -> Path:
@@ -109,8 +108,41 @@ def vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
 
 
+def vector_table(columns: dict[str, list], vectors: np.ndarray, name: str = "values") -> pa.Table:
+    """Key ``columns`` plus one ``fixed_size_list<float32>`` column ``name`` of ``vectors`` (the inverse of
+    :func:`vectors`)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    data = {k: pa.array(v, pa.string() if isinstance(v[0], str) else None) for k, v in columns.items()}
+    data[name] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    return pa.table(data)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@functools.cache
+def _row_type(columns: tuple[str, ...]) -> type:
+    """A named-tuple type for rows with these column names (invalid names become ``_0``, ``_1`` ...)."""
+    return collections.namedtuple("Row", columns, rename=True)
+
+
+def _named_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple]:
+    row = _row_type(tuple(d[0] for d in cursor.description))
+    return [row._make(r) for r in cursor.fetchall()]
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSummary:
+    """What ``hquery status`` shows: counts, cohorts, encoders and committed Lance tables."""
+
+    store: str
+    size_bytes: int
+    counts: dict[str, int]
+    cohorts: list[dict]
+    encoders: list[dict]
+    lance_tables: dict[str, dict]
+    pointers: dict[str, str | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +184,11 @@ class Store:
             marker = {"format": STORE_FORMAT, "created_by": __version__, "created_at": utcnow().isoformat()}
             (root / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         return store
+
+    @staticmethod
+    def is_store(root: str | Path) -> bool:
+        """Whether ``root`` holds an hquery store (its marker file)."""
+        return (Path(root) / MARKER).exists()
 
     @classmethod
     def open(cls, root: str | Path) -> Store:
@@ -257,11 +294,11 @@ class Store:
                 self._session = None
 
     def query(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> list[tuple]:
-        """Run the named statement from ``sql/queries.sql`` and return its rows."""
+        """Run the named statement from ``sql/queries.sql``; rows are named tuples (``row.sample_id``)."""
         with self.connect() as con:
             for key, table in staged.items():
                 con.register(key, table)
-            return con.execute(_queries()[name], list(params)).fetchall()
+            return _named_rows(con.execute(_queries()[name], list(params)))
 
     def query_arrow(self, name: str, params: Sequence[Any] = ()) -> pa.Table:
         with self.connect() as con:
@@ -278,7 +315,23 @@ class Store:
 
     def setting(self, key: str) -> str | None:
         rows = self.query("get_setting", [key])
-        return rows[0][0] if rows else None
+        return rows[0].value if rows else None
+
+    def pointer(self, pointer: Pointer | str) -> str | None:
+        """The current version a :class:`~hquery.names.Pointer` names, or ``None`` before the first one."""
+        return self.setting(str(pointer))
+
+    def summary(self) -> StoreSummary:
+        """Counts, cohorts, encoders, committed Lance tables, current pointers and size on disk."""
+        tables = self.lance_tables()
+        return StoreSummary(
+            store=str(self.root), size_bytes=directory_size(self.root),
+            counts=self.query("store_counts")[0]._asdict(),
+            cohorts=[r._asdict() for r in self.query("cohort_summary")],
+            encoders=[r._asdict() for r in self.query("encoders")],
+            lance_tables={t.name: {"version": t.version, "rows": t.n_rows} for t in tables.values()},
+            pointers={p.value: self.pointer(p) for p in Pointer},
+        )
 
     def sql(self, text: str) -> pa.Table:
         """Run a user's read-only SQL over the catalog, its views and every Lance table.
@@ -320,7 +373,7 @@ class Store:
         return self.root / LANCE_DIR / f"{name}.lance"
 
     def lance_tables(self) -> dict[str, LanceTable]:
-        return {r[0]: LanceTable(*r) for r in self.query("lance_tables")}
+        return {r.name: LanceTable(*r) for r in self.query("lance_tables")}
 
     def dataset(self, name: str, version: int | None = None):
         """The Lance dataset ``name`` at its committed version (or an older ``version``), or ``None``."""
@@ -432,6 +485,10 @@ class Transaction:
 
     def put_setting(self, key: str, value: str) -> None:
         self.execute("put_setting", [key, value])
+
+    def move_pointer(self, pointer: Pointer | str, version: str) -> None:
+        """Make ``version`` the current one of ``pointer`` when this transaction commits."""
+        self.put_setting(str(pointer), version)
 
     def write_lance(
         self,

@@ -3,9 +3,21 @@
 Cohort manifests, expression matrices, slides (tile folders, whole-slide images,
 precomputed feature files), frozen image and RNA encoders, and gene sets.
 :func:`ingest_cohort` is the one entry point that writes a cohort, atomically;
-:func:`reembed_slides` embeds the stored slides again with a PEKA-adapted backbone.
+:func:`~hquery.ingest.embed.reembed_slides` embeds the stored slides again with
+a PEKA-adapted backbone.
+
+>>> import tempfile
+>>> from hquery.ingest import init_store
+>>> init_store(tempfile.mkdtemp() + "/store")
+True
 """
 
-from hquery.ingest.cohort import IngestError, IngestReport, ReembedReport, ingest_cohort, reembed_slides
+from hquery.ingest.cohort import IngestReport, ingest_cohort
+from hquery.ingest.embed import ReembedReport, reembed_slides
+from hquery.ingest.genesets import add_gene_sets, import_gene_aliases, init_store, list_gene_sets
+from hquery.ingest.slides import TilingOptions
 
-__all__ = ["IngestError", "IngestReport", "ReembedReport", "ingest_cohort", "reembed_slides"]
+__all__ = [
+    "IngestReport", "ReembedReport", "TilingOptions", "add_gene_sets", "import_gene_aliases", "ingest_cohort",
+    "init_store", "list_gene_sets", "reembed_slides",
+]

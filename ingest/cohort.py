@@ -12,13 +12,13 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
+from hquery.ingest.embed import Progress, embed_slides, no_progress
 from hquery.ingest.expression import ExpressionMatrix, read_expression
 from hquery.ingest.image_encoders import (
     DEFAULT_IMAGE_ENCODER,
@@ -27,18 +27,10 @@ from hquery.ingest.image_encoders import (
 )
 from hquery.ingest.manifest import ManifestRow, read_manifest
 from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, load_rna_encoder
-from hquery.ingest.slides import FeatureFile, SlideSource, TilingOptions, open_slide
-from hquery.store import Store, Transaction, utcnow, vectors
+from hquery.ingest.slides import SlideSource, TilingOptions, open_slide
+from hquery.store import Store, Transaction, utcnow, vector_table, vectors
 
-__all__ = ["IngestError", "IngestReport", "ReembedReport", "ingest_cohort", "reembed_slides"]
-
-Progress = Callable[[str, int], Callable[[int], None]]
-"""``progress(description, total)`` returns an ``advance(n)`` callback."""
-
-
-def _no_progress(description: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
-
+__all__ = ["IngestReport", "ingest_cohort"]
 
 @dataclasses.dataclass
 class IngestReport:
@@ -90,7 +82,7 @@ def ingest_cohort(
     tiling: TilingOptions | None = None,
     batch_size: int = 64,
     device: str = "auto",
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> IngestReport:
     """Ingest a cohort manifest (and its expression) into ``store``.
 
@@ -140,11 +132,11 @@ def ingest_cohort(
         if row.slide_path is not None:
             try:
                 sources[row.sample_id] = open_slide(row.slide_path, tiling)
-            except IngestError as exc:
-                raise IngestError(f"{row.where(manifest)}: {exc}") from exc
+            except InputError as exc:
+                raise InputError(f"{row.where(manifest)}: {exc}") from exc
     if spot is not None:
         for sid in set(spot.sample_ids) - set(sources):
-            raise IngestError(f"{spot.source}: spots for sample {sid}, which has no slide_path in {manifest}")
+            raise InputError(f"{spot.source}: spots for sample {sid}, which has no slide_path in {manifest}")
 
     universe = [r[0] for r in store.query("gene_universe")]
     new_universe = not universe and bulk is not None
@@ -154,7 +146,7 @@ def ingest_cohort(
     if bulk is not None:
         bulk_values, matched, dropped = bulk.align(universe)
     elif spot is not None and not universe:
-        raise IngestError(f"{spot.source}: spot expression needs a gene universe; ingest bulk expression first")
+        raise InputError(f"{spot.source}: spot expression needs a gene universe; ingest bulk expression first")
     spot_values = spot.align(universe)[0] if spot is not None else None
 
     image_spec = _image_spec(store, encoder, sources, manifest, rows)
@@ -180,7 +172,7 @@ def ingest_cohort(
             new_rows.append(row)
             hashes[row.sample_id] = digest
         elif prior[1] != digest:
-            raise IngestError(
+            raise InputError(
                 f"{row.where(manifest)}: sample {row.sample_id} is already stored (ingest {prior[2]}) with "
                 f"different content; stored samples are never overwritten, so give the changed sample a new sample_id"
             )
@@ -193,7 +185,7 @@ def ingest_cohort(
     with store.transaction() as txn:
         raced = sorted(set(new_ids) & {r[0] for r in store.query("sample_hashes")})
         if raced:
-            raise IngestError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
+            raise InputError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
                               f"while this one was reading its input; run it again")
         report.ingest_id = f"ingest_{started_at:%Y%m%d_%H%M%S}_{txn.id[:6]}"
         txn.execute("upsert_cohort", [cohort, str(manifest.resolve())])
@@ -203,7 +195,7 @@ def ingest_cohort(
                 txn.insert("genes", pa.table({"position": pa.array(range(len(universe)), pa.int32()),
                                               "symbol": pa.array(universe, pa.string())}))
             values = bulk_values[[bulk_rows[s] for s in new_bulk]]
-            txn.write_lance("expression", _vector_table({"sample_id": new_bulk}, values), kind="expression")
+            txn.write_lance("expression", vector_table({"sample_id": new_bulk}, values), kind="expression")
             report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
         report.genes_matched, report.genes_dropped = matched, dropped
 
@@ -213,7 +205,7 @@ def ingest_cohort(
         new_sources = [(sid, sources[sid]) for sid in new_ids if sid in sources]
         if new_sources:
             t0 = time.perf_counter()
-            report.n_tiles = _embed_slides(store, txn, image_spec, new_sources, batch_size, device, progress, encoder is not None)
+            report.n_tiles = embed_slides(store, txn, image_spec, new_sources, batch_size, device, progress, encoder is not None)
             report.encode_seconds = time.perf_counter() - t0
             report.image_encoder = image_spec.version
         txn.insert("tiles", tiles_table)
@@ -242,7 +234,7 @@ def _check_known(sample_ids: list[str], by_id: dict[str, ManifestRow], source: P
     unknown = sorted(set(sample_ids) - set(by_id))
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise IngestError(f"{source}: sample(s) {', '.join(unknown[:5])}{more} are not in the manifest {manifest}")
+        raise InputError(f"{source}: sample(s) {', '.join(unknown[:5])}{more} are not in the manifest {manifest}")
 
 
 def _image_spec(
@@ -254,7 +246,7 @@ def _image_spec(
     features = [sid for sid, k in kinds.items() if k == "features"]
     images = [sid for sid, k in kinds.items() if k != "features"]
     if features and images:
-        raise IngestError(
+        raise InputError(
             f"{manifest}: mixes precomputed features (sample {features[0]}) with images (sample {images[0]}); "
             f"ingest them as separate cohorts, since each lands in its encoder's tables"
         )
@@ -266,19 +258,19 @@ def _image_spec(
             spec_text = f"precomputed:features_d{next(iter(dims.values()))}"
         spec = parse_image_encoder(spec_text)
         if spec.source != "precomputed":
-            raise IngestError(f"{manifest}: slides are precomputed .h5 features, so --encoder must be precomputed:NAME")
+            raise InputError(f"{manifest}: slides are precomputed .h5 features, so --encoder must be precomputed:NAME")
         stored = store.query("encoder", [spec.version])
         expected = stored[0][4] if stored else next(iter(dims.values()))
         for row in rows:
             if row.sample_id in dims and dims[row.sample_id] != expected:
-                raise IngestError(
+                raise InputError(
                     f"{row.where(manifest)}: features file {sources[row.sample_id].path} has dimension "
                     f"{dims[row.sample_id]}, expected {expected} for encoder {spec.text}"
                 )
         return spec
     spec = parse_image_encoder(encoder or (default if default and not default.startswith("precomputed:") else DEFAULT_IMAGE_ENCODER))
     if not spec.runs_model:
-        raise IngestError(f"{manifest}: slides are images, but encoder {spec.text} only reads precomputed features")
+        raise InputError(f"{manifest}: slides are images, but encoder {spec.text} only reads precomputed features")
     return spec
 
 
@@ -293,13 +285,6 @@ def _content_hash(row: ManifestRow, source: SlideSource | None, bulk: np.ndarray
 
 
 # ---------------------------------------------------------------------------- tables
-
-
-def _vector_table(columns: dict[str, list], vectors: np.ndarray, name: str = "values") -> pa.Table:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    data = {k: pa.array(v, pa.string() if isinstance(v[0], str) else None) for k, v in columns.items()}
-    data[name] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
-    return pa.table(data)
 
 
 def _tiles_table(sources: dict[str, SlideSource]) -> pa.Table:
@@ -354,12 +339,12 @@ def _write_spots(txn: Transaction, spot: ExpressionMatrix, values: np.ndarray, s
         for r in spot_rows[sid]:
             x, y = (int(v) for v in spot.coords[r])
             if (x, y) not in grid:
-                raise IngestError(f"{spot.source}: spot of sample {sid} at x={x}, y={y} matches no tile of its slide")
+                raise InputError(f"{spot.source}: spot of sample {sid} at x={x}, y={y} matches no tile of its slide")
             order.append(r)
             tile_idx.append(grid[(x, y)])
     if not order:
         return
-    table = _vector_table({"sample_id": [spot.sample_ids[r] for r in order]}, values[order])
+    table = vector_table({"sample_id": [spot.sample_ids[r] for r in order]}, values[order])
     table = table.add_column(1, "tile_index", pa.array(tile_idx, pa.int32()))
     table = table.add_column(2, "x", pa.array(spot.coords[order, 0]))
     table = table.add_column(3, "y", pa.array(spot.coords[order, 1]))
@@ -381,7 +366,7 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     row = store.query("encoder", [current])[0] if current else None
     if row is not None and (requested is None or requested == row[2]):
         enc = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
-        table = _vector_table({"sample_id": new_ids}, enc.encode(new_values), "embedding")
+        table = vector_table({"sample_id": new_ids}, enc.encode(new_values), "embedding")
         txn.write_lance(f"rna_embeddings__{current}", table, kind="rna_embeddings", encoder=current)
         return current
     spec = requested or DEFAULT_RNA_ENCODER
@@ -401,168 +386,7 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
         "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
         "dim": enc.dim, "artifact_path": f"rna/{version}", "created_at": utcnow(),
     }]))
-    table = _vector_table({"sample_id": ids}, enc.encode(values), "embedding")
+    table = vector_table({"sample_id": ids}, enc.encode(values), "embedding")
     txn.write_lance(f"rna_embeddings__{version}", table, kind="rna_embeddings", encoder=version, mode="overwrite")
     txn.put_setting("rna_encoder", version)
     return version
-
-
-def _embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources: list[tuple[str, SlideSource]],
-                  batch_size: int, device: str, progress: Progress, explicit: bool) -> int:
-    """Stream tile embeddings into Lance (bounded memory) and write each slide's mean embedding."""
-    version = spec.version
-    if spec.runs_model:
-        from hquery.ingest.image_encoders import ImageEncoder
-
-        encoder = ImageEncoder(spec, device=device, adapter_dir=_adapter_dir(store, spec.adapter))
-        dim, params = encoder.dim, encoder.params
-    else:
-        encoder = None
-        dim, params = sources[0][1].dim, {"spec": spec.text}
-    total = sum(s.n_tiles for _, s in sources)
-    advance = progress(f"embedding {total} tiles ({version})", total)
-    sums: dict[str, np.ndarray] = {}
-    schema = pa.schema([
-        ("sample_id", pa.string()), ("tile_index", pa.int32()), ("x", pa.int64()), ("y", pa.int64()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-    ])
-
-    failures: list[BaseException] = []
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for sid, ids, coords, emb in _tile_embeddings(sources, encoder, batch_size):
-                sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
-                advance(len(ids))
-                yield pa.RecordBatch.from_arrays([
-                    pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
-                    pa.array(coords[:, 0]), pa.array(coords[:, 1]),
-                    pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
-                ], schema=schema)
-        except BaseException as exc:
-            failures.append(exc)
-            raise
-
-    try:
-        txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
-                        kind="tile_embeddings", encoder=version)
-    except Exception:
-        if failures:  # Lance wraps errors raised while it pulls batches; surface the original one
-            raise failures[0] from None
-        raise
-    means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
-    slide_table = _vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
-    slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))
-    txn.write_lance(f"slide_embeddings__{version}", slide_table, kind="slide_embeddings", encoder=version)
-    if not store.query("encoder", [version]):
-        txn.insert("encoders", pa.Table.from_pylist([{
-            "version": version, "kind": "image", "spec": spec.text, "params": json.dumps(params), "dim": dim,
-            "artifact_path": None, "created_at": utcnow(),
-        }]))
-    if explicit or store.setting("image_encoder") is None:
-        txn.put_setting("image_encoder", version)
-        txn.put_setting("image_encoder_spec", spec.text)
-    return total
-
-
-def _adapter_dir(store: Store, adapter: str | None) -> Path | None:
-    if not adapter:
-        return None
-    rows = store.query("model", [adapter])
-    if not rows or rows[0][1] != "peka":
-        raise IngestError(f"no PEKA adapter {adapter!r} in the store; train one with `hquery train --peka`")
-    return store.artifact_path(rows[0][7]) / "adapter"
-
-
-@dataclasses.dataclass
-class ReembedReport:
-    image_encoder: str
-    adapter: str | None
-    n_slides: int
-    n_skipped: int
-    n_tiles: int
-    seconds: float
-
-    def summary(self) -> str:
-        if not self.n_slides:
-            return f"every slide is already embedded with {self.image_encoder}; now the current image encoder"
-        return (f"re-embedded {self.n_slides} slides ({self.n_tiles} tiles) with {self.image_encoder} in "
-                f"{self.seconds:.1f}s; {self.n_skipped} already there; now the current image encoder")
-
-
-def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int = 64, device: str = "auto",
-                   progress: Progress = _no_progress) -> ReembedReport:
-    """Embed every stored slide again with the store's backbone plus PEKA ``adapter``, into new tables.
-
-    The frozen embeddings are never touched: the adapted ones land in
-    ``tile_embeddings__<version>`` and ``slide_embeddings__<version>`` of an
-    encoder version that names the adapter, which becomes the current image
-    encoder (train the alignment again afterwards). It is one transaction: a
-    failed or killed run leaves nothing behind. Slides already embedded with that
-    version are skipped, so running it again after an ingest embeds only the new ones.
-
-    Parameters
-    ----------
-    adapter
-        A PEKA model version; default: the store's current one (``hquery train --peka``).
-        ``None`` with no current adapter is an error.
-    """
-    from hquery.ingest.slides import reopen_slide
-
-    started = time.perf_counter()
-    adapter = adapter or store.setting("peka_adapter")
-    if not adapter:
-        raise IngestError("no PEKA adapter to re-embed with; train one with `hquery train --peka`")
-    base = store.setting("image_encoder_spec")
-    if not base:
-        raise IngestError("the store has no slides to re-embed")
-    spec = parse_image_encoder(base).with_adapter(adapter)
-    _adapter_dir(store, adapter)
-    done = set()
-    existing = store.dataset(f"slide_embeddings__{spec.version}")
-    if existing is not None:
-        done = set(existing.to_table(columns=["sample_id"])["sample_id"].to_pylist())
-    todo = [r[0] for r in store.query("slide_samples") if r[0] not in done]
-    with store.reading():
-        sources = [(sid, reopen_slide(store, sid)) for sid in todo]
-    n_tiles = 0
-    with store.transaction() as txn:
-        if sources:
-            n_tiles = _embed_slides(store, txn, spec, sources, batch_size, device, progress, explicit=True)
-        else:
-            txn.put_setting("image_encoder", spec.version)
-            txn.put_setting("image_encoder_spec", spec.text)
-    return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
-
-
-def _tile_embeddings(sources: list[tuple[str, SlideSource]], encoder, batch_size: int
-                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(sample_id, tile_indices, coords, embeddings)`` chunks; images are batched across slides."""
-    if encoder is None:
-        for sid, src in sources:
-            assert isinstance(src, FeatureFile)
-            for ids, feats in src.iter_features(batch_size):
-                yield sid, ids, src.coords[ids], feats
-        return
-    pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-    count = 0
-
-    def flush():
-        embedded = encoder.embed(np.concatenate([p[3] for p in pending]))
-        start = 0
-        for sid, ids, coords, _ in pending:
-            yield sid, ids, coords, embedded[start : start + len(ids)]
-            start += len(ids)
-
-    for sid, src in sources:
-        for ids, images in src.iter_tiles(batch_size):
-            if pending and pending[0][3].shape[1:] != images.shape[1:]:
-                yield from flush()
-                pending, count = [], 0
-            pending.append((sid, ids, src.coords[ids], images))
-            count += len(ids)
-            if count >= batch_size:
-                yield from flush()
-                pending, count = [], 0
-    if pending:
-        yield from flush()

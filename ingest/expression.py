@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hquery.ingest.errors import IngestError
-from hquery.ingest.genes import resolve_symbols
+from hquery.errors import InputError
+from hquery.genes import resolve_symbols
 
 UNITS = ("counts", "tpm", "log")
 SPOT_COORDS = ("x", "y")
@@ -46,7 +46,7 @@ class ExpressionMatrix:
         cols = np.array([position.get(g, -1) for g in self.genes])
         keep = cols >= 0
         if not keep.any():
-            raise IngestError(
+            raise InputError(
                 f"{self.source}: shares no genes with the store's gene universe "
                 f"({len(universe)} genes, e.g. {', '.join(universe[:3])}); "
                 f"this file has e.g. {', '.join(self.genes[:3])}"
@@ -70,17 +70,17 @@ def read_table(path: Path) -> pl.DataFrame:
             with gzip.open(path, "rb") as fh:
                 return pl.read_csv(fh.read(), separator=separator, infer_schema_length=None)
         return pl.read_csv(path, separator=separator, infer_schema_length=None)
-    except IngestError:
+    except InputError:
         raise
     except Exception as exc:
-        raise IngestError(f"{path}: cannot read expression file: {exc}") from exc
+        raise InputError(f"{path}: cannot read expression file: {exc}") from exc
 
 
 def _read_h5ad(path: Path) -> pl.DataFrame:
     try:
         import anndata
     except ImportError as exc:
-        raise IngestError(f"{path}: reading .h5ad needs anndata (pip install 'hquery[h5ad]')") from exc
+        raise InputError(f"{path}: reading .h5ad needs anndata (pip install 'hquery[h5ad]')") from exc
     adata = anndata.read_h5ad(path)
     matrix = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     frame = pl.DataFrame(matrix, schema=[str(v) for v in adata.var_names], orient="row")
@@ -112,61 +112,61 @@ def read_expression(
     """
     path = Path(path)
     if units not in UNITS:
-        raise IngestError(f"unknown units {units!r}; use one of {', '.join(UNITS)}")
+        raise InputError(f"unknown units {units!r}; use one of {', '.join(UNITS)}")
     if not path.is_file():
-        raise IngestError(f"{path}: expression file not found")
+        raise InputError(f"{path}: expression file not found")
     df = read_table(path)
     if df.width < 2:
-        raise IngestError(f"{path}: needs a sample_id column and at least one gene column")
+        raise InputError(f"{path}: needs a sample_id column and at least one gene column")
     id_col = df.columns[0]
     sample_ids = [str(s) if s is not None else "" for s in df[id_col].to_list()]
     for i, sid in enumerate(sample_ids):
         if not sid.strip():
-            raise IngestError(f"{path}: row {i + 1} has an empty sample id")
+            raise InputError(f"{path}: row {i + 1} has an empty sample id")
     meta = [id_col]
     coords = None
     if spots:
         missing = [c for c in SPOT_COORDS if c not in df.columns]
         if missing:
-            raise IngestError(f"{path}: a spot file needs columns sample_id, x, y; missing {', '.join(missing)}")
+            raise InputError(f"{path}: a spot file needs columns sample_id, x, y; missing {', '.join(missing)}")
         try:
             coords = df.select(pl.col(list(SPOT_COORDS)).cast(pl.Int64, strict=True)).to_numpy()
         except Exception as exc:
-            raise IngestError(f"{path}: spot coordinates x, y must be integers: {exc}") from exc
+            raise InputError(f"{path}: spot coordinates x, y must be integers: {exc}") from exc
         meta += list(SPOT_COORDS)
         keys = list(zip(sample_ids, map(tuple, coords)))
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
-            raise IngestError(f"{path}: duplicated spot {dup[0]} at x={dup[1][0]}, y={dup[1][1]}")
+            raise InputError(f"{path}: duplicated spot {dup[0]} at x={dup[1][0]}, y={dup[1][1]}")
     else:
         seen: dict[str, int] = {}
         for i, sid in enumerate(sample_ids):
             if sid in seen:
-                raise IngestError(f"{path}: duplicated sample_id {sid} (rows {seen[sid] + 1} and {i + 1})")
+                raise InputError(f"{path}: duplicated sample_id {sid} (rows {seen[sid] + 1} and {i + 1})")
             seen[sid] = i
     gene_cols = [c for c in df.columns if c not in meta]
     if not gene_cols:
-        raise IngestError(f"{path}: no gene columns")
+        raise InputError(f"{path}: no gene columns")
     values = _numeric_matrix(df.select(gene_cols), path, sample_ids)
     if units in ("counts", "tpm"):
         neg = np.argwhere(values < 0)
         if len(neg):
             r, c = neg[0]
-            raise IngestError(
+            raise InputError(
                 f"{path}: negative {units} {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
                 f"({len(neg)} negative values in all); use --units log for log-scale data"
             )
     symbols = resolve_symbols(gene_cols, aliases or {})
     for col, sym in zip(gene_cols, symbols):
         if not sym:
-            raise IngestError(f"{path}: column {col!r} has an empty gene symbol")
+            raise InputError(f"{path}: column {col!r} has an empty gene symbol")
     linear = np.expm1(values) if units == "log" else values
     genes, linear = _sum_duplicates(symbols, linear)
     if units == "counts":
         libsize = linear.sum(axis=1, keepdims=True)
         empty = np.flatnonzero(libsize[:, 0] <= 0)
         if len(empty):
-            raise IngestError(f"{path}: sample {sample_ids[empty[0]]} has no counts (library size 0)")
+            raise InputError(f"{path}: sample {sample_ids[empty[0]]} has no counts (library size 0)")
         linear = linear / libsize * 1e6
     logged = np.log1p(linear).astype(np.float32)
     return ExpressionMatrix(path, sample_ids, genes, logged, coords)
@@ -179,14 +179,14 @@ def _numeric_matrix(df: pl.DataFrame, path: Path, sample_ids: list[str]) -> np.n
             bad = (cast.is_null() & df[col].is_not_null()).arg_true()
             if len(bad):
                 i = bad[0]
-                raise IngestError(
+                raise InputError(
                     f"{path}: non-numeric value {df[col][i]!r} for sample {sample_ids[i]}, gene {col}"
                 )
     matrix = df.cast(pl.Float64, strict=False).to_numpy()
     missing = np.argwhere(~np.isfinite(matrix))
     if len(missing):
         r, c = missing[0]
-        raise IngestError(
+        raise InputError(
             f"{path}: missing or non-finite value for sample {sample_ids[r]}, gene {df.columns[c]} "
             f"({len(missing)} in all)"
         )

@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
+from hquery.ingest.slides import file_hash
 from hquery.store import sql_identifier
 
 PRESETS = {
@@ -66,7 +67,6 @@ class ImageEncoderSpec:
         h = hashlib.blake2b(self.text.encode(), digest_size=4)
         weights = self.option_dict.get("weights")
         if weights:
-            from hquery.ingest.slides import file_hash
 
             h.update(file_hash([Path(weights)]).encode())
         short = self.name.split("/")[-1]
@@ -95,7 +95,7 @@ def parse_image_encoder(text: str) -> ImageEncoderSpec:
     text = PRESETS.get(text.strip(), text.strip())
     source, sep, rest = text.partition(":")
     if not sep or source not in SOURCES or not rest:
-        raise IngestError(
+        raise InputError(
             f"unknown image encoder {text!r}; use one of {', '.join(s + ':NAME' for s in SOURCES)} "
             f"or a preset ({', '.join(PRESETS)})"
         )
@@ -105,7 +105,7 @@ def parse_image_encoder(text: str) -> ImageEncoderSpec:
     if weights:
         path = Path(weights).expanduser().resolve()
         if not path.is_file():
-            raise IngestError(f"encoder weights file {weights} not found")
+            raise InputError(f"encoder weights file {weights} not found")
         options = tuple(sorted({**dict(options), "weights": str(path)}.items()))
     return ImageEncoderSpec(source, name, options)
 
@@ -130,7 +130,7 @@ class ImageEncoder:
         cfg = _data_config(model, spec)
         if spec.adapter:
             if adapter_dir is None:
-                raise IngestError(f"image encoder {spec.text} names adapter {spec.adapter}; its folder is needed")
+                raise InputError(f"image encoder {spec.text} names adapter {spec.adapter}; its folder is needed")
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
@@ -189,7 +189,7 @@ def _create_model(spec: ImageEncoderSpec):
                 "; pretrained weights come from the Hugging Face hub or its local cache: with no network, "
                 f"download them elsewhere and pass timm:{spec.name.split('/')[-1]}?weights=/path/to/checkpoint"
             )
-        raise IngestError(f"cannot load image encoder {spec.text}: {exc}{hint}") from exc
+        raise InputError(f"cannot load image encoder {spec.text}: {exc}{hint}") from exc
 
 
 def _data_config(model, spec: ImageEncoderSpec) -> dict:

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
 
 REQUIRED_COLUMNS = ("sample_id", "patient_id")
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "cancer_type", "slide_path")
@@ -34,19 +34,19 @@ class ManifestRow:
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read and validate a cohort manifest; raise :class:`IngestError` naming the file and row."""
+    """Read and validate a cohort manifest; raise :class:`InputError` naming the file and row."""
     path = Path(path)
     if not path.is_file():
-        raise IngestError(f"{path}: manifest not found")
+        raise InputError(f"{path}: manifest not found")
     try:
         df = pl.read_csv(path, infer_schema_length=10_000, schema_overrides={c: pl.String for c in KNOWN_COLUMNS})
     except Exception as exc:
-        raise IngestError(f"{path}: cannot parse as CSV: {exc}") from exc
+        raise InputError(f"{path}: cannot parse as CSV: {exc}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise IngestError(f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
     if df.height == 0:
-        raise IngestError(f"{path}: the manifest has no rows")
+        raise InputError(f"{path}: the manifest has no rows")
     clinical_columns = [c for c in df.columns if c not in KNOWN_COLUMNS]
     rows: list[ManifestRow] = []
     first_line: dict[str, int] = {}
@@ -55,11 +55,11 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         sample_id = (record["sample_id"] or "").strip()
         patient_id = (record["patient_id"] or "").strip()
         if not sample_id:
-            raise IngestError(f"{path}:{line}: empty sample_id")
+            raise InputError(f"{path}:{line}: empty sample_id")
         if not patient_id:
-            raise IngestError(f"{path}:{line} (sample {sample_id}): empty patient_id")
+            raise InputError(f"{path}:{line} (sample {sample_id}): empty patient_id")
         if sample_id in first_line:
-            raise IngestError(
+            raise InputError(
                 f"{path}:{line}: duplicated sample_id {sample_id} (first on line {first_line[sample_id]})"
             )
         first_line[sample_id] = line
@@ -68,7 +68,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         if slide:
             slide_path = (path.parent / slide).resolve()
             if not slide_path.exists():
-                raise IngestError(f"{path}:{line} (sample {sample_id}): slide_path {slide} does not exist ({slide_path})")
+                raise InputError(f"{path}:{line} (sample {sample_id}): slide_path {slide} does not exist ({slide_path})")
         clinical = {c: record[c] for c in clinical_columns if record[c] is not None}
         rows.append(
             ManifestRow(sample_id, patient_id, (record.get("cancer_type") or "").strip() or None, slide_path, clinical, line)

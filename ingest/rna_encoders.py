@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
 
 DEFAULT_RNA_ENCODER = "pca"
 
@@ -58,7 +58,7 @@ class PCAEncoder:
         n, g = profiles.shape
         k = min(self.n_components, n - 1, g)
         if k < 2:
-            raise IngestError(f"PCA RNA encoder needs at least 3 expression profiles to fit; got {n}")
+            raise InputError(f"PCA RNA encoder needs at least 3 expression profiles to fit; got {n}")
         self.pipeline = make_pipeline(
             SimpleImputer(strategy="mean", keep_empty_features=True),
             PCA(n_components=k, svd_solver="full", random_state=self.seed),
@@ -112,11 +112,11 @@ def register_rna_encoder(name: str, cls: type) -> None:
 def create_rna_encoder(spec: str) -> RNAEncoder:
     name, _, query = spec.strip().partition("?")
     if name not in RNA_ENCODERS:
-        raise IngestError(f"unknown RNA encoder {name!r}; registered: {', '.join(RNA_ENCODERS)}")
+        raise InputError(f"unknown RNA encoder {name!r}; registered: {', '.join(RNA_ENCODERS)}")
     try:
         return RNA_ENCODERS[name](**{k: int(v) if v.isdigit() else v for k, v in parse_qsl(query)})
     except TypeError as exc:
-        raise IngestError(f"bad options for RNA encoder {spec!r}: {exc}") from exc
+        raise InputError(f"bad options for RNA encoder {spec!r}: {exc}") from exc
 
 
 def load_rna_encoder(name: str, directory: Path) -> RNAEncoder:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
 
 TILE_NAME = re.compile(r"^(\d+)_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -96,15 +96,15 @@ class TileFolder(SlideSource):
             if m:
                 found.append((int(m.group(1)), int(m.group(2)), entry))
             elif entry.suffix.lower() in IMAGE_SUFFIXES:
-                raise IngestError(f"{entry}: tile images must be named <x>_<y>.png or .jpg (level-0 pixels)")
+                raise InputError(f"{entry}: tile images must be named <x>_<y>.png or .jpg (level-0 pixels)")
         if not found:
-            raise IngestError(f"{path}: no tiles named <x>_<y>.png|jpg in this folder")
+            raise InputError(f"{path}: no tiles named <x>_<y>.png|jpg in this folder")
         found.sort(key=lambda t: (t[1], t[0]))
         try:
             with Image.open(found[0][2]) as im:
                 width, height = im.size
         except Exception as exc:
-            raise IngestError(f"{found[0][2]}: cannot read image: {exc}") from exc
+            raise InputError(f"{found[0][2]}: cannot read image: {exc}") from exc
         coords = np.array([(x, y) for x, y, _ in found], dtype=np.int64)
         return cls(
             path=path,
@@ -130,9 +130,9 @@ class TileFolder(SlideSource):
                     with Image.open(f) as im:
                         arr = np.asarray(im.convert("RGB"))
                 except Exception as exc:
-                    raise IngestError(f"{f}: cannot read image: {exc}") from exc
+                    raise InputError(f"{f}: cannot read image: {exc}") from exc
                 if arr.shape[:2] != self.tile_shape:
-                    raise IngestError(
+                    raise InputError(
                         f"{f}: tile is {arr.shape[1]}x{arr.shape[0]}px but {self.files[0].name} is "
                         f"{self.tile_shape[1]}x{self.tile_shape[0]}px; all tiles of a slide must match"
                     )
@@ -162,7 +162,7 @@ class WholeSlide(SlideSource):
             coords = _tissue_grid(slide, step, tiling.min_tissue)
             level = slide.get_best_level_for_downsample(downsample)
         if len(coords) == 0:
-            raise IngestError(f"{path}: the tissue mask found no tiles of {tiling.tile_size}px at {tiling.magnification}x")
+            raise InputError(f"{path}: the tissue mask found no tiles of {tiling.tile_size}px at {tiling.magnification}x")
         return cls(
             path=path,
             kind="wsi",
@@ -195,7 +195,7 @@ class WholeSlide(SlideSource):
                     try:
                         region = slide.read_region((int(x), int(y)), self.level, (read, read))
                     except Exception as exc:
-                        raise IngestError(f"{self.path}: cannot read tile at x={x}, y={y}: {exc}") from exc
+                        raise InputError(f"{self.path}: cannot read tile at x={x}, y={y}: {exc}") from exc
                     rgb = Image.new("RGB", region.size, (255, 255, 255))
                     rgb.paste(region, mask=region.split()[3])
                     if rgb.size != (self.tile_size, self.tile_size):
@@ -215,17 +215,17 @@ class FeatureFile(SlideSource):
         try:
             with h5py.File(path, "r") as h5:
                 if "features" not in h5 or "coords" not in h5:
-                    raise IngestError(f"{path}: a features file needs datasets 'features' [N, D] and 'coords' [N, 2]; has {sorted(h5)}")
+                    raise InputError(f"{path}: a features file needs datasets 'features' [N, D] and 'coords' [N, 2]; has {sorted(h5)}")
                 fshape = _squeeze_shape(h5["features"].shape)
                 cshape = _squeeze_shape(h5["coords"].shape)
                 coords = np.asarray(h5["coords"][()]).reshape(cshape).astype(np.int64)
                 attrs = dict(h5["coords"].attrs)
-        except IngestError:
+        except InputError:
             raise
         except Exception as exc:
-            raise IngestError(f"{path}: cannot read HDF5 features: {exc}") from exc
+            raise InputError(f"{path}: cannot read HDF5 features: {exc}") from exc
         if len(fshape) != 2 or len(cshape) != 2 or cshape[1] != 2 or fshape[0] != cshape[0]:
-            raise IngestError(f"{path}: features {fshape} and coords {cshape} must be [N, D] and [N, 2] with the same N")
+            raise InputError(f"{path}: features {fshape} and coords {cshape} must be [N, D] and [N, 2] with the same N")
         size = attrs.get("patch_size_level0", attrs.get("patch_size"))
         return cls(path=path, kind="features", coords=coords, tile_size=int(size) if size is not None else None, dim=fshape[1])
 
@@ -242,7 +242,7 @@ class FeatureFile(SlideSource):
                 block = data[0, start : start + batch_size] if squeeze else data[start : start + batch_size]
                 block = np.asarray(block, dtype=np.float32)
                 if not np.isfinite(block).all():
-                    raise IngestError(f"{self.path}: non-finite feature values in tiles {start}..{start + len(block) - 1}")
+                    raise InputError(f"{self.path}: non-finite feature values in tiles {start}..{start + len(block) - 1}")
                 yield np.arange(start, start + len(block)), block
 
 
@@ -256,18 +256,18 @@ def open_slide(path: Path, tiling: TilingOptions | None = None) -> SlideSource:
         return FeatureFile.open(path)
     if suffix in WSI_SUFFIXES:
         return WholeSlide.open(path, tiling or TilingOptions())
-    raise IngestError(f"{path}: not a tile folder, a features .h5 or a whole-slide image ({', '.join(sorted(WSI_SUFFIXES))})")
+    raise InputError(f"{path}: not a tile folder, a features .h5 or a whole-slide image ({', '.join(sorted(WSI_SUFFIXES))})")
 
 
 def _openslide(path: Path):
     try:
         import openslide
     except ImportError as exc:
-        raise IngestError(f"{path}: whole-slide images need OpenSlide (pip install 'hquery[wsi]')") from exc
+        raise InputError(f"{path}: whole-slide images need OpenSlide (pip install 'hquery[wsi]')") from exc
     try:
         return openslide.OpenSlide(str(path))
     except Exception as exc:
-        raise IngestError(f"{path}: OpenSlide cannot read this slide: {exc}") from exc
+        raise InputError(f"{path}: OpenSlide cannot read this slide: {exc}") from exc
 
 
 def _tissue_grid(slide, step: int, min_tissue: float) -> np.ndarray:
@@ -310,16 +310,16 @@ def reopen_slide(store, sample_id: str) -> SlideSource:
     """
     rows = store.query("slide_reopen", [sample_id])
     if not rows:
-        raise IngestError(f"sample {sample_id} has no slide in the store")
+        raise InputError(f"sample {sample_id} has no slide in the store")
     path, kind, tile_size, magnification, content_hash, n_tiles = rows[0]
     if kind == "features":
-        raise IngestError(f"sample {sample_id}: its slide was ingested as precomputed features ({path}); "
+        raise InputError(f"sample {sample_id}: its slide was ingested as precomputed features ({path}); "
                           "adapting or re-embedding needs the pixels")
     if not Path(path).exists():
-        raise IngestError(f"sample {sample_id}: its slide {path} is gone; restore it at that path")
+        raise InputError(f"sample {sample_id}: its slide {path} is gone; restore it at that path")
     source = open_slide(Path(path), TilingOptions(tile_size or 224, magnification or 20.0))
     stored = np.array([(x, y) for _, x, y in store.query("slide_tiles", [sample_id])], dtype=np.int64).reshape(-1, 2)
     same = source.n_tiles == n_tiles and np.array_equal(source.coords, stored)
     if not same or (kind == "tiles" and source.content_hash != content_hash):
-        raise IngestError(f"sample {sample_id}: {path} changed since it was ingested; its stored tiles no longer match")
+        raise InputError(f"sample {sample_id}: {path} changed since it was ingested; its stored tiles no longer match")
     return source

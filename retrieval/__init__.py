@@ -2,18 +2,25 @@
 
 Answers questions from what ingest wrote and training fitted; it never writes
 embeddings itself. A prompt's gene sets are scored on the library by ssGSEA
-(:func:`ssgsea`), and each slide's score is the Soft-kNN mean over its RNA
-neighbours (:class:`SoftKNN`, :func:`run_prompt`).
+(:func:`hquery.scoring.ssgsea`), and each slide's score is the Soft-kNN mean
+over its RNA neighbours (:class:`SoftKNN`, :func:`run_prompt`).
+:func:`build_index` (which needs torch) loads on first use.
 """
 
-from hquery.retrieval.index import IndexReport, build_index
-from hquery.retrieval.prompt import PromptRun, run_prompt
-from hquery.retrieval.prompts import PromptError, resolve_prompts
-from hquery.retrieval.search import RNAIndex
-from hquery.retrieval.softknn import SoftKNN, SoftKNNPrediction
-from hquery.retrieval.ssgsea import score_gene_sets, ssgsea
+from __future__ import annotations
 
-__all__ = [
-    "IndexReport", "PromptError", "PromptRun", "RNAIndex", "SoftKNN", "SoftKNNPrediction", "build_index",
-    "resolve_prompts", "run_prompt", "score_gene_sets", "ssgsea",
-]
+import importlib
+
+from hquery.retrieval.index import RNAIndex
+from hquery.retrieval.prompt import PromptRun, run_prompt
+from hquery.retrieval.softknn import SoftKNN, SoftKNNPrediction
+
+_LAZY = {"IndexReport": "index_builder", "build_index": "index_builder"}
+
+__all__ = ["IndexReport", "PromptRun", "RNAIndex", "SoftKNN", "SoftKNNPrediction", "build_index", "run_prompt"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -1,4 +1,6 @@
-"""The FAISS index over the aligned RNA library, versioned in the store.
+"""The FAISS index over the aligned RNA library: an index version opened and searched (:class:`RNAIndex`).
+
+Built and versioned by :func:`hquery.retrieval.index_builder.build_index`.
 
 ``hquery index`` projects every stored RNA profile (pairs and reference
 library) with the current alignment model, writes the projected vectors to
@@ -10,31 +12,69 @@ or IVF index is built and its recall against exact search is reported.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
+from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from hquery.store import Store, StoreError, utcnow
+from hquery.errors import NotReadyError
+from hquery.store import Store, StoreError
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
-NEIGHBOURS_CACHED = 64
-"""Each stored slide's nearest library profiles are kept with the index (plus room to skip its own patient's),
-so a prompt with ``k`` up to this needs no search."""
+class RNAIndex:
+    """An index version: FAISS (on the GPU when available, read on first search) and each vector's sample id."""
 
+    def __init__(self, folder: Path, ids: list[str], version: str, model_version: str):
+        self.folder, self.ids, self.version, self.model_version = folder, np.array(ids), version, model_version
+        self._index = None
+        self.on_gpu = False
 
-@dataclasses.dataclass
-class IndexReport:
-    version: str
-    model_version: str
-    kind: str
-    n_vectors: int
-    dim: int
-    recall_vs_exact: float | None
-    on_gpu: bool
-    seconds: float
+    @classmethod
+    def load(cls, store: Store, version: str | None = None) -> RNAIndex:
+        """The current index (or ``version``, any older one too)."""
+        version = version or store.setting("current_index")
+        if not version:
+            raise NotReadyError("no index yet; build one first", needs="index")
+        rows = store.query("index_version", [version])
+        if not rows:
+            raise StoreError(f"no index version {version!r}")
+        model_version, path = rows[0]
+        folder = store.artifact_path(path)
+        return cls(folder, json.loads((folder / "ids.json").read_text()), version, model_version)
+
+    @property
+    def index(self):
+        if self._index is None:
+            import faiss
+
+            self._index, self.on_gpu = to_device(faiss.read_index(str(self.folder / "index.faiss")))
+        return self._index
+
+    def stored_neighbours(self) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
+        """Neighbours saved with the index for every stored slide: ``(row of sample, positions, similarities)``.
+
+        ``None`` for an index built before they were saved.
+        """
+        path = self.folder / "slide_neighbours.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            rows = {s: i for i, s in enumerate(data["sample_ids"].tolist())}
+            return rows, data["positions"], data["similarities"]
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` library samples by inner product for each aligned, L2-normalised query.
+
+        Returns ``(ids [n, k] of sample ids, similarities [n, k])``, best first.
+        """
+        positions, similarities = self.search_positions(query_vectors, k)
+        return self.ids[positions], similarities
+
+    def search_positions(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, with positions into :attr:`ids` instead of the ids."""
+        queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
+        similarities, positions = self.index.search(queries, min(k, len(self.ids)))
+        return positions, similarities
 
 
 def gpu_count() -> int:
@@ -85,95 +125,3 @@ def recall_against_exact(index, vectors: np.ndarray, k: int = 10, n_queries: int
     _, truth = exact.search(queries, k)
     _, found = index.search(queries, k)
     return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))
-
-
-def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 200_000,
-                model_version: str | None = None) -> IndexReport:
-    """Project the RNA library with an alignment model, index it and make it current."""
-    import faiss
-    from hquery.training.fit import project
-    from hquery.training.registry import load_model
-
-    from hquery.store import vectors as as_matrix
-
-    started = time.perf_counter()
-    model, record = load_model(store, model_version)
-    rna_encoder = record["params"]["rna_encoder"]
-    table = store.dataset(f"rna_embeddings__{rna_encoder}")
-    if table is None:
-        raise StoreError(f"no RNA embeddings for encoder {rna_encoder}, which model {record['version']} was trained on")
-    library = table.to_table(columns=["sample_id", "embedding"])
-    projected = project(model, rna=as_matrix(library["embedding"]))
-    n, d = projected.shape
-    if kind == "auto":
-        kind = "flat" if n <= approximate_above else "hnsw"
-    index = build_faiss_index(projected, kind)
-    recall = recall_against_exact(index, projected) if kind != "flat" else None
-    snapshot = {f"rna_embeddings__{rna_encoder}": store.lance_tables()[f"rna_embeddings__{rna_encoder}"].version}
-    version = f"idx_{record['version'].removeprefix('align_')}_{kind}_{n}"
-    with store.transaction() as txn:
-        folder = txn.stage_artifact(f"indexes/{version}")
-        faiss.write_index(index, str(folder / "index.faiss"))
-        (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
-        slides = store.dataset(f"slide_embeddings__{record['params']['image_encoder']}")
-        if slides is not None:
-            _save_slide_neighbours(folder, index, model, slides.to_table(columns=["sample_id", "embedding"]),
-                                   min(n, NEIGHBOURS_CACHED + _max_per_patient(store, library["sample_id"].to_pylist())))
-        vectors_table = pa.table({
-            "sample_id": library["sample_id"].cast(pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
-        })
-        txn.write_lance(f"rna_projected__{record['version']}", vectors_table, kind="rna_projected",
-                        encoder=record["version"], mode="overwrite")
-        for level in ("slide", "tile"):
-            source = store.dataset(f"{level}_embeddings__{record['params']['image_encoder']}")
-            if source is not None:
-                txn.write_lance(f"{level}_projected__{record['version']}", _projected_batches(model, source, level),
-                                kind=f"{level}_projected", encoder=record["version"], mode="overwrite")
-        txn.insert("index_versions", pa.Table.from_pylist([{
-            "version": version, "model_version": record["version"], "kind": kind, "path": f"indexes/{version}",
-            "n_vectors": n, "params": json.dumps({"dim": d, "data": snapshot}),
-            "metrics": json.dumps({"recall_vs_exact@10": recall}), "created_at": utcnow(),
-        }]))
-        txn.put_setting("current_index", version)
-    return IndexReport(version, record["version"], kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
-
-
-def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
-    from hquery.retrieval.softknn import most_profiles_per_patient
-
-    patient_of = dict(store.query("sample_patients"))
-    return most_profiles_per_patient(np.array([patient_of[s] for s in sample_ids]))
-
-
-def _save_slide_neighbours(folder, index, model, slides: pa.Table, width: int) -> None:
-    from hquery.training.fit import project
-
-    from hquery.store import vectors as as_matrix
-
-    queries = project(model, image=as_matrix(slides["embedding"]))
-    similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
-    np.savez(folder / "slide_neighbours.npz", sample_ids=np.array(slides["sample_id"].to_pylist()),
-             positions=positions.astype(np.int32), similarities=similarities)
-
-
-def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:
-    """Slide or tile embeddings through the image head, streamed, so prompts need no torch."""
-    from hquery.training.fit import project
-
-    from hquery.store import vectors as as_matrix
-
-    keys = ["sample_id"] + (["tile_index"] if level == "tile" else [])
-    dim = model.image_head.net[-1].out_features
-    schema = pa.schema([pa.field("sample_id", pa.string())]
-                       + ([pa.field("tile_index", pa.int32())] if level == "tile" else [])
-                       + [pa.field("vector", pa.list_(pa.float32(), dim))])
-
-    def batches():
-        for batch in dataset.to_batches(columns=keys + ["embedding"], batch_size=batch_size):
-            projected = project(model, image=as_matrix(batch["embedding"]))
-            columns = [batch[k].cast(schema.field(k).type) for k in keys]
-            yield pa.RecordBatch.from_arrays(
-                columns + [pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), dim)], schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())

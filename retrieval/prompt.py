@@ -31,17 +31,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-from hquery.ingest.genesets import GeneSet
-from hquery.retrieval.library import Library
-from hquery.retrieval.search import RNAIndex
+
+from hquery.errors import NotReadyError, PromptError
+from hquery.genesets import GeneSet
+from hquery.library import Library, match_with_minimum
+from hquery.retrieval.index import RNAIndex
 from hquery.retrieval.softknn import (
     SoftKNN,
     most_profiles_per_patient,
     skip_own_patient,
 )
-from hquery.retrieval.ssgsea import GeneSetMatch, ssgsea
-
+from hquery.scoring import GeneSetMatch, ssgsea
 from hquery.store import Store, StoreError, utcnow, vectors
+from hquery.training.bags import load_slide_bags
+from hquery.training.predictor import load_predictor
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
@@ -117,7 +120,7 @@ def run_prompt(
         (:func:`~hquery.training.predictor.train_predictor`), which scores only the
         sets it was trained on and carries no dispersion or effective K; or
         ``histoprism``: ssGSEA on HistoPrism's predicted profile
-        (:func:`~hquery.training.expression_model.train_histoprism`), any set with
+        (:func:`~hquery.training.histoprism_trainer.train_histoprism`), any set with
         ``min_genes`` members in its gene panel.
     samples, cohort, where
         Which slides: sample ids, a cohort, or an SQL predicate over ``samples`` columns.
@@ -168,7 +171,7 @@ def run_prompt(
     notes = []
     if len(index.ids) < len(library):
         notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
-                     "run `hquery index` to search the new ones")
+                     "build the index again to search the new ones")
     results = _results_table(keys, info, patients, matches, score, predicted.dispersion, predicted.effective_k)
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
     run.seconds = time.perf_counter() - started
@@ -181,12 +184,11 @@ def run_prompt(
 
 def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
                    started) -> PromptRun:
-    from hquery.training.predictor import load_predictor
 
     collections = {gs.collection for gs in gene_sets}
     if len(collections) != 1 or "adhoc" in collections:
-        raise StoreError("--method mlp scores the gene sets of one trained collection (e.g. --collection hallmark "
-                         "or its set names); use --method softknn for ad-hoc sets")
+        raise PromptError("the MLP scores the gene sets of one trained collection (e.g. all of hallmark, or some of "
+                          "its set names); score ad-hoc sets by Soft-kNN")
     with store.reading():
         library = Library(store)
         matches = library.match(gene_sets, min_genes)
@@ -197,7 +199,7 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     unknown = [gs.name for gs in gene_sets if gs.members_hash not in columns]
     if unknown:
         raise StoreError(f"predictor {predictor.version} was not trained on {', '.join(unknown[:5])} (or their "
-                         f"members changed); run `hquery train --predictor {predictor.collection}` again")
+                         f"members changed); train it again", needs="train predictor", collection=predictor.collection)
     score = predictor.predict(queries)[:, [columns[gs.members_hash] for gs in gene_sets]]
     info = {r[0]: r for r in slides}
     patients = np.array([info[s][1] for s, _ in keys])
@@ -216,16 +218,14 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
 
 def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
                     started) -> PromptRun:
-    from hquery.retrieval.library import match_with_minimum
-    from hquery.training.bags import load_slide_bags
-    from hquery.training.expression_model import load_histoprism
+    from hquery.training.histoprism_trainer import load_histoprism
 
     with store.reading():
         fitted, params = load_histoprism(store)
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
         bags = load_slide_bags(store, [r[0] for r in slides], image_encoder=params["image_encoder"])
     matches = match_with_minimum(fitted.genes, gene_sets, min_genes, f"HistoPrism {params['version']}'s",
-                                 "; train it on more genes, e.g. hquery train --histoprism --genes collection:hallmark")
+                                 "; train it on more genes, e.g. the panel collection:hallmark", needs="train histoprism --panel collection")
     slide_profiles, tile_profiles = fitted.predict(bags, tiles=level == "tile")
     score = ssgsea(slide_profiles if level == "slide" else tile_profiles, [m.positions for m in matches])
     if level == "slide":
@@ -274,7 +274,8 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
                    ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
     dataset = store.dataset(f"{level}_projected__{model_version}")
     if dataset is None:
-        raise StoreError(f"no projected {level} embeddings for model {model_version}; run `hquery index` again")
+        raise NotReadyError(f"no projected {level} embeddings for model {model_version}; build the index again",
+                            needs="index")
     columns = ["sample_id", "vector"] + (["tile_index"] if level == "tile" else [])
     table = dataset.to_table(columns=columns)
     wanted = set(sample_ids)
@@ -285,7 +286,7 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     unprojected = sorted(wanted - {s for s, _ in keys})
     if unprojected:
         raise StoreError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
-                         f"index was built; run `hquery index` so they can be scored")
+                         f"index was built; build it again so they can be scored", needs="index")
     order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
     return [keys[i] for i in order], vectors(table["vector"])[keep][order]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from hquery.ingest.slides import _openslide
 from hquery.store import Store, StoreError
 
 
@@ -31,7 +32,6 @@ def slide_thumbnail(source_path: str, kind: str, x: np.ndarray, y: np.ndarray, s
 
     path = Path(source_path)
     if kind == "wsi":
-        from hquery.ingest.slides import _openslide
 
         with _openslide(path) as slide:
             left, top = int(x.min()), int(y.min())

@@ -77,7 +77,8 @@ SELECT sample_id FROM samples WHERE has_expression ORDER BY sample_id;
 SELECT tile_index, x, y FROM tiles WHERE sample_id = ? ORDER BY tile_index;
 
 -- name: cohort_summary
-SELECT cohort, n_samples, n_patients, n_pairs, n_reference, n_query, n_cancer_types
+SELECT cohort, n_samples AS samples, n_patients AS patients, n_pairs AS pairs, n_reference AS reference,
+       n_query AS query, n_cancer_types AS cancer_types
 FROM cohort_summary ORDER BY cohort;
 
 -- name: store_counts

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hquery.ingest.genesets import add_builtin_gene_data
 from PIL import Image
 
+from hquery.ingest.genesets import add_builtin_gene_data
 from hquery.store import Store
 
 DATA = Path(__file__).parent / "data"

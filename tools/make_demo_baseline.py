@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hquery.ingest.genesets import read_gmt, hallmark_path
+from hquery.genesets import hallmark_path, read_gmt
 
 CANCER_TYPES = ["BRCA", "LUAD", "LUSC", "COAD", "SKCM", "KIRC", "PRAD", "HNSC"]
 

@@ -83,7 +83,7 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
     name = f"tile_embeddings__{image_encoder}"
     dataset = store.dataset(name)
     if dataset is None:
-        raise StoreError(f"no tile embeddings from image encoder {image_encoder}; ingest (or --reembed) with it first")
+        raise StoreError(f"no tile embeddings from image encoder {image_encoder}; ingest or embed the slides with it first", needs="embed")
     info = {r[0]: r for r in store.query("slide_samples")}
     ids = sorted(sample_ids if sample_ids is not None else (s for s, _ in store.query("pairs")))
     unknown = [s for s in ids if s not in info]
@@ -98,7 +98,7 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
     missing = [s for s in ids if s not in have]
     if missing:
         raise StoreError(f"{len(missing)} slide(s) ({', '.join(missing[:5])}) have no {image_encoder} tile embeddings; "
-                         "embed them with `hquery ingest --reembed`")
+                         "embed them with the current encoder first", needs="embed")
     order = np.array([i for _, _, i in keys], dtype=np.int64)
     corner = {(s, t): (x, y, size) for s, t, x, y, size in store.query("tile_positions", [ids])}
     positions = np.array([[corner[s, t][0] / (corner[s, t][2] or 1), corner[s, t][1] / (corner[s, t][2] or 1)]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
+
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS, bidirectional_metrics

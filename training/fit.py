@@ -11,11 +11,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 import torch
+
+from hquery.parallel import available_cpus
 from hquery.training.heads import AlignmentConfig, AlignmentModel
 from hquery.training.loss import clip_loss
 from hquery.training.splits import patient_holdout
-
-from hquery.parallel import available_cpus
 
 
 @dataclasses.dataclass

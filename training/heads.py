@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AlignmentConfig:
     """Hyper-parameters of the projection heads and their training."""
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from hquery.training.bags import SlideBags
+from hquery.training.splits import patient_holdout
 
 UNKNOWN = 0
 
@@ -191,7 +192,6 @@ def fit_histoprism(bags: SlideBags, config: HistoPrismConfig = HistoPrismConfig(
 
 
 def _fit(bags: SlideBags, config: HistoPrismConfig, cancer_types: list[str] | None, device: str) -> FittedHistoPrism:
-    from hquery.training.splits import patient_holdout
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

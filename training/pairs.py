@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 import pyarrow as pa
-from hquery.ingest.rna_encoders import load_rna_encoder
 
+from hquery.ingest.rna_encoders import load_rna_encoder
+from hquery.ingest.slides import reopen_slide
 from hquery.store import Store, StoreError, vectors
 
 
@@ -161,7 +162,6 @@ def load_tile_images(store: Store, max_tiles_per_slide: int | None = 16, seed: i
 
 def _read_tiles(store: Store, keys: list[tuple[str, int]]) -> np.ndarray:
     """Pixels of the ``(sample_id, tile_index)`` tiles, in that order (keys grouped by sample)."""
-    from hquery.ingest.slides import reopen_slide
 
     out: list[np.ndarray] = []
     start = 0

@@ -30,7 +30,7 @@ VIT_LINEAR = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
 METHODS = ("miss", "lora")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PEKAConfig:
     """Adapter and loss settings (the paper's defaults where it gives them)."""
 

@@ -15,6 +15,9 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from hquery.errors import NotReadyError
+from hquery.genesets import resolve_prompts
+from hquery.library import Library
 from hquery.store import Store, StoreError, utcnow, vectors
 
 HIDDEN = 256
@@ -55,7 +58,7 @@ def current_alignment(store: Store) -> str:
     """The alignment model behind the current index (its projected slides are the predictor's inputs)."""
     index = store.setting("current_index")
     if not index:
-        raise StoreError("no index yet; run `hquery index`")
+        raise NotReadyError("no index yet; build one first", needs="index")
     return store.query("index_version", [index])[0][0]
 
 
@@ -65,14 +68,12 @@ def train_predictor(store: Store, collection: str = "hallmark", seed: int = 0) -
     from sklearn.neural_network import MLPRegressor
     from sklearn.preprocessing import StandardScaler
 
-    from hquery.retrieval.library import Library
-    from hquery.retrieval.prompts import resolve_prompts
 
     started = time.perf_counter()
     model_version = current_alignment(store)
     projected = store.dataset(f"slide_projected__{model_version}")
     if projected is None:
-        raise StoreError(f"no projected slides for model {model_version}; run `hquery index` again")
+        raise NotReadyError(f"no projected slides for model {model_version}; build the index again", needs="index")
     table = projected.to_table(columns=["sample_id", "vector"])
     row = {s: i for i, s in enumerate(table["sample_id"].to_pylist())}
     library = Library(store)
@@ -113,12 +114,13 @@ def load_predictor(store: Store, collection: str = "hallmark") -> Predictor:
 
     version = store.setting(_setting(collection))
     if not version:
-        raise StoreError(f"no MLP predictor for {collection}; run `hquery train --predictor {collection}`")
+        raise NotReadyError(f"no MLP predictor for {collection}; train one first", needs="train predictor",
+                            collection=collection)
     record = store.query("model", [version])[0]
     params = json.loads(record[3])
     if params["model_version"] != current_alignment(store):
         raise StoreError(f"predictor {version} was fitted on alignment {params['model_version']}, not the current "
-                         f"index's; run `hquery train --predictor {collection}` again")
+                         f"index's; train it again", needs="train predictor", collection=collection)
     arrays = load_file(str(store.artifact_path(record[7]) / "predictor.safetensors"))
     return Predictor(version, params["model_version"], collection, params["gene_sets"], params["members_hashes"],
                      arrays)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hquery.training.splits import patient_folds
+
 
 @dataclasses.dataclass
 class ProbeReport:
@@ -56,7 +58,6 @@ def probe_expression(features: np.ndarray, expression: np.ndarray, patients: Seq
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
-    from hquery.training.splits import patient_folds
 
     chosen = most_variable_genes(expression, genes, n_genes)
     y = expression[:, chosen]

@@ -7,9 +7,10 @@ import hashlib
 import json
 
 import pyarrow as pa
-from hquery.training.heads import AlignmentConfig, AlignmentModel
 
+from hquery.errors import NotReadyError
 from hquery.store import Store, StoreError, Transaction, utcnow
+from hquery.training.heads import AlignmentConfig, AlignmentModel
 
 
 def model_version(config: AlignmentConfig, snapshot: dict, level: str) -> str:
@@ -46,7 +47,7 @@ def load_model(store: Store, version: str | None = None) -> tuple[AlignmentModel
 
     version = version or store.setting("alignment_model")
     if not version:
-        raise StoreError("no alignment model yet; run `hquery train`")
+        raise NotReadyError("no alignment model yet; train one first", needs="train align")
     rows = store.query("model", [version])
     if not rows:
         raise StoreError(f"no model version {version!r}; see `hquery sql \"select version from models\"`")

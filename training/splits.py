@@ -6,9 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-
-class SplitLeakError(RuntimeError):
-    """A patient appears in both the training and the held-out side of a split."""
+from hquery.errors import SplitLeakError
 
 
 def check_patient_disjoint(patients: Sequence[str], train: np.ndarray, test: np.ndarray) -> None:

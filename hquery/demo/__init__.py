@@ -1,49 +1,9 @@
-"""The embedded demo: a synthetic cohort, ingested through the same public path a user takes."""
+"""The demo cohort: a synthetic world of slides and RNA with known programs, written as a user's files.
 
-from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from pathlib import Path
+:func:`generate_demo_cohort` writes manifests, tiles and expression; the demo
+run that ingests and trains on them is :func:`hquery.pipelines.demo.run_demo`.
+"""
 
 from hquery.demo.cohort import PROGRAMS, SIZES, DemoFiles, generate_demo_cohort
 
-__all__ = ["PROGRAMS", "SIZES", "DemoFiles", "generate_demo_cohort", "run_demo"]
-
-
-def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int = 0, progress: bool = True,
-             echo: Callable[[str], None] = print, folds: int = 5):
-    """Generate the demo cohort, ingest it, train the alignment with ``folds``-fold CV and build the index.
-
-    Returns the training report (its ``cv`` holds the recall table) and the index report.
-    """
-    from hquery.ingest import ingest_cohort
-    from hquery.ingest.genesets import add_builtin_gene_data
-    from hquery.progress import progress_bars
-    from hquery.store import Store, directory_size
-
-    started = time.perf_counter()
-    with progress_bars(progress) as bars:
-        files = generate_demo_cohort(data_dir, size=size, seed=seed, progress=bars)
-        echo(f"wrote the {size} demo cohort to {data_dir} ({time.perf_counter() - started:.1f}s)")
-        store = Store.init(store_path)
-        add_builtin_gene_data(store)
-        reference = ingest_cohort(store, files.reference_manifest, expression=files.reference_expression,
-                                  name="demo_reference", progress=bars)
-        echo(reference.summary())
-        cohort = ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression,
-                               spots=files.cohort_spots, name="demo", progress=bars)
-        echo(cohort.summary())
-        from hquery.retrieval import build_index
-        from hquery.training import train_alignment
-
-        advance = bars(f"training the alignment ({folds}-fold cross-validation)", folds)
-        trained = train_alignment(store, folds=folds, on_fold=lambda i: advance(1))
-        echo(f"model {trained.version}: {trained.n_pairs} pairs from {trained.n_patients} patients, "
-             f"{trained.seconds:.1f}s")
-        indexed = build_index(store)
-        echo(f"index {indexed.version}: {indexed.n_vectors} RNA profiles, {indexed.kind}, "
-             f"{'GPU' if indexed.on_gpu else 'CPU'}")
-    echo(f"demo done in {time.perf_counter() - started:.1f}s; store {store_path} is "
-         f"{directory_size(store_path) / 2**20:.1f} MiB. Try: hquery status --store {store_path}")
-    return trained, indexed
+__all__ = ["PROGRAMS", "SIZES", "DemoFiles", "generate_demo_cohort"]

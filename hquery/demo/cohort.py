@@ -31,7 +31,7 @@ import polars as pl
 from scipy.ndimage import gaussian_filter
 
 from hquery.demo.render import ARCHITECTURES, Stain, render_tile
-from hquery.ingest.genesets import hallmark_sets
+from hquery.genesets import hallmark_sets
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,11 +5,11 @@ import hashlib
 import numpy as np
 import polars as pl
 import pytest
-from hquery.ingest.expression import read_expression
-from hquery.ingest.genesets import hallmark_sets
 from PIL import Image
 
 from hquery.demo import PROGRAMS, SIZES, generate_demo_cohort
+from hquery.genesets import hallmark_sets
+from hquery.ingest.expression import read_expression
 
 
 def _tile_features(root, truth):
@@ -134,7 +134,7 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
     assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
     # the None / LoRA / PEKA table, from adapters trained on other patients than those probed
-    assert "$ hquery train --peka" in result.output and "PEKA (MiSS bat)" in result.output
+    assert "$ hquery train peka" in result.output and "PEKA (MiSS bat)" in result.output
     assert store.setting("peka_adapter").startswith("peka_miss_")
     # the second batch arrives after the first model is in service; the refresh retrains, gates and reindexes
     assert "$ hquery refresh" in result.output

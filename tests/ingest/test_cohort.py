@@ -10,9 +10,10 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pytest
-from hquery.ingest import IngestError, ingest_cohort
 
 from hquery.demo import SIZES
+from hquery.errors import InputError
+from hquery.ingest import ingest_cohort
 from hquery.store import Store
 from tests.conftest import SVS, snapshot, write_cohort, write_tiles
 
@@ -55,7 +56,7 @@ def test_changed_sample_is_refused(store, tmp_path):
     before = snapshot(store)
     frame = pl.read_csv(expression).with_columns(pl.when(pl.col("sample_id") == "S002").then(999).otherwise(pl.col("MKI67")).alias("MKI67"))
     frame.write_csv(expression)
-    with pytest.raises(IngestError, match="sample S002 is already stored .* with different content"):
+    with pytest.raises(InputError, match="sample S002 is already stored .* with different content"):
         ingest_cohort(store, manifest, expression=expression, encoder=ENC)
     assert snapshot(store) == before
 
@@ -118,7 +119,7 @@ def test_precomputed_features_skip_the_encoder(store, tmp_path):
     got = np.stack(table.filter(pc.equal(table["sample_id"], "Fa1"))["embedding"].to_numpy(zero_copy_only=False))
     np.testing.assert_array_equal(got, expected)
     before = snapshot(store)
-    with pytest.raises(IngestError, match="f0.h5 has dimension 32, expected 16"):
+    with pytest.raises(InputError, match="f0.h5 has dimension 32, expected 16"):
         ingest_cohort(store, _features_cohort(tmp_path / "b", [32]), encoder="precomputed:uni")
     assert snapshot(store) == before
 
@@ -163,7 +164,7 @@ def test_bad_input_is_named_and_leaves_the_store_untouched(store, tmp_path, kind
     before = snapshot(store)
     files_before = sorted(p.relative_to(store.root) for p in (store.root / "lance").glob("*.lance"))
     bad_manifest, bad_expression, message = _bad(tmp_path, kind)
-    with pytest.raises(IngestError, match=message):
+    with pytest.raises(InputError, match=message):
         ingest_cohort(store, bad_manifest, expression=bad_expression, name="bad")
     assert snapshot(store) == before
     assert sorted(p.relative_to(store.root) for p in (store.root / "lance").glob("*.lance")) == files_before
@@ -176,7 +177,7 @@ def test_spots_must_match_tiles(store, tmp_path):
     spots = tmp_path / "spots.csv"
     pl.DataFrame([{"sample_id": "S000", "x": 0, "y": 0, "TP53": 3, "MKI67": 1},
                   {"sample_id": "S000", "x": 5, "y": 7, "TP53": 3, "MKI67": 1}]).write_csv(spots)
-    with pytest.raises(IngestError, match="spot of sample S000 at x=5, y=7 matches no tile"):
+    with pytest.raises(InputError, match="spot of sample S000 at x=5, y=7 matches no tile"):
         ingest_cohort(store, manifest, expression=expression, spots=spots, encoder=ENC)
     assert snapshot(store)["counts"][0] == 0
 
@@ -207,7 +208,7 @@ def test_killed_mid_ingest_leaves_store_consistent(tmp_path):
     from hquery.ingest.genesets import add_builtin_gene_data
 
     add_builtin_gene_data(base)
-    cmd = [sys.executable, "-m", "hquery.cli", "ingest", str(manifest), "--expression", str(expression),
+    cmd = [sys.executable, "-m", "hquery", "ingest", str(manifest), "--expression", str(expression),
            "--encoder", "random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0", "--quiet", "--batch-size", "16"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     t0 = time.perf_counter()
@@ -250,11 +251,11 @@ def test_stored_slides_reopen_only_while_unchanged(store, tmp_path):
     from PIL import Image
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tile)
-    with pytest.raises(IngestError, match="sample S001: .* changed since it was ingested"):
+    with pytest.raises(InputError, match="sample S001: .* changed since it was ingested"):
         reopen_slide(store, "S001")
     shutil.rmtree(tmp_path / "c" / "slides" / "S000")
-    with pytest.raises(IngestError, match="sample S000: its slide .* is gone"):
+    with pytest.raises(InputError, match="sample S000: its slide .* is gone"):
         reopen_slide(store, "S000")
     ingest_cohort(store, _features_cohort(tmp_path / "f", [16]), encoder="precomputed:uni")
-    with pytest.raises(IngestError, match="precomputed features .* needs the pixels"):
+    with pytest.raises(InputError, match="precomputed features .* needs the pixels"):
         reopen_slide(store, "Ff0")

@@ -3,9 +3,10 @@ import gzip
 import numpy as np
 import polars as pl
 import pytest
-from hquery.ingest.errors import IngestError
+
+from hquery.errors import InputError
+from hquery.genes import read_hgnc_aliases, shipped_aliases
 from hquery.ingest.expression import read_expression
-from hquery.ingest.genes import read_hgnc_aliases, shipped_aliases
 
 
 def _write(path, rows, sep=","):
@@ -75,14 +76,14 @@ def test_gzipped_tsv_parquet_and_h5ad_agree(tmp_path):
 )
 def test_bad_values_name_the_sample_and_gene(tmp_path, rows, message):
     f = _write(tmp_path / "bad.csv", rows)
-    with pytest.raises(IngestError, match=message) as err:
+    with pytest.raises(InputError, match=message) as err:
         read_expression(f)
     assert str(f) in str(err.value)
 
 
 def test_spots_need_coordinates(tmp_path):
     f = _write(tmp_path / "spots.csv", [{"sample_id": "a", "TP53": 1}])
-    with pytest.raises(IngestError, match="needs columns sample_id, x, y"):
+    with pytest.raises(InputError, match="needs columns sample_id, x, y"):
         read_expression(f, spots=True)
     f = _write(tmp_path / "spots2.csv", [{"sample_id": "a", "x": 0, "y": 32, "TP53": 1}, {"sample_id": "a", "x": 0, "y": 0, "TP53": 2}])
     m = read_expression(f, spots=True)
@@ -94,7 +95,7 @@ def test_align_reports_matched_and_dropped(tmp_path):
     values, matched, dropped = read_expression(f).align(["MKI67", "TP53"])
     assert (matched, dropped) == (1, 1)
     assert np.isnan(values[0, 0]) and values[0, 1] == pytest.approx(np.log1p(0.25e6), rel=1e-6)
-    with pytest.raises(IngestError, match="shares no genes"):
+    with pytest.raises(InputError, match="shares no genes"):
         read_expression(f).align(["ESR1"])
 
 

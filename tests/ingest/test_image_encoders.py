@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hquery.ingest.errors import IngestError
+
+from hquery.errors import InputError
 from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 
 TINY = "random:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&seed=3"
@@ -47,18 +48,18 @@ def test_local_checkpoint_loads_through_timm_pretrained_path(tmp_path):
 
 
 def test_hub_models_fail_clearly_offline():
-    with pytest.raises(IngestError, match="pretrained weights come from the Hugging Face hub"):
+    with pytest.raises(InputError, match="pretrained weights come from the Hugging Face hub"):
         ImageEncoder(parse_image_encoder("hf-hub:MahmoodLab/UNI"))
 
 
 @pytest.mark.parametrize("text", ["vit_small", "torch:resnet", "timm:"])
 def test_bad_specs(text):
-    with pytest.raises(IngestError, match="unknown image encoder"):
+    with pytest.raises(InputError, match="unknown image encoder"):
         parse_image_encoder(text)
 
 
 def test_missing_weights_file(tmp_path):
-    with pytest.raises(IngestError, match="weights file .* not found"):
+    with pytest.raises(InputError, match="weights file .* not found"):
         parse_image_encoder(f"timm:vit_tiny_patch16_224?weights={tmp_path / 'nope.pth'}")
 
 

@@ -1,5 +1,6 @@
 import pytest
-from hquery.ingest.errors import IngestError
+
+from hquery.errors import InputError
 from hquery.ingest.manifest import read_manifest
 
 
@@ -26,5 +27,5 @@ def test_manifest_keeps_clinical_columns_and_resolves_slides(tmp_path):
 def test_manifest_errors_name_file_and_line(tmp_path, text, message):
     f = tmp_path / "m.csv"
     f.write_text(text)
-    with pytest.raises(IngestError, match=message):
+    with pytest.raises(InputError, match=message):
         read_manifest(f)

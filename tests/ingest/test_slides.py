@@ -1,10 +1,10 @@
 import h5py
 import numpy as np
 import pytest
-from hquery.ingest.errors import IngestError
-from hquery.ingest.slides import TilingOptions, open_slide
 from PIL import Image
 
+from hquery.errors import InputError
+from hquery.ingest.slides import TilingOptions, open_slide
 from tests.conftest import SVS, write_tiles
 
 
@@ -19,15 +19,15 @@ def test_tile_folder_coordinates_come_from_names(tmp_path):
 def test_tile_folder_errors(tmp_path):
     folder = write_tiles(tmp_path / "s", grid=1)
     Image.new("RGB", (32, 32)).save(folder / "tile_a.png")
-    with pytest.raises(IngestError, match="tile_a.png: tile images must be named"):
+    with pytest.raises(InputError, match="tile_a.png: tile images must be named"):
         open_slide(folder)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(IngestError, match="no tiles named"):
+    with pytest.raises(InputError, match="no tiles named"):
         open_slide(empty)
     odd = write_tiles(tmp_path / "odd", grid=1, size=32)
     Image.new("RGB", (48, 48)).save(odd / "64_0.png")
-    with pytest.raises(IngestError, match="64_0.png: tile is 48x48px"):
+    with pytest.raises(InputError, match="64_0.png: tile is 48x48px"):
         list(open_slide(odd).iter_tiles(8))
 
 
@@ -72,13 +72,13 @@ def test_feature_file_shape_errors(tmp_path):
     with h5py.File(path, "w") as h5:
         h5["features"] = np.zeros((5, 8))
         h5["coords"] = np.zeros((4, 2))
-    with pytest.raises(IngestError, match="same N"):
+    with pytest.raises(InputError, match="same N"):
         open_slide(path)
     with h5py.File(path, "w") as h5:
         h5["feats"] = np.zeros((5, 8))
-    with pytest.raises(IngestError, match="needs datasets 'features'"):
+    with pytest.raises(InputError, match="needs datasets 'features'"):
         open_slide(path)
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"not hdf5 at all")
-    with pytest.raises(IngestError, match="cannot read HDF5"):
+    with pytest.raises(InputError, match="cannot read HDF5"):
         open_slide(corrupt)

@@ -2,14 +2,14 @@ import json
 
 import numpy as np
 import pytest
+
 from hquery.retrieval import RNAIndex, build_index
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
+from hquery.store import StoreError, vectors
 from hquery.training import AlignmentConfig, train_alignment
 from hquery.training.fit import project
 from hquery.training.pairs import load_pairs
 from hquery.training.registry import load_model
-
-from hquery.store import StoreError, vectors
 from tests.conftest import copy_store
 
 

@@ -4,15 +4,16 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from hquery.ingest import ingest_cohort
-from hquery.retrieval import RNAIndex
-from hquery.retrieval.library import GeneSetTooSmall, Library
-from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
-from hquery.retrieval.prompts import resolve_prompts
-from hquery.retrieval.softknn import SoftKNN
-from hquery.retrieval.ssgsea import ssgsea
 
 from hquery.cli import main
+from hquery.errors import GeneSetTooSmall
+from hquery.genesets import resolve_prompts
+from hquery.ingest import ingest_cohort
+from hquery.library import Library
+from hquery.retrieval import RNAIndex
+from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
+from hquery.retrieval.softknn import SoftKNN
+from hquery.scoring import ssgsea
 from hquery.store import StoreError
 from tests.conftest import copy_store
 
@@ -192,7 +193,7 @@ def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
                    "slide_path": "slides/LATE1"}]).write_csv(tmp_path / "late.csv")
     ingest_cohort(fresh, tmp_path / "late.csv", name="late")
     sets = resolve_prompts(fresh, ["G2M"])
-    with pytest.raises(StoreError, match=r"LATE1\) were ingested after the index was built; run `hquery index`"):
+    with pytest.raises(StoreError, match=r"LATE1\) were ingested after the index was built; build it again"):
         run_prompt(fresh, sets, record=False)
     build_index(fresh)
     run = run_prompt(fresh, sets, samples=["LATE1"], record=False)

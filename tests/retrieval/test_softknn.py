@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from hquery.retrieval.index import build_faiss_index
 from hquery.retrieval.softknn import SoftKNN
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hquery.ingest.slides import TilingOptions, open_slide
-from hquery.retrieval.tilemap import slide_thumbnail, tile_grid
 from PIL import Image
 
 from hquery.cli import main
+from hquery.ingest.slides import TilingOptions, open_slide
+from hquery.retrieval.tilemap import slide_thumbnail, tile_grid
 from tests.conftest import SVS, write_tiles
 
 
@@ -47,7 +47,6 @@ def test_thumbnail_of_a_tile_folder_is_a_mosaic(tmp_path):
 def test_map_command_draws_each_gene_set(demo_store, tmp_path):
     from hquery.retrieval import build_index
     from hquery.training import AlignmentConfig, train_alignment
-
     from tests.conftest import copy_store
 
     store = copy_store(demo_store, tmp_path / "store")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from hquery.training.cv import cross_validate
 from hquery.training.fit import fit_alignment, fit_pool
 from hquery.training.heads import AlignmentConfig
@@ -81,9 +82,8 @@ def test_a_broken_loss_falls_below_the_floor(pairs):
 
 
 def test_tile_level_pairs_come_from_spots(demo_store, tmp_path):
-    from hquery.training import train_alignment
-
     from hquery.demo import SIZES
+    from hquery.training import train_alignment
     from tests.conftest import copy_store
 
     tiles = load_pairs(demo_store, level="tile")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from hquery.training.coherence import gene_pathway_coherence, mean_by, pearson_per_gene
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig, AlignmentModel, ProjectionHead
 from hquery.training.loss import clip_loss

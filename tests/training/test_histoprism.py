@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from hquery.training.bags import SlideBags
 from hquery.training.coherence import pearson_per_gene
 from hquery.training.histoprism import (

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from hquery.training.metrics import (
     chance_recall_at_k,
     recall_at_k,

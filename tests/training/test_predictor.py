@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hquery.retrieval import build_index, resolve_prompts, run_prompt
-from hquery.retrieval.library import Library
+
+from hquery.errors import NotReadyError, PromptError
+from hquery.genesets import resolve_prompts
+from hquery.library import Library
+from hquery.retrieval import build_index, run_prompt
 from hquery.training import AlignmentConfig, train_alignment
 from hquery.training.predictor import load_predictor, train_predictor
-
-from hquery.store import StoreError
 from tests.conftest import copy_store
 
 
@@ -38,11 +39,12 @@ def test_predictor_fits_the_collection_and_scores_slides(store):
 
 
 def test_predictor_refuses_adhoc_sets_and_a_stale_alignment(store, tmp_path):
-    with pytest.raises(StoreError, match="ad-hoc"):
+    with pytest.raises(PromptError, match="ad-hoc"):
         run_prompt(store, resolve_prompts(store, ["CD8A,CD8B,GZMB,PRF1,GZMA"]), method="mlp", record=False)
     stale = copy_store(store, tmp_path / "stale")
     train_predictor(stale, "hallmark")
     train_alignment(stale, config=AlignmentConfig(max_epochs=5, seed=1))
     build_index(stale)
-    with pytest.raises(StoreError, match="run `hquery train --predictor hallmark` again"):
+    with pytest.raises(NotReadyError, match="train it again") as caught:
         run_prompt(stale, resolve_prompts(stale, ["G2M"]), method="mlp", record=False)
+    assert caught.value.needs == "train predictor" and caught.value.context == {"collection": "hallmark"}

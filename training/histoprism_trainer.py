@@ -29,6 +29,10 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from hquery.errors import NotReadyError
+from hquery.genesets import resolve_prompts
+from hquery.library import Library
+from hquery.scoring import match_gene_sets
 from hquery.store import Store, StoreError, utcnow
 from hquery.training.bags import SlideBags, load_slide_bags
 from hquery.training.coherence import (
@@ -40,6 +44,7 @@ from hquery.training.coherence import (
     pearson_per_gene,
 )
 from hquery.training.histoprism import FittedHistoPrism, HistoPrism, HistoPrismConfig, fit_histoprism
+from hquery.training.splits import patient_folds
 
 SETTING = "histoprism_model"
 METHODS = ("histoprism", "no_conditioning", "ridge", "ridge_type")
@@ -63,8 +68,6 @@ def gene_panel(store: Store, spec: str = "hvg:2000") -> GenePanel:
     Variance is taken over every paired profile, without looking at any image; the
     50 most variable genes of the panel are what ``pcc_hvg50`` averages over.
     """
-    from hquery.retrieval.library import Library
-    from hquery.retrieval.prompts import resolve_prompts
 
     kind, _, value = spec.partition(":")
     library = Library(store)
@@ -143,7 +146,6 @@ def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPri
     same pool and returned too. ``on_fit()`` is called as each model finishes.
     """
     from hquery.training.fit import fit_pool
-    from hquery.training.splits import patient_folds
 
     vocabulary = sorted({t for t in bags.cancer_types if t})
     splits = list(patient_folds(bags.patients, folds, config.seed))
@@ -262,8 +264,6 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
     image_encoder
         Whose tile embeddings to read (default: the store's current encoder, frozen or PEKA-adapted).
     """
-    from hquery.retrieval.prompts import resolve_prompts
-    from hquery.retrieval.ssgsea import match_gene_sets
 
     started = time.perf_counter()
     panel = gene_panel(store, genes)
@@ -324,7 +324,7 @@ def load_histoprism(store: Store, version: str | None = None) -> tuple[FittedHis
 
     version = version or store.setting(SETTING)
     if not version:
-        raise StoreError("no HistoPrism model yet; run `hquery train --histoprism`")
+        raise NotReadyError("no HistoPrism model yet; train one first", needs="train histoprism")
     rows = store.query("model", [version])
     if not rows or rows[0][1] != "histoprism":
         raise StoreError(f"no HistoPrism model {version!r}; see `hquery sql \"select version from models\"`")

@@ -1,7 +1,7 @@
 """The two routes to a prompt side by side: retrieval (Soft-kNN, MLP) against prediction (HistoPrism).
 
-``compare_routes`` runs the predictability spectrum (:mod:`hquery.retrieval.spectrum`)
-and HistoPrism's cross-validation (:mod:`hquery.training.expression_model`) on
+``compare_routes`` runs the predictability spectrum (:mod:`hquery.evaluation.spectrum`)
+and HistoPrism's cross-validation (:mod:`hquery.training.histoprism_trainer`) on
 the same patient-level folds of the same paired slides. HistoPrism predicts the
 genes of the collection itself (``collection:NAME``), so every set is scored by
 the same ssGSEA on its held-out predicted profile; the truth for all routes is
@@ -21,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from hquery.evaluation.spectrum import evaluate_prompts, pearson_r, r_squared
+from hquery.genesets import resolve_prompts
+from hquery.scoring import match_gene_sets, ssgsea
 from hquery.store import Store, StoreError
+from hquery.training.bags import load_slide_bags
+from hquery.training.coherence import finite_mean, gene_pathway_coherence
+from hquery.training.heads import AlignmentConfig
+from hquery.training.histoprism import HistoPrismConfig
+from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
+from hquery.training.pairs import load_pairs
 
 ROUTES = ("softknn", "mlp", "histoprism")
 
@@ -55,14 +64,6 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     alignment
         The spectrum's projection-head settings (default ``AlignmentConfig(seed=config.seed)``).
     """
-    from hquery.retrieval.prompts import resolve_prompts
-    from hquery.retrieval.spectrum import evaluate_prompts, pearson_r, r_squared
-    from hquery.retrieval.ssgsea import match_gene_sets, ssgsea
-    from hquery.training.bags import load_slide_bags
-    from hquery.training.coherence import finite_mean, gene_pathway_coherence
-    from hquery.training.expression_model import cross_validate_histoprism, gene_panel
-    from hquery.training.heads import AlignmentConfig
-    from hquery.training.histoprism import HistoPrismConfig
 
     started = time.perf_counter()
     config = config or HistoPrismConfig()
@@ -119,7 +120,6 @@ def _record(store: Store, comparison: RouteComparison) -> Path:
 
 def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
     """The spectrum's pairs and HistoPrism's slides must be the same rows in the same order, or the folds differ."""
-    from hquery.training.pairs import load_pairs
 
     if load_pairs(store, "slide").sample_ids != bag_ids:
         raise StoreError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "

@@ -3,8 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hquery.ingest.genesets import hallmark_sets
-from hquery.retrieval.ssgsea import match_gene_sets, score_gene_sets, ssgsea
+
+from hquery.genesets import hallmark_sets
+from hquery.scoring import match_gene_sets, score_gene_sets, ssgsea
 
 
 def gseapy_es(matrix: np.ndarray, universe: list[str], sets: dict[str, list[str]]) -> np.ndarray:
@@ -92,8 +93,9 @@ def test_missing_genes_are_reported_and_too_few_is_an_error():
 
 
 def test_fast_ranks_match_scipy_with_negatives_zeros_and_ties():
-    from hquery.retrieval.ssgsea import _ranks
     from scipy.stats import rankdata
+
+    from hquery.scoring import _ranks
 
     rng = np.random.default_rng(4)
     x = rng.integers(-3, 4, size=(7, 300)).astype(np.float32) / 2

@@ -1,8 +1,8 @@
 """Gene-set prompt resolution against a real catalog."""
 
 import pytest
-from hquery.ingest.genesets import members_hash
-from hquery.retrieval.prompts import PromptError, resolve_prompts
+
+from hquery.genesets import PromptError, members_hash, resolve_prompts
 
 
 def names(sets):

@@ -34,7 +34,10 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from hquery.ingest import reembed_slides
+from hquery.retrieval.index_builder import build_index
 from hquery.store import Store, StoreError, utcnow
+from hquery.training.alignment_trainer import train_alignment
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import target_ranks
@@ -164,8 +167,7 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
          force: bool, tolerance: float | str, eval_fraction: float, config: AlignmentConfig,
          peka: PEKAConfig | None, device: str, step: Callable[[str], None]) -> None:
     if peka is not None:
-        from hquery.ingest import reembed_slides
-        from hquery.training.adapt import train_peka
+        from hquery.training.peka_trainer import train_peka
 
         report.peka_adapter = train_peka(store, peka, compare=False, device=device).version
         step("fitted the PEKA adapter")
@@ -248,9 +250,6 @@ def _held_out(pairs: Pairs, new: list[int], seen: set[str], fraction: float, for
 
 def _promote(store: Store, report: RefreshReport, config: AlignmentConfig, device: str,
              step: Callable[[str], None]) -> None:
-    from hquery.retrieval import build_index
-    from hquery.training import train_alignment
-
     trained = train_alignment(store, config=config, device=device, workers=1)
     step("fitted the deployable model on every pair")
     report.candidate_model = trained.version

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from hquery.errors import InputError
+from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 from hquery.store import Store, utcnow
 from hquery.training.pairs import TileImages, load_tile_images
 from hquery.training.peka import PEKAConfig, embed_tiles, fit_peka, trainable_fraction
@@ -57,13 +59,11 @@ class PEKAReport:
 
 def frozen_encoder(spec_text: str, device: str = "cpu"):
     """The store's image encoder without any adapter: what PEKA adapts."""
-    from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 
     spec = parse_image_encoder(spec_text).with_adapter(None)
     if not spec.runs_model:
-        from hquery.ingest.errors import IngestError
 
-        raise IngestError(f"the store's image encoder {spec.text} is precomputed features; PEKA needs a timm backbone")
+        raise InputError(f"the store's image encoder {spec.text} is precomputed features; PEKA needs a timm backbone")
     return ImageEncoder(spec, device=device)
 
 
@@ -149,21 +149,3 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
         txn.put_setting(SETTING, version)
     return PEKAReport(version, config.method, tiles.target, len(tiles), len(set(tiles.patients)), fraction, losses,
                       comparison, time.perf_counter() - started)
-
-
-def comparison_table(rows: list[AdapterComparison]) -> list[tuple]:
-    """Printable rows: method, trainable %, PCC mean ± sd, change vs the frozen backbone.
-
-    The change is a difference in PCC, and also relative when the frozen backbone's PCC is positive.
-    """
-    none = next((r.pcc_mean for r in rows if r.method == "none"), None)
-    names = {"none": "None (frozen)", "lora": "LoRA", "miss": "PEKA (MiSS bat)"}
-    out = []
-    for r in rows:
-        change = ""
-        if none is not None and r.method != "none":
-            change = f"{r.pcc_mean - none:+.3f}" + (f" ({(r.pcc_mean / none - 1) * 100:+.1f}%)" if none > 0 else "")
-        out.append((names.get(r.method, r.method), f"{r.trainable_fraction * 100:.1f}%",
-                    f"{r.pcc_mean:.3f} ± {r.pcc_sd:.3f}", change, f"{r.seconds:.0f}s"))
-    return out
-

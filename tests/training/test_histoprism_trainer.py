@@ -2,13 +2,15 @@
 
 import numpy as np
 import pytest
-from hquery.retrieval import resolve_prompts, run_prompt
-from hquery.retrieval.library import GeneSetTooSmall, Library
-from hquery.training.bags import load_slide_bags
-from hquery.training.expression_model import gene_panel, load_histoprism, train_histoprism
-from hquery.training.histoprism import HistoPrismConfig, fit_histoprism
 
+from hquery.errors import GeneSetTooSmall, NotReadyError
+from hquery.genesets import resolve_prompts
+from hquery.library import Library
+from hquery.retrieval import run_prompt
 from hquery.store import StoreError
+from hquery.training.bags import load_slide_bags
+from hquery.training.histoprism import HistoPrismConfig, fit_histoprism
+from hquery.training.histoprism_trainer import gene_panel, load_histoprism, train_histoprism
 from tests.conftest import copy_store
 
 CONFIG = HistoPrismConfig(dim=64, max_epochs=25, patience=25)
@@ -95,7 +97,7 @@ def test_a_gene_set_outside_the_panel_is_a_clear_error(trained):
     store, _ = trained
     fitted, _ = load_histoprism(store)
     outside = [g for g in Library(store).universe if g not in set(fitted.genes)][:8]
-    with pytest.raises(GeneSetTooSmall, match=r"HistoPrism histoprism_\w+'s 1000-gene universe.*--genes collection"):
+    with pytest.raises(GeneSetTooSmall, match=r"HistoPrism histoprism_\w+'s 1000-gene universe.*panel collection:hallmark"):
         run_prompt(store, resolve_prompts(store, [",".join(outside)]), method="histoprism", record=False)
 
 
@@ -104,7 +106,7 @@ def test_bad_panels_and_a_missing_model_are_clear_errors(demo_store, tmp_path):
         gene_panel(demo_store, "top:100")
     with pytest.raises(StoreError, match="N >= 50"):
         gene_panel(demo_store, "hvg:10")
-    with pytest.raises(StoreError, match="run `hquery train --histoprism`"):
+    with pytest.raises(NotReadyError, match="no HistoPrism model yet"):
         load_histoprism(demo_store)
     collection = gene_panel(demo_store, "collection:hallmark")
     assert len(collection.genes) == len(set(collection.genes)) > 1000
@@ -112,6 +114,7 @@ def test_bad_panels_and_a_missing_model_are_clear_errors(demo_store, tmp_path):
 
 def test_cli_trains_and_prompts_with_histoprism(demo_store, tmp_path):
     from click.testing import CliRunner
+
     from hquery.cli import main
 
     store = copy_store(demo_store, tmp_path / "store")
@@ -121,7 +124,7 @@ def test_cli_trains_and_prompts_with_histoprism(demo_store, tmp_path):
         assert result.exit_code == 0, result.output
         return result.output
 
-    out = invoke("train", "--histoprism", "--genes", "hvg:300", "--folds", "2", "--epochs", "3", "--quiet")
+    out = invoke("train", "histoprism", "--panel", "hvg:300", "--folds", "2", "--epochs", "3", "--quiet")
     assert "300 genes (hvg:300)" in out and "now the current one" in out
     for row in ("HistoPrism", "without cross-attention", "ridge on frozen features", "ridge + cancer type"):
         assert row in out

@@ -9,12 +9,13 @@ import sys
 import pytest
 
 from hquery.demo import SIZES
+from hquery.genesets import resolve_prompts
 from hquery.ingest import ingest_cohort
 from hquery.ingest.image_encoders import parse_image_encoder
-from hquery.retrieval import build_index, resolve_prompts, run_prompt
+from hquery.pipelines.refresh import paired_tolerance, parse_interval, refresh, service_model
+from hquery.retrieval import build_index, run_prompt
 from hquery.store import Store, StoreError
 from hquery.training import AlignmentConfig, train_alignment
-from hquery.training.refresh import paired_tolerance, parse_interval, refresh, service_model
 from tests.conftest import copy_store
 
 QUICK = AlignmentConfig(max_epochs=40)
@@ -101,7 +102,7 @@ def test_killed_mid_refresh_the_store_keeps_serving_the_last_promoted_index(batc
     index = store.setting("current_index")
     indexed = [r[0] for r in batches[0].query("slide_samples")][:5]  # first-batch slides, which the index knows
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "hquery.cli", "refresh", "--store", str(store.root)],
+    process = subprocess.Popen([sys.executable, "-m", "hquery", "refresh", "--store", str(store.root)],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     prompted = None
     try:
@@ -129,7 +130,7 @@ def test_every_repeats_the_refresh_until_killed(batches, tmp_path):
     store = copy_store(batches[0], tmp_path / "store")
     index = store.setting("current_index")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "hquery.cli", "refresh", "--every", "2s", "--store",
+    process = subprocess.Popen([sys.executable, "-m", "hquery", "refresh", "--every", "2s", "--store",
                                 str(store.root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     summaries = []
     try:

@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from hquery.cli import main
-from hquery.ingest import IngestError, reembed_slides
+from hquery.errors import NotReadyError
+from hquery.ingest import reembed_slides
 from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 from hquery.ingest.slides import reopen_slide
 from hquery.store import vectors
@@ -26,8 +27,8 @@ def adapted(demo_store, tmp_path_factory):
     """The small demo with a PEKA adapter (default settings, compared first) and its slides re-embedded."""
     store = copy_store(demo_store, tmp_path_factory.mktemp("adapted") / "store")
     frozen = {name: t.version for name, t in store.lance_tables().items()}
-    trained = run("train", "--peka", "--quiet", "--store", store.root)
-    reembedded = run("ingest", "--reembed", "--quiet", "--device", "cpu", "--store", store.root)
+    trained = run("train", "peka", "--quiet", "--store", store.root)
+    reembedded = run("embed", "--quiet", "--device", "cpu", "--store", store.root)
     return store, frozen, trained, reembedded
 
 
@@ -104,12 +105,13 @@ def test_reembedding_again_adds_nothing(adapted):
 
 def test_reembedding_needs_an_adapter(demo_store, tmp_path):
     store = copy_store(demo_store, tmp_path / "store")
-    with pytest.raises(IngestError, match="train one with `hquery train --peka`"):
+    with pytest.raises(NotReadyError, match="no PEKA adapter to re-embed with"):
         reembed_slides(store)
-    with pytest.raises(IngestError, match="no PEKA adapter 'peka_nope'"):
+    with pytest.raises(NotReadyError, match="no PEKA adapter 'peka_nope'"):
         reembed_slides(store, "peka_nope")
-    result = CliRunner().invoke(main, ["ingest", "--store", str(store.root)])
-    assert result.exit_code != 0 and "give a MANIFEST to ingest, or --reembed" in result.output
+    result = CliRunner().invoke(main, ["embed", "--store", str(store.root)])
+    assert result.exit_code == 1 and "no PEKA adapter to re-embed with" in result.output
+    assert "run `hquery train peka`" in result.output
 
 
 def test_without_spots_each_tile_is_taught_by_its_slides_bulk_profile(store, tmp_path):

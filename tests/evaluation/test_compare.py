@@ -1,18 +1,18 @@
-"""`hquery eval --compare`: Soft-kNN, MLP and HistoPrism on the same folds of the small demo."""
+"""`hquery eval compare`: Soft-kNN, MLP and HistoPrism on the same folds of the small demo."""
 
 import json
 
 import numpy as np
 from click.testing import CliRunner
-from hquery.cli import main
 
+from hquery.cli import main
 from tests.conftest import copy_store
 
 
 def test_eval_compare_puts_the_routes_side_by_side(demo_store, tmp_path):
     store = copy_store(demo_store, tmp_path / "store")
     png = tmp_path / "routes.png"
-    result = CliRunner().invoke(main, ["eval", "--compare", "--folds", "2", "--epochs", "8", "--quiet",
+    result = CliRunner().invoke(main, ["eval", "compare", "--folds", "2", "--epochs", "8", "--quiet",
                                        "--plot", str(png), "--format", "json", "--store", str(store.root)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

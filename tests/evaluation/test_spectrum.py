@@ -9,9 +9,9 @@ R² from -0.110 to 0.091. Thresholds keep a margin below those values.
 
 import numpy as np
 import pytest
-from hquery.retrieval.spectrum import evaluate_prompts, plot_spectrum
 
 from hquery.demo import PROGRAMS
+from hquery.evaluation.spectrum import evaluate_prompts, plot_spectrum
 from tests.conftest import copy_store
 
 VISIBLE = [g for p in PROGRAMS if p.visible for g in p.hallmarks]

@@ -30,16 +30,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from hquery.retrieval.library import Library
-from hquery.retrieval.prompts import resolve_prompts
+
+from hquery.genesets import resolve_prompts
+from hquery.library import Library
+from hquery.retrieval.index import build_faiss_index
 from hquery.retrieval.softknn import (
     SoftKNN,
     most_profiles_per_patient,
     skip_own_patient,
 )
-from hquery.training.heads import AlignmentConfig
-
 from hquery.store import Store, StoreError, utcnow, vectors
+from hquery.training.heads import AlignmentConfig
+from hquery.training.pairs import load_pairs
+from hquery.training.splits import patient_folds
 
 METHODS = ("softknn", "mlp")
 
@@ -101,10 +104,7 @@ def evaluate_prompts(
         Write the results to ``prompt_eval_runs`` / ``prompt_eval_results`` / ``prompt_eval_calibration``,
         and the plot (:func:`plot_spectrum`) to the store's ``artifacts/evals/<eval_id>/spectrum.png``.
     """
-    from hquery.retrieval.index import build_faiss_index
     from hquery.training.fit import fit_pool
-    from hquery.training.pairs import load_pairs
-    from hquery.training.splits import patient_folds
 
     started = time.perf_counter()
     knn = knn or SoftKNN()

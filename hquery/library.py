@@ -12,20 +12,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-from hquery.ingest.genesets import GeneSet
-from hquery.retrieval.ssgsea import GeneSetMatch, match_gene_sets, ssgsea
 
+from hquery.errors import GeneSetTooSmall
+from hquery.genesets import GeneSet
+from hquery.scoring import GeneSetMatch, match_gene_sets, ssgsea
 from hquery.store import Store, StoreError, vectors
 
 TABLE = "expression"
 
 
-class GeneSetTooSmall(ValueError):
-    """Fewer of a set's genes are in the library's universe than a score needs."""
-
-
 def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], min_genes: int, whose: str,
-                       hint: str = "") -> list[GeneSetMatch]:
+                       hint: str = "", needs: str | None = None) -> list[GeneSetMatch]:
     """Each set's members in ``universe``; :class:`GeneSetTooSmall`, naming the set, if one has under ``min_genes``."""
     matches = match_gene_sets(universe, {gs.name: gs.members for gs in gene_sets})
     for m in matches:
@@ -34,7 +31,7 @@ def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], mi
             shown = ", ".join(m.missing[:10]) + (" ..." if len(m.missing) > 10 else "")
             raise GeneSetTooSmall(
                 f"gene set {m.name}: only {m.n_found} of its {total} genes are in {whose} {len(universe)}-gene "
-                f"universe, fewer than --min-genes {min_genes} (missing: {shown}){hint}")
+                f"universe, fewer than the minimum of {min_genes} (missing: {shown}){hint}", needs=needs)
     return matches
 
 

@@ -6,14 +6,13 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from hquery.store import Store
 from hquery.training.cv import CVReport, cross_validate
 from hquery.training.fit import fit_alignment, fit_pool
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS
 from hquery.training.pairs import load_pairs
 from hquery.training.registry import model_version, record_model
-
-from hquery.store import Store
 
 SETTING = {"slide": "alignment_model", "tile": "alignment_model_tile"}
 
@@ -77,19 +76,3 @@ def train_alignment(
         txn.put_setting(SETTING[level], version)
     return TrainReport(version, level, len(pairs), len(set(pairs.patients)), cv, history.epochs,
                        time.perf_counter() - started)
-
-
-def recall_table(summary: dict, ks=KS) -> list[tuple]:
-    """Rows ``(direction, metric, aligned, ridge, chance, x ridge, x chance)`` from nested mean/sd metrics."""
-    rows = []
-    for direction in ("he_to_rna", "rna_to_he"):
-        for metric in [f"recall@{k}" for k in ks] + ["mrr", "mean_rank", "median_rank"]:
-            a = summary["aligned"][direction].get(metric)
-            r = summary["ridge"][direction].get(metric)
-            c = summary["chance"][direction].get(metric)
-            if a is None:
-                continue
-            ratio = lambda x: f"{a['mean'] / x['mean']:.1f}x" if x and x["mean"] and metric.startswith(("recall", "mrr")) else ""
-            rows.append((direction, metric, f"{a['mean']:.3f} ± {a['sd']:.3f}", f"{r['mean']:.3f} ± {r['sd']:.3f}",
-                         f"{c['mean']:.3f}" if c else "", ratio(r), ratio(c)))
-    return rows

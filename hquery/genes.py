@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from hquery.ingest.errors import IngestError
+from hquery.errors import InputError
 
 
 def normalise_symbol(symbol: str) -> str:
@@ -39,10 +39,10 @@ def read_hgnc_aliases(path: str | Path) -> dict[str, str]:
     try:
         df = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     except Exception as exc:
-        raise IngestError(f"{path}: cannot read as an HGNC TSV: {exc}") from exc
+        raise InputError(f"{path}: cannot read as an HGNC TSV: {exc}") from exc
     missing = {"symbol", "alias_symbol", "prev_symbol"} - set(df.columns)
     if missing:
-        raise IngestError(f"{path}: not an HGNC complete set; missing columns {sorted(missing)}")
+        raise InputError(f"{path}: not an HGNC complete set; missing columns {sorted(missing)}")
     approved = {normalise_symbol(s) for s in df["symbol"].drop_nulls()}
     claims: dict[str, set[str]] = {}
     for symbol, alias, prev in df.select("symbol", "alias_symbol", "prev_symbol").iter_rows():

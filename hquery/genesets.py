@@ -1,4 +1,9 @@
-"""Turn what a user types after ``--genes`` into gene sets.
+"""Gene sets: the :class:`GeneSet` record, GMT files, the shipped Hallmarks, and prompt resolution.
+
+The 50 MSigDB Hallmark sets (v7.5.1; Liberzon et al., Cell Systems 2015) ship
+with hquery and are added to every new store.
+
+Turning what a user types as a prompt into gene sets (:func:`resolve_prompts`).
 
 A prompt is one of:
 
@@ -10,23 +15,87 @@ A prompt is one of:
   (whitespace- or comma-separated; ``#`` starts a comment).
 
 Symbols are normalised and renamed through the store's aliases, as at ingest.
+
+>>> hallmarks = hallmark_sets()
+>>> len(hallmarks), hallmarks[0].collection
+(50, 'hallmark')
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import hashlib
 import re
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
-from hquery.ingest.genes import resolve_symbols
-from hquery.ingest.genesets import GeneSet, read_gmt
-
+from hquery.errors import InputError, PromptError
+from hquery.genes import resolve_symbols
 from hquery.store import Store
 
+HALLMARK_FILE = "h.all.v7.5.1.symbols.gmt"
+HALLMARK_SOURCE = "MSigDB Hallmark v7.5.1 (Liberzon et al., Cell Systems 2015)"
 
-class PromptError(ValueError):
-    """A prompt that names no gene set, or more than one."""
+
+@dataclasses.dataclass(frozen=True)
+class GeneSet:
+    name: str
+    members: tuple[str, ...]
+    collection: str
+    source: str
+    description: str = ""
+
+    @property
+    def members_hash(self) -> str:
+        return members_hash(self.members)
+
+
+def members_hash(members: Sequence[str]) -> str:
+    """A stable id for a set's membership (order and duplicates do not matter)."""
+    return hashlib.sha256("\n".join(sorted(set(members))).encode()).hexdigest()[:16]
+
+
+def hallmark_path() -> Path:
+    return Path(str(resources.files("hquery").joinpath(f"data/{HALLMARK_FILE}")))
+
+
+def read_gmt(path: str | Path, collection: str | None = None, source: str | None = None) -> list[GeneSet]:
+    """Parse a GMT file: one set a line, ``name<TAB>description<TAB>gene...``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such gene-set file")
+    collection = collection or _collection_from_name(path.name)
+    sets: list[GeneSet] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 3:
+            raise InputError(f"{path}:{lineno}: a GMT line needs a name, a description and genes, tab-separated")
+        name = fields[0].strip()
+        if name in seen:
+            raise InputError(f"{path}:{lineno}: gene set {name} already defined on line {seen[name]}")
+        seen[name] = lineno
+        members = tuple(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
+        if not members:
+            raise InputError(f"{path}:{lineno}: gene set {name} has no genes")
+        sets.append(GeneSet(name, members, collection, source or str(path.name), fields[1].strip()))
+    if not sets:
+        raise InputError(f"{path}: no gene sets found")
+    return sets
+
+
+def _collection_from_name(filename: str) -> str:
+    if filename.startswith("h.all"):
+        return "hallmark"
+    return filename.split(".")[0].lower()
+
+
+def hallmark_sets() -> list[GeneSet]:
+    return read_gmt(hallmark_path(), collection="hallmark", source=HALLMARK_SOURCE)
 
 
 def resolve_prompts(store: Store, prompts: Sequence[str] = (), collection: str | None = None) -> list[GeneSet]:

@@ -1,0 +1,3 @@
+from hquery.cli import main
+
+main()

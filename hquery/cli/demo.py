@@ -1,0 +1,51 @@
+"""``hquery demo``: the synthetic cohort through every step a user takes, each printed as its command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hquery.cli.evaluate import spectrum
+from hquery.cli.ingest import ingest
+from hquery.cli.options import quiet_option, store_option, store_path
+from hquery.cli.prompt import prompt
+from hquery.cli.refresh import refresh
+from hquery.cli.render import RECALL_COLUMNS, print_rows, recall_rows
+from hquery.cli.train import peka
+from hquery.demo import DemoFiles
+
+
+@click.command()
+@click.option("--size", type=click.Choice(["small", "default"]), default="default", show_default=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("hquery-demo"),
+              show_default=True, help="Where the synthetic cohort files are written.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+@store_option
+@click.pass_context
+def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
+    """Generate the synthetic demo cohort, ingest it, train, index, ask a first prompt, evaluate the spectrum,
+    compare PEKA adapters, then ingest a second batch and refresh."""
+    from hquery.pipelines.demo import run_demo
+
+    trained, _ = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
+                          echo=click.echo)
+    click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval recall prints it again):")
+    print_rows(RECALL_COLUMNS, recall_rows(trained.cv.as_dict()))
+    click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
+    ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
+    click.echo("\n$ hquery eval spectrum --collection hallmark")
+    ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
+    click.echo("\n$ hquery train peka")
+    ctx.invoke(peka, quiet=quiet, store_path_=store_path_)
+    files = DemoFiles.at(data_dir)
+    if files.later_manifest is not None:
+        click.echo(f"\n$ hquery ingest {files.later_manifest} --expression {files.later_expression} --name demo")
+        ctx.invoke(ingest, manifest=files.later_manifest, expression=files.later_expression, name="demo", quiet=quiet,
+                   store_path_=store_path_)
+        click.echo("\n$ hquery refresh")
+        ctx.invoke(refresh, store_path_=store_path_)
+
+
+COMMANDS = [demo]

@@ -1,0 +1,101 @@
+"""``hquery ingest``, ``embed``, ``genesets`` and ``genes``: what goes into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hquery.cli.options import device_option, open_store, quiet_option, store_option
+from hquery.cli.render import print_rows
+from hquery.genesets import read_gmt
+from hquery.ingest import (
+    TilingOptions,
+    add_gene_sets,
+    import_gene_aliases,
+    ingest_cohort,
+    list_gene_sets,
+    reembed_slides,
+)
+from hquery.progress import progress_bars
+
+
+@click.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--expression", type=click.Path(path_type=Path), help="Bulk expression file (samples as rows).")
+@click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
+@click.option("--name", help="Cohort name [default: the manifest's file name].")
+@click.option("--encoder", help="Image encoder spec, e.g. timm:vit_small_patch16_224, hf-hub:ORG/NAME, demo-vit.")
+@click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")
+@click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
+@click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
+@click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@device_option("auto")
+@quiet_option
+@store_option
+def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
+           device, quiet, store_path_) -> None:
+    """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
+    store = open_store(store_path_)
+    with progress_bars(not quiet) as progress:
+        report = ingest_cohort(
+            store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
+            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
+            batch_size=batch_size, device=device, progress=progress,
+        )
+    click.echo(report.summary())
+
+
+@click.command()
+@click.option("--adapter", help="PEKA adapter version [default: the store's current one].")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@device_option("auto")
+@quiet_option
+@store_option
+def embed(adapter, batch_size, device, quiet, store_path_) -> None:
+    """Embed every stored slide again with a PEKA adapter, into new tables (the frozen ones stay)."""
+    store = open_store(store_path_)
+    with progress_bars(not quiet) as progress:
+        click.echo(reembed_slides(store, adapter, batch_size=batch_size, device=device, progress=progress).summary())
+
+
+@click.group()
+def genesets() -> None:
+    """List and import gene sets (prompts)."""
+
+
+@genesets.command("list")
+@click.option("--collection", help="Only this collection (e.g. hallmark).")
+@store_option
+def genesets_list(collection, store_path_) -> None:
+    """List the gene sets in the store."""
+    rows = list_gene_sets(open_store(store_path_), collection)
+    print_rows(["name", "collection", "source", "n_genes", "description"], [tuple(r) for r in rows])
+
+
+@genesets.command("add")
+@click.argument("gmt", type=click.Path(path_type=Path))
+@click.option("--collection", help="Collection name [default: from the file name].")
+@store_option
+def genesets_add(gmt, collection, store_path_) -> None:
+    """Import gene sets from a GMT file."""
+    sets = read_gmt(gmt, collection=collection)
+    add_gene_sets(open_store(store_path_), sets)
+    click.echo(f"added {len(sets)} gene sets to collection {sets[0].collection}")
+
+
+@click.group()
+def genes() -> None:
+    """Gene symbols and aliases."""
+
+
+@genes.command("import-aliases")
+@click.argument("hgnc_tsv", type=click.Path(path_type=Path))
+@store_option
+def genes_import_aliases(hgnc_tsv, store_path_) -> None:
+    """Import alias and previous symbols from HGNC's hgnc_complete_set.txt."""
+    click.echo(f"imported {import_gene_aliases(open_store(store_path_), hgnc_tsv)} aliases")
+
+
+COMMANDS = [ingest, embed, genesets, genes]

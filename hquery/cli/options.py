@@ -1,0 +1,71 @@
+"""Options every command group shares, and how they become library arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hquery.retrieval.softknn import SoftKNN
+from hquery.store import Store, default_store_path
+
+store_option = click.option(
+    "--store",
+    "store_path_",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store directory [env HQUERY_STORE; default ./hquery-store].",
+)
+
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+seed_option = click.option("--seed", type=int, default=0, show_default=True)
+
+epochs_option = click.option("--epochs", type=int, default=None, help="The most epochs of each fit.")
+
+workers_option = click.option("--workers", type=int, default=None,
+                              help="Processes fitting side by side [default: the CPUs available]; "
+                                   "results do not depend on it.")
+
+folds_option = click.option("--folds", type=int, default=5, show_default=True, help="Patient-level folds.")
+
+collection_option = click.option("--collection", default="hallmark", show_default=True,
+                                 help="A gene-set collection (prompt), e.g. hallmark.")
+
+
+def device_option(default: str):
+    return click.option("--device", default=default, show_default=True, help="cpu, cuda, or auto (CUDA when present).")
+
+
+def knn_options(command):
+    """``--k`` and ``--tau``: the Soft-kNN neighbours and softmax temperature."""
+    command = click.option("--tau", type=float, default=0.05, show_default=True,
+                           help="Softmax temperature of the neighbour weights.")(command)
+    return click.option("--k", "k", type=int, default=32, show_default=True, help="Neighbours retrieved per query.")(
+        command)
+
+
+def open_store(path: Path | None) -> Store:
+    """The store at ``--store`` (or ``$HQUERY_STORE``, or ``./hquery-store``)."""
+    return Store.open(path if path is not None else default_store_path())
+
+
+def store_path(path: Path | None) -> Path:
+    return path if path is not None else default_store_path()
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names pass through."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def soft_knn(k: int, tau: float):
+    """A :class:`~hquery.retrieval.softknn.SoftKNN`, with a bad ``k``/``tau`` reported as a usage error."""
+    try:
+        return SoftKNN(k, tau)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc

@@ -1,0 +1,102 @@
+"""``hquery index``, ``prompt`` and ``map``: answering gene-set prompts from the aligned library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hquery.cli.options import knn_options, open_store, soft_knn, store_option
+from hquery.cli.render import FORMATS, print_prompt, write_table
+from hquery.genesets import resolve_prompts
+from hquery.retrieval.prompt import run_prompt
+from hquery.retrieval.tilemap import render_tile_map
+
+genes_option = click.option(
+    "--genes", "prompts", multiple=True, metavar="PROMPT",
+    help="A gene-set name (or unambiguous prefix: HALLMARK_G2M, G2M), GENE,GENE,... or @FILE "
+         "(.gmt or a list of symbols). Repeat for several.")
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
+              help="auto: exact (flat) up to --approximate-above vectors, HNSW beyond.")
+@click.option("--approximate-above", type=int, default=200_000, show_default=True)
+@click.option("--model", "version", help="Alignment model version [default: the current one].")
+@store_option
+def index(kind, approximate_above, version, store_path_) -> None:
+    """Project the RNA library with the alignment model and build the FAISS index."""
+    from hquery.retrieval.index_builder import build_index
+
+    report = build_index(open_store(store_path_), kind=kind, approximate_above=approximate_above,
+                         model_version=version)
+    recall = f", recall@10 vs exact {report.recall_vs_exact:.3f}" if report.recall_vs_exact is not None else ""
+    click.echo(f"index {report.version}: {report.n_vectors} RNA profiles x {report.dim} dims, {report.kind}"
+               f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")
+
+
+@click.command()
+@genes_option
+@click.option("--collection", help="Every gene set of a collection, e.g. hallmark.")
+@click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
+@knn_options
+@click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
+              help="Average the neighbours' scores, or their expression and then score it.")
+@click.option("--method", type=click.Choice(["softknn", "mlp", "histoprism"]), default="softknn", show_default=True,
+              help="Soft-kNN over the RNA library, the collection's trained MLP (`hquery train predictor`), or "
+                   "ssGSEA on the expression HistoPrism predicts (`hquery train histoprism`).")
+@click.option("--cohort", help="Only slides of this cohort.")
+@click.option("--samples", help="Only these sample ids (comma-separated).")
+@click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
+@click.option("--min-genes", type=int, default=5, show_default=True,
+              help="A gene set with fewer genes in the library is an error.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
+@store_option
+def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
+           store_path_) -> None:
+    """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library (or by --method).
+
+    Each run is recorded in the catalog: `hquery sql "select * from prompt_results"`.
+    """
+    store = open_store(store_path_)
+    knn = soft_knn(k, tau)
+    run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn, aggregate=aggregate,
+                     method=method, cohort=cohort,
+                     samples=[s.strip() for s in samples.split(",") if s.strip()] if samples else None,
+                     where=where, min_genes=min_genes)
+    if fmt != "table" or out:
+        write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
+    if fmt == "table":
+        print_prompt(run, level, limit, shown_all=out is not None)
+    for note in run.notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    cached = ("scored by the trained MLP" if method == "mlp" else
+              "ssGSEA on HistoPrism's predicted expression" if method == "histoprism" else
+              "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)")
+    click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
+
+
+@click.command("map")
+@click.argument("sample")
+@click.option("--genes", "prompts", multiple=True, required=True, metavar="PROMPT",
+              help="As for `hquery prompt`; one PNG per gene set.")
+@knn_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="PNG path [default: SAMPLE_GENESET.png]; with several gene sets, a folder.")
+@store_option
+def tile_map(sample, prompts, k, tau, out, store_path_) -> None:
+    """Draw a slide's tile-level scores for a gene set as a heatmap over the slide (PNG)."""
+    store = open_store(store_path_)
+    gene_sets = resolve_prompts(store, prompts)
+    run = run_prompt(store, gene_sets, level="tile", knn=soft_knn(k, tau), samples=[sample])
+    for gs in gene_sets:
+        name = f"{sample}_{gs.name.replace(':', '_').replace(',', '_')}.png"
+        path = (out / name if len(gene_sets) > 1 else out) if out else Path(name)
+        render_tile_map(store, sample, run.results, gs.name, path)
+        click.echo(f"{gs.name}: {path}")
+    click.echo(f"run {run.run_id}: {run.results.num_rows} tile scores")
+
+
+COMMANDS = [index, prompt, tile_map]

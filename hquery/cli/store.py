@@ -1,0 +1,86 @@
+"""``hquery init``, ``status``, ``sql`` and ``doctor``: the store itself and the installation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from hquery.cli.options import open_store, store_option, store_path
+from hquery.cli.render import FORMATS, print_rows, write_table
+from hquery.ingest import init_store
+
+
+@click.command()
+@store_option
+def init(store_path_: Path | None) -> None:
+    """Create a store (with the Hallmark gene sets and gene aliases)."""
+    path = store_path(store_path_)
+    created = init_store(path)
+    click.echo(f"{'created store at' if created else 'store already exists at'} {path}")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@store_option
+def status(fmt, store_path_) -> None:
+    """Cohorts, counts, encoders, Lance versions and store size."""
+    summary = open_store(store_path_).summary()
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
+        return
+    click.echo(f"store {summary.store}  ({summary.size_bytes / 2**20:.1f} MiB)")
+    click.echo("  " + ", ".join(f"{v} {k}" for k, v in summary.counts.items()))
+    print_rows(["cohort", "samples", "patients", "pairs", "reference", "query", "cancer types"],
+               [tuple(c.values()) for c in summary.cohorts])
+    print_rows(["encoder", "kind", "spec", "dim", "created"], [tuple(e.values()) for e in summary.encoders])
+    print_rows(["lance table", "version", "rows"],
+               [(name, t["version"], t["rows"]) for name, t in summary.lance_tables.items()])
+
+
+@click.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+@store_option
+def sql(query, fmt, out, store_path_) -> None:
+    """Run a read-only SQL QUERY over the catalog, its views and the Lance tables."""
+    write_table(open_store(store_path_).sql(query), fmt, out)
+
+
+REQUIRED = ("torch", "timm", "peft", "pylance", "duckdb")
+
+
+@click.command()
+def doctor() -> None:
+    """Check the installation: library versions, GPUs, OpenSlide."""
+    from importlib import metadata
+
+    ok = True
+    for dist in ("torch", "torchvision", "timm", "peft", "faiss-cpu", "faiss-gpu-cu12", "pylance", "duckdb",
+                 "polars", "pyarrow", "scikit-learn", "gseapy", "openslide-python", "openslide-bin", "anndata"):
+        try:
+            click.echo(f"{dist:18} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            ok = ok and dist not in REQUIRED
+            click.echo(f"{dist:18} not installed")
+    import faiss
+    import torch
+
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+    click.echo(f"faiss GPUs         {gpus}{'' if hasattr(faiss, 'StandardGpuResources') else ' (CPU build)'}")
+    click.echo(f"torch CUDA         {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+    try:
+        import openslide
+
+        click.echo(f"OpenSlide library  {openslide.__library_version__}")
+    except Exception as exc:  # missing extra or missing shared library: report, don't fail
+        click.echo(f"OpenSlide library  unavailable ({exc}); whole-slide images need pip install 'hquery[wsi]'")
+    if not ok:
+        sys.exit(1)
+
+
+COMMANDS = [init, status, sql, doctor]

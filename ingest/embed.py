@@ -1,0 +1,188 @@
+"""Slide embeddings: tiles through an image encoder into Lance, and the stored slides again with a PEKA adapter.
+
+:func:`embed_slides` streams tile embeddings into a transaction (bounded memory)
+and writes each slide's mean; :func:`reembed_slides` reopens every stored slide
+and embeds it with the backbone plus an adapter, into new tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from hquery.errors import InputError, NotReadyError
+from hquery.ingest.image_encoders import ImageEncoder, ImageEncoderSpec, parse_image_encoder
+from hquery.ingest.slides import FeatureFile, SlideSource, reopen_slide
+from hquery.store import Store, Transaction, utcnow, vector_table
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""``progress(description, total)`` returns an ``advance(n)`` callback."""
+
+
+def no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources: list[tuple[str, SlideSource]],
+                  batch_size: int, device: str, progress: Progress, explicit: bool) -> int:
+    """Stream tile embeddings into Lance (bounded memory) and write each slide's mean embedding."""
+    version = spec.version
+    if spec.runs_model:
+
+        encoder = ImageEncoder(spec, device=device, adapter_dir=adapter_dir(store, spec.adapter))
+        dim, params = encoder.dim, encoder.params
+    else:
+        encoder = None
+        dim, params = sources[0][1].dim, {"spec": spec.text}
+    total = sum(s.n_tiles for _, s in sources)
+    advance = progress(f"embedding {total} tiles ({version})", total)
+    sums: dict[str, np.ndarray] = {}
+    schema = pa.schema([
+        ("sample_id", pa.string()), ("tile_index", pa.int32()), ("x", pa.int64()), ("y", pa.int64()),
+        ("embedding", pa.list_(pa.float32(), dim)),
+    ])
+
+    failures: list[BaseException] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for sid, ids, coords, emb in tile_embeddings(sources, encoder, batch_size):
+                sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
+                advance(len(ids))
+                yield pa.RecordBatch.from_arrays([
+                    pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
+                    pa.array(coords[:, 0]), pa.array(coords[:, 1]),
+                    pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
+                ], schema=schema)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    try:
+        txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
+                        kind="tile_embeddings", encoder=version)
+    except Exception:
+        if failures:  # Lance wraps errors raised while it pulls batches; surface the original one
+            raise failures[0] from None
+        raise
+    means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
+    slide_table = vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
+    slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))
+    txn.write_lance(f"slide_embeddings__{version}", slide_table, kind="slide_embeddings", encoder=version)
+    if not store.query("encoder", [version]):
+        txn.insert("encoders", pa.Table.from_pylist([{
+            "version": version, "kind": "image", "spec": spec.text, "params": json.dumps(params), "dim": dim,
+            "artifact_path": None, "created_at": utcnow(),
+        }]))
+    if explicit or store.setting("image_encoder") is None:
+        txn.put_setting("image_encoder", version)
+        txn.put_setting("image_encoder_spec", spec.text)
+    return total
+
+
+def adapter_dir(store: Store, adapter: str | None) -> Path | None:
+    if not adapter:
+        return None
+    rows = store.query("model", [adapter])
+    if not rows or rows[0][1] != "peka":
+        raise NotReadyError(f"no PEKA adapter {adapter!r} in the store; train one first", needs="train peka")
+    return store.artifact_path(rows[0][7]) / "adapter"
+
+
+@dataclasses.dataclass
+class ReembedReport:
+    image_encoder: str
+    adapter: str | None
+    n_slides: int
+    n_skipped: int
+    n_tiles: int
+    seconds: float
+
+    def summary(self) -> str:
+        if not self.n_slides:
+            return f"every slide is already embedded with {self.image_encoder}; now the current image encoder"
+        return (f"re-embedded {self.n_slides} slides ({self.n_tiles} tiles) with {self.image_encoder} in "
+                f"{self.seconds:.1f}s; {self.n_skipped} already there; now the current image encoder")
+
+
+def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int = 64, device: str = "auto",
+                   progress: Progress = no_progress) -> ReembedReport:
+    """Embed every stored slide again with the store's backbone plus PEKA ``adapter``, into new tables.
+
+    The frozen embeddings are never touched: the adapted ones land in
+    ``tile_embeddings__<version>`` and ``slide_embeddings__<version>`` of an
+    encoder version that names the adapter, which becomes the current image
+    encoder (train the alignment again afterwards). It is one transaction: a
+    failed or killed run leaves nothing behind. Slides already embedded with that
+    version are skipped, so running it again after an ingest embeds only the new ones.
+
+    Parameters
+    ----------
+    adapter
+        A PEKA model version; default: the store's current one (``hquery train --peka``).
+        ``None`` with no current adapter is an error.
+    """
+
+    started = time.perf_counter()
+    adapter = adapter or store.setting("peka_adapter")
+    if not adapter:
+        raise NotReadyError("no PEKA adapter to re-embed with; train one first", needs="train peka")
+    base = store.setting("image_encoder_spec")
+    if not base:
+        raise InputError("the store has no slides to re-embed")
+    spec = parse_image_encoder(base).with_adapter(adapter)
+    adapter_dir(store, adapter)
+    done = set()
+    existing = store.dataset(f"slide_embeddings__{spec.version}")
+    if existing is not None:
+        done = set(existing.to_table(columns=["sample_id"])["sample_id"].to_pylist())
+    todo = [r[0] for r in store.query("slide_samples") if r[0] not in done]
+    with store.reading():
+        sources = [(sid, reopen_slide(store, sid)) for sid in todo]
+    n_tiles = 0
+    with store.transaction() as txn:
+        if sources:
+            n_tiles = embed_slides(store, txn, spec, sources, batch_size, device, progress, explicit=True)
+        else:
+            txn.put_setting("image_encoder", spec.version)
+            txn.put_setting("image_encoder_spec", spec.text)
+    return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
+
+
+def tile_embeddings(sources: list[tuple[str, SlideSource]], encoder, batch_size: int
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(sample_id, tile_indices, coords, embeddings)`` chunks; images are batched across slides."""
+    if encoder is None:
+        for sid, src in sources:
+            assert isinstance(src, FeatureFile)
+            for ids, feats in src.iter_features(batch_size):
+                yield sid, ids, src.coords[ids], feats
+        return
+    pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    count = 0
+
+    def flush():
+        embedded = encoder.embed(np.concatenate([p[3] for p in pending]))
+        start = 0
+        for sid, ids, coords, _ in pending:
+            yield sid, ids, coords, embedded[start : start + len(ids)]
+            start += len(ids)
+
+    for sid, src in sources:
+        for ids, images in src.iter_tiles(batch_size):
+            if pending and pending[0][3].shape[1:] != images.shape[1:]:
+                yield from flush()
+                pending, count = [], 0
+            pending.append((sid, ids, src.coords[ids], images))
+            count += len(ids)
+            if count >= batch_size:
+                yield from flush()
+                pending, count = [], 0
+    if pending:
+        yield from flush()

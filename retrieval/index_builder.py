@@ -1,0 +1,124 @@
+"""Build an index version: project the RNA library with an alignment model, index it, make it current.
+
+``hquery index`` projects every stored RNA profile (pairs and reference
+library) with the current alignment model, writes the projected vectors to
+Lance, builds a FAISS index and only then switches the catalog's current
+pointer, so readers never see a half-built index. Exact inner product
+(``IndexFlatIP``) is the default; above ``approximate_above`` vectors an HNSW
+or IVF index is built and its recall against exact search is reported. The
+slides and tiles are projected through the image head too, so prompts need no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
+from hquery.retrieval.softknn import most_profiles_per_patient
+from hquery.store import Store, StoreError, utcnow
+from hquery.store import vectors as as_matrix
+from hquery.training.fit import project
+from hquery.training.registry import load_model
+
+NEIGHBOURS_CACHED = 64
+"""Each stored slide's nearest library profiles are kept with the index (plus room to skip its own patient's),
+so a prompt with ``k`` up to this needs no search."""
+
+
+@dataclasses.dataclass
+class IndexReport:
+    version: str
+    model_version: str
+    kind: str
+    n_vectors: int
+    dim: int
+    recall_vs_exact: float | None
+    on_gpu: bool
+    seconds: float
+
+
+def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 200_000,
+                model_version: str | None = None) -> IndexReport:
+    """Project the RNA library with an alignment model, index it and make it current."""
+    import faiss
+
+
+    started = time.perf_counter()
+    model, record = load_model(store, model_version)
+    rna_encoder = record["params"]["rna_encoder"]
+    table = store.dataset(f"rna_embeddings__{rna_encoder}")
+    if table is None:
+        raise StoreError(f"no RNA embeddings for encoder {rna_encoder}, which model {record['version']} was trained on")
+    library = table.to_table(columns=["sample_id", "embedding"])
+    projected = project(model, rna=as_matrix(library["embedding"]))
+    n, d = projected.shape
+    if kind == "auto":
+        kind = "flat" if n <= approximate_above else "hnsw"
+    index = build_faiss_index(projected, kind)
+    recall = recall_against_exact(index, projected) if kind != "flat" else None
+    snapshot = {f"rna_embeddings__{rna_encoder}": store.lance_tables()[f"rna_embeddings__{rna_encoder}"].version}
+    version = f"idx_{record['version'].removeprefix('align_')}_{kind}_{n}"
+    with store.transaction() as txn:
+        folder = txn.stage_artifact(f"indexes/{version}")
+        faiss.write_index(index, str(folder / "index.faiss"))
+        (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
+        slides = store.dataset(f"slide_embeddings__{record['params']['image_encoder']}")
+        if slides is not None:
+            _save_slide_neighbours(folder, index, model, slides.to_table(columns=["sample_id", "embedding"]),
+                                   min(n, NEIGHBOURS_CACHED + _max_per_patient(store, library["sample_id"].to_pylist())))
+        vectors_table = pa.table({
+            "sample_id": library["sample_id"].cast(pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
+        })
+        txn.write_lance(f"rna_projected__{record['version']}", vectors_table, kind="rna_projected",
+                        encoder=record["version"], mode="overwrite")
+        for level in ("slide", "tile"):
+            source = store.dataset(f"{level}_embeddings__{record['params']['image_encoder']}")
+            if source is not None:
+                txn.write_lance(f"{level}_projected__{record['version']}", _projected_batches(model, source, level),
+                                kind=f"{level}_projected", encoder=record["version"], mode="overwrite")
+        txn.insert("index_versions", pa.Table.from_pylist([{
+            "version": version, "model_version": record["version"], "kind": kind, "path": f"indexes/{version}",
+            "n_vectors": n, "params": json.dumps({"dim": d, "data": snapshot}),
+            "metrics": json.dumps({"recall_vs_exact@10": recall}), "created_at": utcnow(),
+        }]))
+        txn.put_setting("current_index", version)
+    return IndexReport(version, record["version"], kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
+
+
+def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
+
+    patient_of = dict(store.query("sample_patients"))
+    return most_profiles_per_patient(np.array([patient_of[s] for s in sample_ids]))
+
+
+def _save_slide_neighbours(folder, index, model, slides: pa.Table, width: int) -> None:
+
+    queries = project(model, image=as_matrix(slides["embedding"]))
+    similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
+    np.savez(folder / "slide_neighbours.npz", sample_ids=np.array(slides["sample_id"].to_pylist()),
+             positions=positions.astype(np.int32), similarities=similarities)
+
+
+def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:
+    """Slide or tile embeddings through the image head, streamed, so prompts need no torch."""
+
+    keys = ["sample_id"] + (["tile_index"] if level == "tile" else [])
+    dim = model.image_head.net[-1].out_features
+    schema = pa.schema([pa.field("sample_id", pa.string())]
+                       + ([pa.field("tile_index", pa.int32())] if level == "tile" else [])
+                       + [pa.field("vector", pa.list_(pa.float32(), dim))])
+
+    def batches():
+        for batch in dataset.to_batches(columns=keys + ["embedding"], batch_size=batch_size):
+            projected = project(model, image=as_matrix(batch["embedding"]))
+            columns = [batch[k].cast(schema.field(k).type) for k in keys]
+            yield pa.RecordBatch.from_arrays(
+                columns + [pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), dim)], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
