@@ -1,10 +1,10 @@
-# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# Two entry points: `make demo` and `make test` (CI). Both create .venv on first use; `make test-fast` is the unit tier.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/hquery demo --store hquery-store --data hquery-demo
 
-test: install
+lint: install
+	$(PY) tools/lint_imports.py
+
+test: lint
 	$(PY) -m pytest -q
+
+test-fast: lint
+	$(PY) -m pytest -q -m "not e2e"
 
 bench: install
 	$(PY) benchmarks/ingest_features.py

@@ -82,7 +82,7 @@ def main() -> None:
         gib = n * args.dim * 4 / 2**30
         print(f"cohort: {args.slides} slides x {args.tiles} tiles x {args.dim} dims = {n} tiles, {gib:.2f} GiB of features")
         base_s, base_mem = timed_child([sys.executable, "-c", BASELINE, str(root / "cohort"), str(root / "naive.lance")])
-        hq = [sys.executable, "-m", "hquery.cli"]
+        hq = [sys.executable, "-m", "hquery"]
         subprocess.run(hq + ["init", "--store", str(root / "store")], check=True, stdout=subprocess.DEVNULL)
         hq_s, hq_mem = timed_child(hq + ["ingest", str(manifest), "--encoder", "precomputed:bench", "--quiet",
                                          "--batch-size", "4096", "--store", str(root / "store")])

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 
 from hquery.errors import InputError
@@ -37,6 +36,8 @@ def read_hgnc_aliases(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     try:
+        import polars as pl
+
         df = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     except Exception as exc:
         raise InputError(f"{path}: cannot read as an HGNC TSV: {exc}") from exc

@@ -100,31 +100,32 @@ def hallmark_sets() -> list[GeneSet]:
 
 def resolve_prompts(store: Store, prompts: Sequence[str] = (), collection: str | None = None) -> list[GeneSet]:
     """Gene sets for each prompt (in order, duplicates dropped), plus every set of ``collection``."""
-    aliases = dict(store.query("gene_aliases"))
+    aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
     names = store.query("gene_set_names")
     wanted: list[GeneSet] = []
     for prompt in prompts:
         prompt = prompt.strip()
         if not prompt:
-            raise PromptError("an empty --genes prompt; give a gene-set name, genes separated by commas, or @FILE")
+            raise PromptError("an empty prompt; give a gene-set name, genes separated by commas, or @FILE")
         if prompt.startswith("@"):
             wanted += _from_file(Path(prompt[1:]), aliases)
         elif "," in prompt:
-            wanted.append(_adhoc([g for g in prompt.split(",") if g.strip()], aliases, "--genes"))
+            wanted.append(_adhoc([g for g in prompt.split(",") if g.strip()], aliases, "prompt"))
         else:
             wanted += _catalog_sets(store, [_match_name(prompt, names)])
     if collection:
         rows = store.query("gene_sets_of_collection", [collection])
         if not rows:
-            known = sorted({c for _, c in names})
+            known = sorted({r.collection for r in names})
             raise PromptError(f"no gene sets in collection {collection!r}; known collections: {', '.join(known)}")
-        wanted += [GeneSet(name, tuple(members), coll, "catalog") for name, coll, members, _ in rows]
+        wanted += [_catalog_set(r) for r in rows]
     if not wanted:
-        raise PromptError("no prompt: give --genes NAME|GENE,GENE,...|@FILE or --collection NAME")
+        raise PromptError("no prompt: give a gene-set name, GENE,GENE,..., @FILE or a collection")
     return list({gs.name: gs for gs in wanted}.values())
 
 
-def _match_name(prompt: str, names: list[tuple[str, str]]) -> str:
+def _match_name(prompt: str, rows: list[tuple[str, str]]) -> str:
+    names = [(r.name, r.collection) for r in rows]
     query = prompt.upper()
     exact = [n for n, _ in names if n.upper() == query]
     if exact:
@@ -139,7 +140,7 @@ def _match_name(prompt: str, names: list[tuple[str, str]]) -> str:
                                       cutoff=0.5)
     by_upper = {n.upper(): n for n, _ in names} | {_short(n, c): n for n, c in names}
     hint = f"; closest: {', '.join(dict.fromkeys(by_upper[c] for c in close))}" if close else ""
-    raise PromptError(f"no gene set named {prompt!r}{hint}. `hquery genesets list` shows them all; "
+    raise PromptError(f"no gene set named {prompt!r}{hint}. The gene_sets table lists them all; "
                       f"for an ad-hoc set give genes separated by commas")
 
 
@@ -151,8 +152,11 @@ def _short(name: str, collection: str) -> str:
 
 
 def _catalog_sets(store: Store, names: list[str]) -> list[GeneSet]:
-    return [GeneSet(name, tuple(members), coll, "catalog") for name, coll, members, _ in
-            store.query("gene_sets_in", [names])]
+    return [_catalog_set(r) for r in store.query("gene_sets_in", [names])]
+
+
+def _catalog_set(row) -> GeneSet:
+    return GeneSet(row.name, tuple(row.members), row.collection, "catalog")
 
 
 def _adhoc(symbols: Sequence[str], aliases: dict[str, str], source: str, name: str | None = None) -> GeneSet:

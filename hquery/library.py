@@ -15,10 +15,11 @@ import pyarrow as pa
 
 from hquery.errors import GeneSetTooSmall
 from hquery.genesets import GeneSet
+from hquery.names import EXPRESSION
 from hquery.scoring import GeneSetMatch, match_gene_sets, ssgsea
 from hquery.store import Store, StoreError, vectors
 
-TABLE = "expression"
+TABLE = EXPRESSION
 
 
 def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], min_genes: int, whose: str,
@@ -44,7 +45,7 @@ class Library:
             raise StoreError("the store has no expression profiles yet; ingest RNA-seq first")
         self.store = store
         self.version = table.version
-        self.universe = [row[0] for row in store.query("gene_universe")]
+        self.universe = [row.symbol for row in store.query("gene_universe")]
         self.sample_ids = store.dataset(TABLE).to_table(columns=["sample_id"])["sample_id"].to_pylist()
         self.row = {sid: i for i, sid in enumerate(self.sample_ids)}
         self._expression: np.ndarray | None = None
@@ -71,8 +72,8 @@ class Library:
         """Scores found in the cache (read-only), and the columns still to compute."""
         hashes = [gs.members_hash for gs in gene_sets]
         cached: dict[str, dict[str, float]] = {}
-        for members_hash, sample_id, es in self.store.query("library_scores", [self.version, hashes]):
-            cached.setdefault(members_hash, {})[sample_id] = es
+        for row in self.store.query("library_scores", [self.version, hashes]):
+            cached.setdefault(row.members_hash, {})[row.sample_id] = row.es
         out = np.full((len(self), len(gene_sets)), np.nan)
         todo = []
         for j, h in enumerate(hashes):

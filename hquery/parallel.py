@@ -1,10 +1,59 @@
-"""How much parallelism this process may use (no heavy imports, so any stage can ask)."""
+"""Parallelism without heavy imports: how many CPUs this process may use, and a pool that runs jobs side by side.
+
+Every cross-validation (alignment folds, the spectrum, HistoPrism) runs its fits
+through :func:`worker_pool` and :func:`run_jobs`, so they share one recipe: each
+job is seeded on its own, and the results are the same with or without a pool.
+
+>>> with worker_pool(1) as pool:
+...     list(run_jobs(pool, pow, [(2, 3), (3, 2)]))
+[8, 9]
+"""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int | None = None, device: str = "cpu") -> Iterator[Executor | None]:
+    """Worker processes that fit models side by side, or ``None`` to fit in-process.
+
+    ``workers`` defaults to the CPUs this process may use. On CUDA, or with one
+    worker, there is no pool: the GPU is shared and a pool would only add start-up.
+    Workers are spawned (not forked), which is safe after torch has started threads.
+    """
+    workers = available_cpus() if workers is None else workers
+    if device != "cpu" or workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def submit(pool: Executor | None, fn: Callable, *args) -> Future:
+    """``fn(*args)`` on ``pool``, or right now in this process when there is none; a future either way."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    future: Future = Future()
+    future.set_result(fn(*args))
+    return future
+
+
+def run_jobs(pool: Executor | None, fn: Callable, jobs: Iterable[tuple]) -> Iterator:
+    """``fn(*job)`` for each job, yielded in the jobs' order; all submitted at once when there is a pool."""
+    if pool is None:
+        for job in jobs:
+            yield fn(*job)
+        return
+    futures = [pool.submit(fn, *job) for job in jobs]
+    for future in futures:
+        yield future.result()

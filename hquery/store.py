@@ -48,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from hquery import __version__
-from hquery.errors import StoreError
+from hquery.errors import InputError, NotReadyError, StoreError
 from hquery.names import Pointer
 
 MARKER = "hquery-store.json"
@@ -173,7 +173,7 @@ class Store:
             return cls.open(root)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(
-                f"{root} exists and is not an empty directory; hquery init needs a new or empty directory"
+                f"{root} exists and is not an empty directory; a new store needs a new or empty directory"
             )
         root.mkdir(parents=True, exist_ok=True)
         (root / LANCE_DIR).mkdir()
@@ -195,12 +195,11 @@ class Store:
         """Open an existing store, migrating its catalog if this hquery is newer."""
         root = Path(root)
         if not root.exists():
-            raise StoreError(f"no hquery store at {root}; create one with `hquery init --store {root}`")
+            raise NotReadyError(f"no hquery store at {root}; create one there first", needs="init", store=str(root))
         marker = root / MARKER
         if not marker.exists():
             raise StoreError(
-                f"{root} is not an hquery store (no {MARKER}); point --store (or HQUERY_STORE) at a "
-                f"directory made by `hquery init`"
+                f"{root} is not an hquery store (no {MARKER}); open a directory that was made as a store"
             )
         try:
             info = json.loads(marker.read_text())
@@ -239,7 +238,7 @@ class Store:
 
     def schema_version(self) -> int:
         with self.connect() as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            tables = {r.table_name for r in _named_rows(con.execute("SELECT table_name FROM information_schema.tables"))}
             if "schema_version" not in tables:
                 return 0
             return con.execute(_queries()["schema_version"]).fetchall()[0][0]
@@ -308,10 +307,10 @@ class Store:
         """Slide samples matching a user's SQL predicate over ``samples`` columns (read-only)."""
         with self.connect() as con:
             try:
-                rows = con.execute(_queries()["slide_samples_where"].format(predicate=predicate)).fetchall()
+                rows = _named_rows(con.execute(_queries()["slide_samples_where"].format(predicate=predicate)))
             except duckdb.Error as exc:
-                raise StoreError(f"--where {predicate!r}: {exc}") from exc
-        return [r[0] for r in rows]
+                raise InputError(f"the sample filter {predicate!r} is not valid SQL over samples: {exc}") from exc
+        return [r.sample_id for r in rows]
 
     def setting(self, key: str) -> str | None:
         rows = self.query("get_setting", [key])
@@ -361,7 +360,7 @@ class Store:
         tables = self.lance_tables()
         for table in tables.values():
             out[table.name] = self.dataset(table.name)
-        defaults = {"image": self.setting("image_encoder"), "rna": self.setting("rna_encoder")}
+        defaults = {"image": self.pointer(Pointer.IMAGE_ENCODER), "rna": self.pointer(Pointer.RNA_ENCODER)}
         for table in tables.values():
             prefix, _, encoder = table.name.partition("__")
             if encoder and encoder in (defaults["image"], defaults["rna"]) and prefix not in out:

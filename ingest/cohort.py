@@ -28,6 +28,7 @@ from hquery.ingest.image_encoders import (
 from hquery.ingest.manifest import ManifestRow, read_manifest
 from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, load_rna_encoder
 from hquery.ingest.slides import SlideSource, TilingOptions, open_slide
+from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table, encoder_artifact
 from hquery.store import Store, Transaction, utcnow, vector_table, vectors
 
 __all__ = ["IngestReport", "ingest_cohort"]
@@ -111,6 +112,14 @@ def ingest_cohort(
     IngestReport
         Counts, encoders used and timings. Re-running an ingest whose samples are
         all stored unchanged returns ``n_new == 0`` and writes nothing.
+
+    Examples
+    --------
+    >>> report = ingest_cohort(store, manifest, expression=expression, encoder=TINY_VIT)
+    >>> report.n_new, report.n_pairs
+    (36, 30)
+    >>> ingest_cohort(store, manifest, expression=expression).n_new
+    0
     """
     started = time.perf_counter()
     started_at = utcnow()
@@ -118,7 +127,7 @@ def ingest_cohort(
     cohort = name or manifest.stem
     rows = read_manifest(manifest)
     by_id = {r.sample_id: r for r in rows}
-    aliases = dict(store.query("gene_aliases"))
+    aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
 
     bulk = read_expression(expression, units, aliases) if expression else None
     if bulk is not None:
@@ -138,7 +147,7 @@ def ingest_cohort(
         for sid in set(spot.sample_ids) - set(sources):
             raise InputError(f"{spot.source}: spots for sample {sid}, which has no slide_path in {manifest}")
 
-    universe = [r[0] for r in store.query("gene_universe")]
+    universe = [r.symbol for r in store.query("gene_universe")]
     new_universe = not universe and bulk is not None
     if new_universe:
         universe = sorted(bulk.genes)
@@ -157,7 +166,7 @@ def ingest_cohort(
         for i, sid in enumerate(spot.sample_ids):
             spot_rows.setdefault(sid, []).append(i)
 
-    stored = {r[0]: r for r in store.query("sample_hashes")}
+    stored = {r.sample_id: r for r in store.query("sample_hashes")}
     new_rows: list[ManifestRow] = []
     hashes: dict[str, str] = {}
     for row in rows:
@@ -171,9 +180,9 @@ def ingest_cohort(
         if prior is None:
             new_rows.append(row)
             hashes[row.sample_id] = digest
-        elif prior[1] != digest:
+        elif prior.content_hash != digest:
             raise InputError(
-                f"{row.where(manifest)}: sample {row.sample_id} is already stored (ingest {prior[2]}) with "
+                f"{row.where(manifest)}: sample {row.sample_id} is already stored (ingest {prior.ingest_id}) with "
                 f"different content; stored samples are never overwritten, so give the changed sample a new sample_id"
             )
     report = IngestReport(cohort=cohort, ingest_id=None, n_new=len(new_rows), n_same=len(rows) - len(new_rows))
@@ -183,7 +192,7 @@ def ingest_cohort(
 
     new_ids = [r.sample_id for r in new_rows]
     with store.transaction() as txn:
-        raced = sorted(set(new_ids) & {r[0] for r in store.query("sample_hashes")})
+        raced = sorted(set(new_ids) & {r.sample_id for r in store.query("sample_hashes")})
         if raced:
             raise InputError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
                               f"while this one was reading its input; run it again")
@@ -195,7 +204,7 @@ def ingest_cohort(
                 txn.insert("genes", pa.table({"position": pa.array(range(len(universe)), pa.int32()),
                                               "symbol": pa.array(universe, pa.string())}))
             values = bulk_values[[bulk_rows[s] for s in new_bulk]]
-            txn.write_lance("expression", vector_table({"sample_id": new_bulk}, values), kind="expression")
+            txn.write_lance(EXPRESSION, vector_table({"sample_id": new_bulk}, values), kind="expression")
             report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
         report.genes_matched, report.genes_dropped = matched, dropped
 
@@ -250,7 +259,7 @@ def _image_spec(
             f"{manifest}: mixes precomputed features (sample {features[0]}) with images (sample {images[0]}); "
             f"ingest them as separate cohorts, since each lands in its encoder's tables"
         )
-    default = store.setting("image_encoder_spec")
+    default = store.pointer(Pointer.IMAGE_ENCODER_SPEC)
     if features:
         dims = {sid: sources[sid].dim for sid in features}
         spec_text = encoder or (default if default and default.startswith("precomputed:") else None)
@@ -258,9 +267,9 @@ def _image_spec(
             spec_text = f"precomputed:features_d{next(iter(dims.values()))}"
         spec = parse_image_encoder(spec_text)
         if spec.source != "precomputed":
-            raise InputError(f"{manifest}: slides are precomputed .h5 features, so --encoder must be precomputed:NAME")
+            raise InputError(f"{manifest}: slides are precomputed .h5 features, so the image encoder must be precomputed:NAME")
         stored = store.query("encoder", [spec.version])
-        expected = stored[0][4] if stored else next(iter(dims.values()))
+        expected = stored[0].dim if stored else next(iter(dims.values()))
         for row in rows:
             if row.sample_id in dims and dims[row.sample_id] != expected:
                 raise InputError(
@@ -348,7 +357,7 @@ def _write_spots(txn: Transaction, spot: ExpressionMatrix, values: np.ndarray, s
     table = table.add_column(1, "tile_index", pa.array(tile_idx, pa.int32()))
     table = table.add_column(2, "x", pa.array(spot.coords[order, 0]))
     table = table.add_column(3, "y", pa.array(spot.coords[order, 1]))
-    txn.write_lance("spot_expression", table, kind="spot_expression")
+    txn.write_lance(SPOT_EXPRESSION, table, kind=SPOT_EXPRESSION)
 
 
 # ---------------------------------------------------------------------------- encoders
@@ -362,31 +371,31 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     stored and new) when it has at least three profiles, else on every profile,
     and then re-embeds every stored profile into its own table.
     """
-    current = store.setting("rna_encoder")
+    current = store.pointer(Pointer.RNA_ENCODER)
     row = store.query("encoder", [current])[0] if current else None
-    if row is not None and (requested is None or requested == row[2]):
-        enc = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
+    if row is not None and (requested is None or requested == row.spec):
+        enc = load_rna_encoder(json.loads(row.params)["name"], store.artifact_path(row.artifact_path))
         table = vector_table({"sample_id": new_ids}, enc.encode(new_values), "embedding")
-        txn.write_lance(f"rna_embeddings__{current}", table, kind="rna_embeddings", encoder=current)
+        txn.write_lance(embedding_table("rna", current), table, kind="rna_embeddings", encoder=current)
         return current
     spec = requested or DEFAULT_RNA_ENCODER
     ids, values = list(new_ids), new_values
-    stored = store.dataset("expression")
+    stored = store.dataset(EXPRESSION)
     if stored is not None:
         table = stored.to_table()
         ids = table["sample_id"].to_pylist() + ids
         values = np.concatenate([vectors(table["values"]), values])
-    with_slide = with_slide | {r[0] for r in store.query("sample_hashes") if r[3]}
+    with_slide = with_slide | {r.sample_id for r in store.query("sample_hashes") if r.has_slide}
     reference = np.array([s not in with_slide for s in ids])
     enc = create_rna_encoder(spec)
     enc.fit(values[reference] if reference.sum() >= 3 else values)
     version = enc.version
-    enc.save(txn.stage_artifact(f"rna/{version}"))
+    enc.save(txn.stage_artifact(encoder_artifact(version)))
     txn.insert("encoders", pa.Table.from_pylist([{
         "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
-        "dim": enc.dim, "artifact_path": f"rna/{version}", "created_at": utcnow(),
+        "dim": enc.dim, "artifact_path": encoder_artifact(version), "created_at": utcnow(),
     }]))
     table = vector_table({"sample_id": ids}, enc.encode(values), "embedding")
-    txn.write_lance(f"rna_embeddings__{version}", table, kind="rna_embeddings", encoder=version, mode="overwrite")
-    txn.put_setting("rna_encoder", version)
+    txn.write_lance(embedding_table("rna", version), table, kind="rna_embeddings", encoder=version, mode="overwrite")
+    txn.move_pointer(Pointer.RNA_ENCODER, version)
     return version

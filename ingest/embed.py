@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hquery.errors import InputError, NotReadyError
+from hquery.errors import InputError, NotReadyError, StoreError
 from hquery.ingest.image_encoders import ImageEncoder, ImageEncoderSpec, parse_image_encoder
 from hquery.ingest.slides import FeatureFile, SlideSource, reopen_slide
+from hquery.names import Pointer, embedding_table
+from hquery.records import model_record
 from hquery.store import Store, Transaction, utcnow, vector_table
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -65,7 +67,7 @@ def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources
             raise
 
     try:
-        txn.write_lance(f"tile_embeddings__{version}", pa.RecordBatchReader.from_batches(schema, batches()),
+        txn.write_lance(embedding_table("tile", version), pa.RecordBatchReader.from_batches(schema, batches()),
                         kind="tile_embeddings", encoder=version)
     except Exception:
         if failures:  # Lance wraps errors raised while it pulls batches; surface the original one
@@ -74,25 +76,26 @@ def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources
     means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
     slide_table = vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
     slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))
-    txn.write_lance(f"slide_embeddings__{version}", slide_table, kind="slide_embeddings", encoder=version)
+    txn.write_lance(embedding_table("slide", version), slide_table, kind="slide_embeddings", encoder=version)
     if not store.query("encoder", [version]):
         txn.insert("encoders", pa.Table.from_pylist([{
             "version": version, "kind": "image", "spec": spec.text, "params": json.dumps(params), "dim": dim,
             "artifact_path": None, "created_at": utcnow(),
         }]))
-    if explicit or store.setting("image_encoder") is None:
-        txn.put_setting("image_encoder", version)
-        txn.put_setting("image_encoder_spec", spec.text)
+    if explicit or store.pointer(Pointer.IMAGE_ENCODER) is None:
+        txn.move_pointer(Pointer.IMAGE_ENCODER, version)
+        txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, spec.text)
     return total
 
 
 def adapter_dir(store: Store, adapter: str | None) -> Path | None:
+    """The peft folder of PEKA ``adapter``, or ``None`` for the frozen backbone."""
     if not adapter:
         return None
-    rows = store.query("model", [adapter])
-    if not rows or rows[0][1] != "peka":
-        raise NotReadyError(f"no PEKA adapter {adapter!r} in the store; train one first", needs="train peka")
-    return store.artifact_path(rows[0][7]) / "adapter"
+    try:
+        return model_record(store, "peka", adapter).folder(store) / "adapter"
+    except StoreError as exc:
+        raise NotReadyError(f"no PEKA adapter {adapter!r} in the store; train one first", needs="train peka") from exc
 
 
 @dataclasses.dataclass
@@ -125,24 +128,24 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     Parameters
     ----------
     adapter
-        A PEKA model version; default: the store's current one (``hquery train --peka``).
+        A PEKA model version; default: the store's current one (``hquery train peka``).
         ``None`` with no current adapter is an error.
     """
 
     started = time.perf_counter()
-    adapter = adapter or store.setting("peka_adapter")
+    adapter = adapter or store.pointer(Pointer.PEKA_ADAPTER)
     if not adapter:
         raise NotReadyError("no PEKA adapter to re-embed with; train one first", needs="train peka")
-    base = store.setting("image_encoder_spec")
+    base = store.pointer(Pointer.IMAGE_ENCODER_SPEC)
     if not base:
         raise InputError("the store has no slides to re-embed")
     spec = parse_image_encoder(base).with_adapter(adapter)
     adapter_dir(store, adapter)
     done = set()
-    existing = store.dataset(f"slide_embeddings__{spec.version}")
+    existing = store.dataset(embedding_table("slide", spec.version))
     if existing is not None:
         done = set(existing.to_table(columns=["sample_id"])["sample_id"].to_pylist())
-    todo = [r[0] for r in store.query("slide_samples") if r[0] not in done]
+    todo = [r.sample_id for r in store.query("slide_samples") if r.sample_id not in done]
     with store.reading():
         sources = [(sid, reopen_slide(store, sid)) for sid in todo]
     n_tiles = 0
@@ -150,8 +153,8 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
         if sources:
             n_tiles = embed_slides(store, txn, spec, sources, batch_size, device, progress, explicit=True)
         else:
-            txn.put_setting("image_encoder", spec.version)
-            txn.put_setting("image_encoder_spec", spec.text)
+            txn.move_pointer(Pointer.IMAGE_ENCODER, spec.version)
+            txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, spec.text)
     return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from hquery.errors import InputError
 from hquery.genes import resolve_symbols
+
+if TYPE_CHECKING:  # polars takes a fifth of a second to import; only readers need it
+    import polars as pl
 
 UNITS = ("counts", "tpm", "log")
 SPOT_COORDS = ("x", "y")
@@ -57,6 +60,8 @@ class ExpressionMatrix:
 
 
 def read_table(path: Path) -> pl.DataFrame:
+    import polars as pl
+
     name = path.name.lower()
     try:
         if name.endswith(".parquet"):
@@ -77,6 +82,8 @@ def read_table(path: Path) -> pl.DataFrame:
 
 
 def _read_h5ad(path: Path) -> pl.DataFrame:
+    import polars as pl
+
     try:
         import anndata
     except ImportError as exc:
@@ -110,6 +117,8 @@ def read_expression(
     -------
     ExpressionMatrix with float32 values in log space.
     """
+    import polars as pl
+
     path = Path(path)
     if units not in UNITS:
         raise InputError(f"unknown units {units!r}; use one of {', '.join(UNITS)}")
@@ -154,7 +163,7 @@ def read_expression(
             r, c = neg[0]
             raise InputError(
                 f"{path}: negative {units} {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
-                f"({len(neg)} negative values in all); use --units log for log-scale data"
+                f"({len(neg)} negative values in all); give units 'log' for log-scale data"
             )
     symbols = resolve_symbols(gene_cols, aliases or {})
     for col, sym in zip(gene_cols, symbols):
@@ -173,6 +182,8 @@ def read_expression(
 
 
 def _numeric_matrix(df: pl.DataFrame, path: Path, sample_ids: list[str]) -> np.ndarray:
+    import polars as pl
+
     for col, dtype in zip(df.columns, df.dtypes):
         if not dtype.is_numeric():
             cast = df[col].cast(pl.Float64, strict=False)

@@ -30,7 +30,7 @@ def gene_sets_table(sets: Sequence[GeneSet], aliases: Mapping[str, str]) -> pa.T
 
 def add_gene_sets(store: Store, sets: Sequence[GeneSet]) -> int:
     """Store ``sets`` (members resolved through the store's aliases); same-named sets are replaced."""
-    aliases = dict(store.query("gene_aliases"))
+    aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
     with store.transaction() as txn:
         txn.insert("gene_sets", gene_sets_table(sets, aliases))
     return len(sets)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from hquery.errors import InputError
 
@@ -35,6 +33,8 @@ class ManifestRow:
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Read and validate a cohort manifest; raise :class:`InputError` naming the file and row."""
+    import polars as pl
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")

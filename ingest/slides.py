@@ -311,14 +311,15 @@ def reopen_slide(store, sample_id: str) -> SlideSource:
     rows = store.query("slide_reopen", [sample_id])
     if not rows:
         raise InputError(f"sample {sample_id} has no slide in the store")
-    path, kind, tile_size, magnification, content_hash, n_tiles = rows[0]
+    path, kind, tile_size = rows[0].source_path, rows[0].source_kind, rows[0].tile_size
+    magnification, content_hash, n_tiles = rows[0].magnification, rows[0].content_hash, rows[0].n_tiles
     if kind == "features":
         raise InputError(f"sample {sample_id}: its slide was ingested as precomputed features ({path}); "
                           "adapting or re-embedding needs the pixels")
     if not Path(path).exists():
         raise InputError(f"sample {sample_id}: its slide {path} is gone; restore it at that path")
     source = open_slide(Path(path), TilingOptions(tile_size or 224, magnification or 20.0))
-    stored = np.array([(x, y) for _, x, y in store.query("slide_tiles", [sample_id])], dtype=np.int64).reshape(-1, 2)
+    stored = np.array([(t.x, t.y) for t in store.query("slide_tiles", [sample_id])], dtype=np.int64).reshape(-1, 2)
     same = source.n_tiles == n_tiles and np.array_equal(source.coords, stored)
     if not same or (kind == "tiles" and source.content_hash != content_hash):
         raise InputError(f"sample {sample_id}: {path} changed since it was ingested; its stored tiles no longer match")

@@ -1,13 +1,6 @@
 """The FAISS index over the aligned RNA library: an index version opened and searched (:class:`RNAIndex`).
 
 Built and versioned by :func:`hquery.retrieval.index_builder.build_index`.
-
-``hquery index`` projects every stored RNA profile (pairs and reference
-library) with the current alignment model, writes the projected vectors to
-Lance, builds a FAISS index and only then switches the catalog's current
-pointer, so readers never see a half-built index. Exact inner product
-(``IndexFlatIP``) is the default; above ``approximate_above`` vectors an HNSW
-or IVF index is built and its recall against exact search is reported.
 """
 
 from __future__ import annotations
@@ -17,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hquery.errors import NotReadyError
-from hquery.store import Store, StoreError
+from hquery.records import index_record
+from hquery.store import Store
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
 class RNAIndex:
@@ -32,15 +25,9 @@ class RNAIndex:
     @classmethod
     def load(cls, store: Store, version: str | None = None) -> RNAIndex:
         """The current index (or ``version``, any older one too)."""
-        version = version or store.setting("current_index")
-        if not version:
-            raise NotReadyError("no index yet; build one first", needs="index")
-        rows = store.query("index_version", [version])
-        if not rows:
-            raise StoreError(f"no index version {version!r}")
-        model_version, path = rows[0]
-        folder = store.artifact_path(path)
-        return cls(folder, json.loads((folder / "ids.json").read_text()), version, model_version)
+        record = index_record(store, version)
+        folder = store.artifact_path(record.artifact_path)
+        return cls(folder, json.loads((folder / "ids.json").read_text()), record.version, record.model_version)
 
     @property
     def index(self):

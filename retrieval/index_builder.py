@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from hquery.names import Pointer, embedding_table, index_artifact, projected_table
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
 from hquery.retrieval.softknn import most_profiles_per_patient
 from hquery.store import Store, StoreError, utcnow
@@ -44,16 +45,36 @@ class IndexReport:
 
 def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 200_000,
                 model_version: str | None = None) -> IndexReport:
-    """Project the RNA library with an alignment model, index it and make it current."""
+    """Project the RNA library with an alignment model, index it and make it current.
+
+    Parameters
+    ----------
+    kind
+        ``flat`` (exact inner product), ``hnsw``, ``ivf``, or ``auto``: flat up to
+        ``approximate_above`` vectors, HNSW beyond.
+    model_version
+        The alignment model (default: the current slide model).
+
+    Returns
+    -------
+    IndexReport
+        The new index version (now current), its size, kind and recall against exact search.
+
+    Examples
+    --------
+    >>> report = build_index(store)
+    >>> report.kind, report.n_vectors
+    ('flat', 30)
+    """
     import faiss
 
 
     started = time.perf_counter()
-    model, record = load_model(store, model_version)
-    rna_encoder = record["params"]["rna_encoder"]
-    table = store.dataset(f"rna_embeddings__{rna_encoder}")
+    model, record = load_model(store, "alignment", model_version)
+    rna_encoder = record.params["rna_encoder"]
+    table = store.dataset(embedding_table("rna", rna_encoder))
     if table is None:
-        raise StoreError(f"no RNA embeddings for encoder {rna_encoder}, which model {record['version']} was trained on")
+        raise StoreError(f"no RNA embeddings for encoder {rna_encoder}, which model {record.version} was trained on")
     library = table.to_table(columns=["sample_id", "embedding"])
     projected = project(model, rna=as_matrix(library["embedding"]))
     n, d = projected.shape
@@ -61,13 +82,13 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         kind = "flat" if n <= approximate_above else "hnsw"
     index = build_faiss_index(projected, kind)
     recall = recall_against_exact(index, projected) if kind != "flat" else None
-    snapshot = {f"rna_embeddings__{rna_encoder}": store.lance_tables()[f"rna_embeddings__{rna_encoder}"].version}
-    version = f"idx_{record['version'].removeprefix('align_')}_{kind}_{n}"
+    snapshot = {embedding_table("rna", rna_encoder): store.lance_tables()[embedding_table("rna", rna_encoder)].version}
+    version = f"idx_{record.version.removeprefix('align_')}_{kind}_{n}"
     with store.transaction() as txn:
-        folder = txn.stage_artifact(f"indexes/{version}")
+        folder = txn.stage_artifact(index_artifact(version))
         faiss.write_index(index, str(folder / "index.faiss"))
         (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
-        slides = store.dataset(f"slide_embeddings__{record['params']['image_encoder']}")
+        slides = store.dataset(embedding_table("slide", record.params['image_encoder']))
         if slides is not None:
             _save_slide_neighbours(folder, index, model, slides.to_table(columns=["sample_id", "embedding"]),
                                    min(n, NEIGHBOURS_CACHED + _max_per_patient(store, library["sample_id"].to_pylist())))
@@ -75,25 +96,25 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
             "sample_id": library["sample_id"].cast(pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
         })
-        txn.write_lance(f"rna_projected__{record['version']}", vectors_table, kind="rna_projected",
-                        encoder=record["version"], mode="overwrite")
+        txn.write_lance(projected_table("rna", record.version), vectors_table, kind="rna_projected",
+                        encoder=record.version, mode="overwrite")
         for level in ("slide", "tile"):
-            source = store.dataset(f"{level}_embeddings__{record['params']['image_encoder']}")
+            source = store.dataset(embedding_table(level, record.params['image_encoder']))
             if source is not None:
-                txn.write_lance(f"{level}_projected__{record['version']}", _projected_batches(model, source, level),
-                                kind=f"{level}_projected", encoder=record["version"], mode="overwrite")
+                txn.write_lance(projected_table(level, record.version), _projected_batches(model, source, level),
+                                kind=f"{level}_projected", encoder=record.version, mode="overwrite")
         txn.insert("index_versions", pa.Table.from_pylist([{
-            "version": version, "model_version": record["version"], "kind": kind, "path": f"indexes/{version}",
+            "version": version, "model_version": record.version, "kind": kind, "path": index_artifact(version),
             "n_vectors": n, "params": json.dumps({"dim": d, "data": snapshot}),
             "metrics": json.dumps({"recall_vs_exact@10": recall}), "created_at": utcnow(),
         }]))
-        txn.put_setting("current_index", version)
-    return IndexReport(version, record["version"], kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
+        txn.move_pointer(Pointer.CURRENT_INDEX, version)
+    return IndexReport(version, record.version, kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
 
 
 def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
 
-    patient_of = dict(store.query("sample_patients"))
+    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
     return most_profiles_per_patient(np.array([patient_of[s] for s in sample_ids]))
 
 

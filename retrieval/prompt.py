@@ -32,9 +32,10 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from hquery.errors import NotReadyError, PromptError
+from hquery.errors import InputError, NotReadyError, PromptError
 from hquery.genesets import GeneSet
 from hquery.library import Library, match_with_minimum
+from hquery.names import projected_table
 from hquery.retrieval.index import RNAIndex
 from hquery.retrieval.softknn import (
     SoftKNN,
@@ -66,24 +67,24 @@ class PromptRun:
 
 def select_slides(store: Store, *, samples: Sequence[str] | None = None, cohort: str | None = None,
                   where: str | None = None) -> list[tuple]:
-    """``(sample_id, patient_id, cohort, cancer_type, has_expression)`` of the slides to score."""
+    """Rows ``(sample_id, patient_id, cohort, cancer_type, has_expression)`` of the slides to score, named."""
     rows = store.query("slide_samples")
     if samples:
-        known = {r[0] for r in rows}
+        known = {r.sample_id for r in rows}
         unknown = [s for s in samples if s not in known]
         if unknown:
-            raise StoreError(f"no slide for sample(s) {', '.join(unknown[:10])}; `hquery sql \"select sample_id "
-                             f"from samples where has_slide\"` lists them")
+            raise InputError(f"no slide for sample(s) {', '.join(unknown[:10])}; the samples view lists those "
+                             "with has_slide")
         wanted = set(samples)
-        rows = [r for r in rows if r[0] in wanted]
+        rows = [r for r in rows if r.sample_id in wanted]
     if cohort:
-        cohorts = {r[2] for r in rows}
-        rows = [r for r in rows if r[2] == cohort]
+        cohorts = {r.cohort for r in rows}
+        rows = [r for r in rows if r.cohort == cohort]
         if not rows:
-            raise StoreError(f"no slides in cohort {cohort!r}; cohorts with slides: {', '.join(sorted(cohorts))}")
+            raise InputError(f"no slides in cohort {cohort!r}; cohorts with slides: {', '.join(sorted(cohorts))}")
     if where:
         matching = set(store.samples_where(where))
-        rows = [r for r in rows if r[0] in matching]
+        rows = [r for r in rows if r.sample_id in matching]
     if not rows:
         raise StoreError("no slides to score: the store has none, or the filters excluded them all")
     return rows
@@ -132,6 +133,13 @@ def run_prompt(
     Returns
     -------
     PromptRun with the long-format results and the run id.
+
+    Examples
+    --------
+    >>> from hquery.genesets import resolve_prompts
+    >>> run = run_prompt(store, resolve_prompts(store, ["MKI67,TOP2A,CD8A,COL1A1,VIM"]))
+    >>> run.results.num_rows, run.results.column_names[:3]
+    (36, ['sample_id', 'tile_index', 'patient_id'])
     """
     started = time.perf_counter()
     knn = knn or SoftKNN()
@@ -152,9 +160,9 @@ def run_prompt(
         matches = library.match(gene_sets, min_genes)
         index = RNAIndex.load(store, index_version)
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        keys, queries = _query_vectors(store, index.model_version, level, [r[0] for r in slides])
-        info = {r[0]: r for r in slides}
-        patients = np.array([info[s][1] for s, _ in keys])
+        keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
+        info = {r.sample_id: r for r in slides}
+        patients = np.array([info[s].patient_id for s, _ in keys])
         rows, similarities = _neighbours(store, index, library, queries, patients, knn.k,
                                          [s for s, _ in keys] if level == "slide" else None)
         library_scores, todo = library.cached_scores(gene_sets)
@@ -194,15 +202,15 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
         matches = library.match(gene_sets, min_genes)
         predictor = load_predictor(store, collections.pop())
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        keys, queries = _query_vectors(store, predictor.model_version, level, [r[0] for r in slides])
+        keys, queries = _query_vectors(store, predictor.model_version, level, [r.sample_id for r in slides])
     columns = {h: j for j, h in enumerate(predictor.members_hashes)}
     unknown = [gs.name for gs in gene_sets if gs.members_hash not in columns]
     if unknown:
         raise StoreError(f"predictor {predictor.version} was not trained on {', '.join(unknown[:5])} (or their "
                          f"members changed); train it again", needs="train predictor", collection=predictor.collection)
     score = predictor.predict(queries)[:, [columns[gs.members_hash] for gs in gene_sets]]
-    info = {r[0]: r for r in slides}
-    patients = np.array([info[s][1] for s, _ in keys])
+    info = {r.sample_id: r for r in slides}
+    patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
     results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
     notes = [] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"]
@@ -223,7 +231,7 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     with store.reading():
         fitted, params = load_histoprism(store)
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        bags = load_slide_bags(store, [r[0] for r in slides], image_encoder=params["image_encoder"])
+        bags = load_slide_bags(store, [r.sample_id for r in slides], image_encoder=params["image_encoder"])
     matches = match_with_minimum(fitted.genes, gene_sets, min_genes, f"HistoPrism {params['version']}'s",
                                  "; train it on more genes, e.g. the panel collection:hallmark", needs="train histoprism --panel collection")
     slide_profiles, tile_profiles = fitted.predict(bags, tiles=level == "tile")
@@ -233,8 +241,8 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     else:
         slide_of = np.repeat(np.arange(len(bags)), bags.n_tiles)
         keys = [(bags.sample_ids[i], int(t)) for i, t in zip(slide_of, bags.tile_index)]
-    info = {r[0]: r for r in slides}
-    patients = np.array([info[s][1] for s, _ in keys])
+    info = {r.sample_id: r for r in slides}
+    patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
     results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
     notes = []
@@ -261,8 +269,8 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
         "sample_id": pa.array(np.repeat(sample_ids, n_s).tolist(), pa.string()),
         "tile_index": pa.array(np.repeat([t for _, t in keys], n_s).tolist(), pa.int32()),
         "patient_id": pa.array(np.repeat(patients, n_s).tolist(), pa.string()),
-        "cohort": pa.array(np.repeat([info[s][2] for s in sample_ids], n_s).tolist(), pa.string()),
-        "cancer_type": pa.array(np.repeat([info[s][3] for s in sample_ids], n_s).tolist(), pa.string()),
+        "cohort": pa.array(np.repeat([info[s].cohort for s in sample_ids], n_s).tolist(), pa.string()),
+        "cancer_type": pa.array(np.repeat([info[s].cancer_type for s in sample_ids], n_s).tolist(), pa.string()),
         "gene_set": pa.array([m.name for m in matches] * n_q, pa.string()),
         "score": pa.array(score.reshape(-1), pa.float64()),
         "dispersion": pa.array(dispersion.reshape(-1), pa.float64(), from_pandas=True),
@@ -272,7 +280,7 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
 
 def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str]
                    ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
-    dataset = store.dataset(f"{level}_projected__{model_version}")
+    dataset = store.dataset(projected_table(level, model_version))
     if dataset is None:
         raise NotReadyError(f"no projected {level} embeddings for model {model_version}; build the index again",
                             needs="index")
@@ -297,11 +305,11 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
 
     Slides whose neighbours were saved with the index (``slide_ids`` given) skip the search.
     """
-    patient_of = dict(store.query("sample_patients"))
+    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
     missing = [s for s in index.ids if s not in library.row]
     if missing:
         raise StoreError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
-                         "run `hquery index` again")
+                         "build the index again", needs="index")
     index_patients = np.array([patient_of[s] for s in index.ids])
     extra = most_profiles_per_patient(index_patients)
     k = min(k, len(index.ids) - extra)

@@ -70,13 +70,13 @@ def render_tile_map(store: Store, sample_id: str, results: pa.Table, gene_set: s
     rows = results.filter(pc.and_(pc.equal(results["sample_id"], sample_id), pc.equal(results["gene_set"], gene_set)))
     if rows.num_rows == 0:
         raise StoreError(f"no tile scores for sample {sample_id} and gene set {gene_set}")
-    coords = {t: (x, y) for t, x, y in store.query("slide_tiles", [sample_id])}
+    coords = {t.tile_index: (t.x, t.y) for t in store.query("slide_tiles", [sample_id])}
     tiles = rows["tile_index"].to_pylist()
     x = np.array([coords[t][0] for t in tiles])
     y = np.array([coords[t][1] for t in tiles])
     grid, step = tile_grid(x, y, rows["score"].to_numpy())
     source = store.query("slide_source", [sample_id])
-    thumbnail = slide_thumbnail(source[0][0], source[0][1], x, y, step) if source else None
+    thumbnail = slide_thumbnail(source[0].source_path, source[0].source_kind, x, y, step) if source else None
 
     panels = 2 if thumbnail is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), constrained_layout=True, squeeze=False)

@@ -121,3 +121,13 @@ def copy_store(store: Store, dest: Path) -> Store:
 
 def dumps(x) -> str:
     return json.dumps(x, sort_keys=True, default=str)
+
+
+E2E_FIXTURES = {"small_demo", "demo_store", "indexed_store"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests over the demo cohort, and the ``slow`` ones, are the end-to-end tier (``make test-fast`` skips it)."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.e2e)

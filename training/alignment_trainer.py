@@ -6,15 +6,15 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from hquery.names import Pointer
+from hquery.parallel import submit, worker_pool
 from hquery.store import Store
 from hquery.training.cv import CVReport, cross_validate
-from hquery.training.fit import fit_alignment, fit_pool
+from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS
 from hquery.training.pairs import load_pairs
-from hquery.training.registry import model_version, record_model
-
-SETTING = {"slide": "alignment_model", "tile": "alignment_model_tile"}
+from hquery.training.registry import save_model, version_id
 
 
 @dataclasses.dataclass
@@ -56,23 +56,29 @@ def train_alignment(
     Returns
     -------
     TrainReport with the new model version and the cross-validation metrics.
+
+    Examples
+    --------
+    >>> from hquery.training import AlignmentConfig
+    >>> report = train_alignment(store, folds=2, config=AlignmentConfig(max_epochs=3), workers=1)
+    >>> report.version.startswith("align_slide_"), report.n_pairs, len(report.cv.folds)
+    (True, 30, 2)
     """
     started = time.perf_counter()
     pairs = load_pairs(store, level)
-    with fit_pool(workers if folds else 1, device) as pool:
-        final = (pool.submit(fit_alignment, pairs.image, pairs.rna, pairs.patients, config, device)
-                 if pool else None)
+    with worker_pool(workers if folds else 1, device) as pool:
+        final = submit(pool, fit_alignment, pairs.image, pairs.rna, pairs.patients, config, device)
         cv = cross_validate(pairs, folds, config, KS, device, on_fold=on_fold, executor=pool) if folds else None
-        model, history = (final.result() if final else
-                          fit_alignment(pairs.image, pairs.rna, pairs.patients, config, device=device))
-    version = model_version(config, pairs.snapshot, level)
+        model, history = final.result()
+    version = version_id(f"align_{level}", {"config": dataclasses.asdict(config), "data": pairs.snapshot,
+                                            "level": level})
+    params = {"config": dataclasses.asdict(config), "level": level, "image_dim": model.image_dim,
+              "rna_dim": model.rna_dim, "image_encoder": pairs.image_encoder, "rna_encoder": pairs.rna_encoder,
+              "n_pairs": len(pairs), "history": {"epochs": history.epochs, "best_epoch": history.best_epoch,
+                                                 "best_val_loss": history.best_val_loss}}
     with store.transaction() as txn:
-        record_model(
-            txn, model, config, version=version, level=level, image_encoder=pairs.image_encoder,
-            rna_encoder=pairs.rna_encoder, snapshot=pairs.snapshot, metrics=cv.as_dict() if cv else {},
-            cv_rows=cv.rows() if cv else [], n_pairs=len(pairs),
-            history={"epochs": history.epochs, "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss},
-        )
-        txn.put_setting(SETTING[level], version)
+        save_model(txn, "alignment", model, kind=f"clip_heads_{level}", version=version, params=params,
+                   snapshot=pairs.snapshot, seed=config.seed, metrics=cv.as_dict() if cv else {},
+                   cv_rows=cv.rows() if cv else [], pointer=Pointer.alignment(level))
     return TrainReport(version, level, len(pairs), len(set(pairs.patients)), cv, history.epochs,
                        time.perf_counter() - started)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table
 from hquery.store import Store, StoreError, vectors
 
 
@@ -77,15 +78,15 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
         slides' bulk profiles and, where the store has them, their tiles' spot
         profiles. ``None`` loads no targets (for prediction).
     """
-    image_encoder = image_encoder or store.setting("image_encoder")
+    image_encoder = image_encoder or store.pointer(Pointer.IMAGE_ENCODER)
     if not image_encoder:
         raise StoreError("the store has no slides yet; ingest a cohort first")
-    name = f"tile_embeddings__{image_encoder}"
+    name = embedding_table("tile", image_encoder)
     dataset = store.dataset(name)
     if dataset is None:
         raise StoreError(f"no tile embeddings from image encoder {image_encoder}; ingest or embed the slides with it first", needs="embed")
-    info = {r[0]: r for r in store.query("slide_samples")}
-    ids = sorted(sample_ids if sample_ids is not None else (s for s, _ in store.query("pairs")))
+    info = {r.sample_id: r for r in store.query("slide_samples")}
+    ids = sorted(sample_ids if sample_ids is not None else (r.sample_id for r in store.query("pairs")))
     unknown = [s for s in ids if s not in info]
     if unknown:
         raise StoreError(f"no slide for sample(s) {', '.join(unknown[:5])}")
@@ -100,7 +101,7 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
         raise StoreError(f"{len(missing)} slide(s) ({', '.join(missing[:5])}) have no {image_encoder} tile embeddings; "
                          "embed them with the current encoder first", needs="embed")
     order = np.array([i for _, _, i in keys], dtype=np.int64)
-    corner = {(s, t): (x, y, size) for s, t, x, y, size in store.query("tile_positions", [ids])}
+    corner = {(r.sample_id, r.tile_index): (r.x, r.y, r.tile_size) for r in store.query("tile_positions", [ids])}
     positions = np.array([[corner[s, t][0] / (corner[s, t][2] or 1), corner[s, t][1] / (corner[s, t][2] or 1)]
                           for s, t, _ in keys], dtype=np.float32).reshape(-1, 2)
     counts = np.bincount(np.searchsorted(ids, [s for s, _, _ in keys]), minlength=len(ids))
@@ -114,18 +115,18 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
 
 
 def _attach_targets(store: Store, bags: SlideBags, genes: np.ndarray) -> None:
-    universe = [r[0] for r in store.query("gene_universe")]
+    universe = [r.symbol for r in store.query("gene_universe")]
     bags.genes = [universe[j] for j in genes]
     tables = store.lance_tables()
-    bulk = store.dataset("expression").to_table(columns=["sample_id", "values"])
+    bulk = store.dataset(EXPRESSION).to_table(columns=["sample_id", "values"])
     row = {s: i for i, s in enumerate(bulk["sample_id"].to_pylist())}
     without = [s for s in bags.sample_ids if s not in row]
     if without:
         raise StoreError(f"slide(s) {', '.join(without[:5])} have no bulk expression to learn from")
     bags.bulk = vectors(bulk["values"])[[row[s] for s in bags.sample_ids]][:, genes]
-    bags.snapshot["expression"] = tables["expression"].version
+    bags.snapshot[EXPRESSION] = tables[EXPRESSION].version
     bags.spot_row = np.full(len(bags.tiles), -1, dtype=np.int64)
-    spots = store.dataset("spot_expression")
+    spots = store.dataset(SPOT_EXPRESSION)
     if spots is None:
         return
     table = spots.to_table(columns=["sample_id", "tile_index", "values"])
@@ -137,4 +138,4 @@ def _attach_targets(store: Store, bags: SlideBags, genes: np.ndarray) -> None:
         values = vectors(table["values"])
         bags.spots = values[[j for _, j in found]][:, genes]
         bags.spot_row[[r for r, _ in found]] = np.arange(len(found))
-        bags.snapshot["spot_expression"] = tables["spot_expression"].version
+        bags.snapshot[SPOT_EXPRESSION] = tables[SPOT_EXPRESSION].version

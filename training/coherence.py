@@ -14,15 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-
-def pearson_per_gene(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Pearson r of each column of ``predicted`` with the same column of ``measured`` (NaN without variance)."""
-    p = predicted - predicted.mean(0)
-    m = measured - measured.mean(0)
-    denominator = np.sqrt((p * p).sum(0) * (m * m).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (p * m).sum(0) / denominator
-    return np.where(denominator > 1e-12, r, np.nan)
+from hquery.stats import finite_mean, pearson_per_column
 
 
 def gene_pathway_coherence(predicted: np.ndarray, measured: np.ndarray, groups: Sequence,
@@ -50,7 +42,7 @@ def gene_pathway_coherence(predicted: np.ndarray, measured: np.ndarray, groups: 
         rows = groups == group
         if rows.sum() < 3:
             continue
-        r = pearson_per_gene(predicted[rows], measured[rows])
+        r = pearson_per_column(predicted[rows], measured[rows])
         out[group] = {name: finite_mean(r[np.asarray(positions, dtype=np.int64)]) for name, positions in pathways.items()}
     return out
 
@@ -75,9 +67,3 @@ def mean_over_groups(table: Mapping[object, Mapping[str, float]]) -> dict[str, f
     """``{group: {pathway: gpc}}`` -> ``{pathway: mean GPC over groups}``."""
     pathways = dict.fromkeys(p for by in table.values() for p in by)
     return {p: finite_mean(np.array([by.get(p, np.nan) for by in table.values()], dtype=float)) for p in pathways}
-
-
-def finite_mean(values: np.ndarray) -> float:
-    """The mean of the finite values; NaN when there are none."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

@@ -16,6 +16,8 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from hquery.parallel import run_jobs
+from hquery.stats import ridge_regression
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS, bidirectional_metrics
@@ -57,12 +59,7 @@ class CVReport:
 
 def ridge_baseline(train: Pairs, test: Pairs, ks=KS) -> dict[str, dict[str, float]]:
     """Retrieval without alignment: ridge image->RNA embedding, cosine in RNA space."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-    model.fit(train.image, train.rna)
+    model = ridge_regression().fit(train.image, train.rna)
     predicted = _unit(model.predict(test.image))
     return bidirectional_metrics(predicted, _unit(test.rna), ks)
 
@@ -83,19 +80,14 @@ def cross_validate(
 ) -> CVReport:
     """Train and evaluate on ``n_folds`` patient-level folds; baselines on the same folds.
 
-    With an ``executor`` (e.g. from :func:`~hquery.training.fit.fit_pool`) the folds
+    With an ``executor`` (e.g. from :func:`~hquery.parallel.worker_pool`) the folds
     are fitted side by side; each fold is seeded on its own, so the metrics are the
     same either way. ``on_fold(i)`` is called as each fold's metrics arrive, in order.
     """
     jobs = [(pairs.subset(train_idx), pairs.subset(test_idx), config, ks, device, fit)
             for train_idx, test_idx in patient_folds(pairs.patients, n_folds, config.seed)]
-    if executor is None:
-        results = (evaluate_fold(*job) for job in jobs)
-    else:
-        futures = [executor.submit(evaluate_fold, *job) for job in jobs]
-        results = (future.result() for future in futures)
     folds = []
-    for i, fold in enumerate(results):
+    for i, fold in enumerate(run_jobs(executor, evaluate_fold, jobs)):
         folds.append(fold)
         if on_fold:
             on_fold(i)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 import torch
 
-from hquery.parallel import available_cpus
 from hquery.training.heads import AlignmentConfig, AlignmentModel
 from hquery.training.loss import clip_loss
 from hquery.training.splits import patient_holdout
@@ -42,7 +39,7 @@ def fit_alignment(
     the best epoch are returned. Deterministic for a given ``config.seed`` on CPU:
     there the fit runs on one thread, since the heads' matrices are too small to
     gain from more and a different thread count changes the sums in the last bits.
-    Parallelism comes from fitting several models at once (:func:`fit_pool`).
+    Parallelism comes from fitting several models at once (:func:`hquery.parallel.worker_pool`).
     """
     with torch_threads(1 if device == "cpu" else torch.get_num_threads()):
         return _fit(image, rna, patients, config, device, loss_fn)
@@ -108,19 +105,3 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def fit_pool(workers: int | None = None, device: str = "cpu") -> Iterator[Executor | None]:
-    """Worker processes that fit models side by side, or ``None`` to fit in-process.
-
-    ``workers`` defaults to the CPUs this process may use. On CUDA, or with one
-    worker, there is no pool: the GPU is shared and a pool would only add start-up.
-    Workers are spawned (not forked), which is safe after torch has started threads.
-    """
-    workers = available_cpus() if workers is None else workers
-    if device != "cpu" or workers <= 1:
-        yield None
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool

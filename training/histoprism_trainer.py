@@ -21,32 +21,25 @@ type across slides, and within each spot sample across its tiles.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 
 import numpy as np
-import pyarrow as pa
 
-from hquery.errors import NotReadyError
+from hquery.errors import InputError
 from hquery.genesets import resolve_prompts
 from hquery.library import Library
+from hquery.names import Pointer
+from hquery.parallel import run_jobs, worker_pool
 from hquery.scoring import match_gene_sets
-from hquery.store import Store, StoreError, utcnow
+from hquery.stats import finite_mean, most_variable, pearson_per_column, ridge_regression
+from hquery.store import Store, StoreError
 from hquery.training.bags import SlideBags, load_slide_bags
-from hquery.training.coherence import (
-    finite_mean,
-    gene_pathway_coherence,
-    mean_by,
-    mean_over_groups,
-    mean_over_pathways,
-    pearson_per_gene,
-)
-from hquery.training.histoprism import FittedHistoPrism, HistoPrism, HistoPrismConfig, fit_histoprism
+from hquery.training.coherence import gene_pathway_coherence, mean_by, mean_over_groups, mean_over_pathways
+from hquery.training.histoprism import FittedHistoPrism, HistoPrismConfig, fit_histoprism
+from hquery.training.registry import load_model, save_model, version_id
 from hquery.training.splits import patient_folds
 
-SETTING = "histoprism_model"
 METHODS = ("histoprism", "no_conditioning", "ridge", "ridge_type")
 N_HVG = 50
 
@@ -71,24 +64,24 @@ def gene_panel(store: Store, spec: str = "hvg:2000") -> GenePanel:
 
     kind, _, value = spec.partition(":")
     library = Library(store)
-    pairs = [s for s, _ in store.query("pairs") if s in library.row]
+    pairs = [r.sample_id for r in store.query("pairs") if r.sample_id in library.row]
     if len(pairs) < 10:
         raise StoreError(f"only {len(pairs)} paired slides with expression; HistoPrism needs at least 10")
-    variance = library.expression()[[library.row[s] for s in pairs]].var(axis=0)
+    profiles = library.expression()[[library.row[s] for s in pairs]]
     if kind == "hvg":
         if not value.isdigit() or int(value) < N_HVG:
-            raise StoreError(f"gene panel {spec!r}: give hvg:N with N >= {N_HVG}, e.g. hvg:2000")
-        positions = np.argsort(-variance, kind="stable")[: int(value)]
+            raise InputError(f"gene panel {spec!r}: give hvg:N with N >= {N_HVG}, e.g. hvg:2000")
+        positions = most_variable(profiles, int(value))
     elif kind == "collection":
         members = {g for gs in resolve_prompts(store, collection=value) for g in gs.members}
         positions = np.array([j for j, g in enumerate(library.universe) if g in members], dtype=np.int64)
         if len(positions) < N_HVG:
-            raise StoreError(f"gene panel {spec!r}: only {len(positions)} of its genes are in the library")
+            raise InputError(f"gene panel {spec!r}: only {len(positions)} of its genes are in the library")
     else:
-        raise StoreError(f"gene panel {spec!r}: use hvg:N (e.g. hvg:2000) or collection:NAME "
+        raise InputError(f"gene panel {spec!r}: use hvg:N (e.g. hvg:2000) or collection:NAME "
                          "(e.g. collection:hallmark)")
     return GenePanel(spec, positions, [library.universe[j] for j in positions],
-                     np.argsort(-variance[positions], kind="stable")[:N_HVG])
+                     most_variable(profiles[:, positions], N_HVG))
 
 
 @dataclasses.dataclass
@@ -145,20 +138,17 @@ def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPri
     With ``final``, the deployable model (fitted on every slide) is trained in the
     same pool and returned too. ``on_fit()`` is called as each model finishes.
     """
-    from hquery.training.fit import fit_pool
-
     vocabulary = sorted({t for t in bags.cancer_types if t})
     splits = list(patient_folds(bags.patients, folds, config.seed))
     variants = {"histoprism": config, "no_conditioning": dataclasses.replace(config, conditioning=False)}
     subsets = [(bags.subset(train), bags.subset(test)) for train, test in splits]
-    with fit_pool(workers) as pool:
+    with worker_pool(workers) as pool:
         jobs = [(train, test, cfg, vocabulary) for train, test in subsets for cfg in variants.values()]
         if final:
             jobs.append((bags, None, config, vocabulary))
-        futures = [pool.submit(_fit_and_predict, *job) for job in jobs] if pool else None
         results = []
-        for j, job in enumerate(jobs):
-            results.append(futures[j].result() if futures else _fit_and_predict(*job))
+        for result in run_jobs(pool, _fit_and_predict, jobs):
+            results.append(result)
             if on_fit:
                 on_fit()
     fitted = results.pop()[0] if final else None
@@ -194,10 +184,6 @@ def _fit_and_predict(train: SlideBags, test: SlideBags | None, config: HistoPris
 
 def _ridge(train: SlideBags, test: SlideBags, vocabulary: list[str], with_type: bool):
     """Ridge from frozen embeddings (slide: mean of tiles; spot: the tile's), optionally with the type one-hot."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     def features(bags: SlideBags, rows: np.ndarray | None = None) -> np.ndarray:
         x = (np.stack([bags.tiles[bags.rows(i)].mean(0) for i in range(len(bags))]) if rows is None
              else bags.tiles[rows])
@@ -207,23 +193,20 @@ def _ridge(train: SlideBags, test: SlideBags, vocabulary: list[str], with_type: 
         onehot = np.array([[t == u for u in vocabulary] for t in bags.cancer_types], np.float32)[slide_of]
         return np.hstack([x, onehot])
 
-    def fit(x, y):
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(x, y)
-
-    slide = fit(features(train), train.bulk).predict(features(test))
+    slide = ridge_regression().fit(features(train), train.bulk).predict(features(test))
     train_spots, test_spots = np.flatnonzero(train.spot_row >= 0), np.flatnonzero(test.spot_row >= 0)
     if len(train_spots) < 10 or not len(test_spots):
         return slide, None
-    model = fit(features(train, train_spots), train.spots[train.spot_row[train_spots]])
+    model = ridge_regression().fit(features(train, train_spots), train.spots[train.spot_row[train_spots]])
     return slide, model.predict(features(test, test_spots))
 
 
 def _metrics(slide, bulk, tiles, spots, hvg) -> dict[str, dict[str, float]]:
-    out = {"slide": {"pcc_hvg50": finite_mean(pearson_per_gene(slide[:, hvg], bulk[:, hvg])),
-                     "pcc_all": finite_mean(pearson_per_gene(slide, bulk))}}
+    out = {"slide": {"pcc_hvg50": finite_mean(pearson_per_column(slide[:, hvg], bulk[:, hvg])),
+                     "pcc_all": finite_mean(pearson_per_column(slide, bulk))}}
     if spots is not None and len(spots) > 2:
-        out["spot"] = {"pcc_hvg50": finite_mean(pearson_per_gene(tiles[:, hvg], spots[:, hvg])),
-                       "pcc_all": finite_mean(pearson_per_gene(tiles, spots))}
+        out["spot"] = {"pcc_hvg50": finite_mean(pearson_per_column(tiles[:, hvg], spots[:, hvg])),
+                       "pcc_all": finite_mean(pearson_per_column(tiles, spots))}
     return out
 
 
@@ -283,8 +266,7 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
         fitted = fit_histoprism(bags, config)
         if on_fit:
             on_fit()
-    key = json.dumps({"config": dataclasses.asdict(config), "panel": genes, "data": bags.snapshot}, sort_keys=True)
-    version = f"histoprism_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
+    version = version_id("histoprism", {"config": dataclasses.asdict(config), "panel": genes, "data": bags.snapshot})
     metrics = {"cv": cv.summary() if cv else {}, "gpc": coherence, "gpc_pathways": by_pathway,
                "gpc_collection": collection}
     _record(store, fitted, version, config, panel, bags, metrics, cv.rows() if cv else [])
@@ -295,45 +277,16 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
 
 def _record(store: Store, fitted: FittedHistoPrism, version: str, config: HistoPrismConfig, panel: GenePanel,
             bags: SlideBags, metrics: dict, cv_rows: list[dict]) -> None:
-    import torch
-    from safetensors.torch import save_file
-
     params = {"config": dataclasses.asdict(config), "panel": panel.spec, "genes": panel.genes,
               "cancer_types": fitted.cancer_types, "in_dim": fitted.model.in_dim, "image_encoder": bags.image_encoder,
               "n_slides": len(bags), "n_spot_tiles": int((bags.spot_row >= 0).sum()), "history": fitted.history}
-    tensors = {f"model.{k}": v.contiguous() for k, v in fitted.model.state_dict().items()}
-    tensors.update({f"scale.{k}": torch.as_tensor(v) for k, v in fitted.scales.items()})
     with store.transaction() as txn:
-        folder = txn.stage_artifact(f"models/{version}")
-        save_file(tensors, str(folder / "histoprism.safetensors"))
-        (folder / "config.json").write_text(json.dumps(params, indent=2))
-        txn.insert("models", pa.Table.from_pylist([{
-            "version": version, "name": "histoprism", "kind": "histoprism_expression", "params": json.dumps(params),
-            "data_snapshot": json.dumps(bags.snapshot), "seed": config.seed, "metrics": json.dumps(metrics),
-            "artifact_path": f"models/{version}", "created_at": utcnow(),
-        }]))
-        txn.execute("delete_model_metrics", [version])
-        if cv_rows:
-            txn.insert("model_metrics", pa.Table.from_pylist([{"model_version": version, **r} for r in cv_rows]))
-        txn.put_setting(SETTING, version)
+        save_model(txn, "histoprism", fitted, kind="histoprism_expression", version=version, params=params,
+                   snapshot=bags.snapshot, seed=config.seed, metrics=metrics, cv_rows=cv_rows,
+                   pointer=Pointer.HISTOPRISM)
 
 
 def load_histoprism(store: Store, version: str | None = None) -> tuple[FittedHistoPrism, dict]:
-    """The store's current HistoPrism (or ``version``) and its ``params``."""
-    from safetensors.torch import load_file
-
-    version = version or store.setting(SETTING)
-    if not version:
-        raise NotReadyError("no HistoPrism model yet; train one first", needs="train histoprism")
-    rows = store.query("model", [version])
-    if not rows or rows[0][1] != "histoprism":
-        raise StoreError(f"no HistoPrism model {version!r}; see `hquery sql \"select version from models\"`")
-    params = json.loads(rows[0][3])
-    config = HistoPrismConfig(**params["config"])
-    tensors = load_file(str(store.artifact_path(rows[0][7]) / "histoprism.safetensors"))
-    model = HistoPrism(params["in_dim"], len(params["genes"]), len(params["cancer_types"]), config)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    model.eval()
-    scales = {k.removeprefix("scale."): v.numpy() for k, v in tensors.items() if k.startswith("scale.")}
-    fitted = FittedHistoPrism(model, params["cancer_types"], params["genes"], scales, params["history"])
-    return fitted, {"version": version, **params}
+    """The store's current HistoPrism (or ``version``) and its ``params`` (with its ``version``)."""
+    fitted, record = load_model(store, "histoprism", version)
+    return fitted, {"version": record.version, **record.params}

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from hquery.errors import NotReadyError
 from hquery.ingest.rna_encoders import load_rna_encoder
 from hquery.ingest.slides import reopen_slide
+from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table
 from hquery.store import Store, StoreError, vectors
 
 
@@ -44,15 +46,15 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
     ``level='slide'``: slide embedding (mean of tiles) <-> the sample's bulk RNA embedding.
     ``level='tile'``: tile embedding <-> its spot's expression, embedded by the RNA encoder.
     """
-    image_encoder = image_encoder or store.setting("image_encoder")
-    rna_encoder = rna_encoder or store.setting("rna_encoder")
+    image_encoder = image_encoder or store.pointer(Pointer.IMAGE_ENCODER)
+    rna_encoder = rna_encoder or store.pointer(Pointer.RNA_ENCODER)
     if not image_encoder or not rna_encoder:
         raise StoreError("the store has no pairs yet: ingest samples with both a slide and expression")
     tables = store.lance_tables()
-    patient_of = dict(store.query("sample_patients"))
+    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
     if level == "slide":
-        pair_ids = [r[0] for r in store.query("pairs")]
-        image_name, rna_name = f"slide_embeddings__{image_encoder}", f"rna_embeddings__{rna_encoder}"
+        pair_ids = [r.sample_id for r in store.query("pairs")]
+        image_name, rna_name = embedding_table("slide", image_encoder), embedding_table("rna", rna_encoder)
         image = _by_sample(store.dataset(image_name).to_table(columns=["sample_id", "embedding"]))
         rna = _by_sample(store.dataset(rna_name).to_table(columns=["sample_id", "embedding"]))
         ids = [s for s in pair_ids if s in image and s in rna]
@@ -63,22 +65,22 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
                      np.stack([rna[s] for s in ids]), image_encoder, rna_encoder,
                      {image_name: tables[image_name].version, rna_name: tables[rna_name].version})
     if level == "tile":
-        image_name = f"tile_embeddings__{image_encoder}"
-        if store.dataset("spot_expression") is None:
-            raise StoreError("tile-level pairs need spot expression: ingest with --spots")
+        image_name = embedding_table("tile", image_encoder)
+        if store.dataset(SPOT_EXPRESSION) is None:
+            raise NotReadyError("tile-level pairs need spot expression; ingest spots first", needs="ingest spots")
         tiles = store.dataset(image_name).to_table(columns=["sample_id", "tile_index", "embedding"])
-        spots = store.dataset("spot_expression").to_table(columns=["sample_id", "tile_index", "values"])
+        spots = store.dataset(SPOT_EXPRESSION).to_table(columns=["sample_id", "tile_index", "values"])
         spot_row = {key: i for i, key in enumerate(zip(spots["sample_id"].to_pylist(), spots["tile_index"].to_pylist()))}
         keys = list(zip(tiles["sample_id"].to_pylist(), tiles["tile_index"].to_pylist()))
         matched = sorted((key, i, spot_row[key]) for i, key in enumerate(keys) if key in spot_row)
         tile_idx = np.array([i for _, i, _ in matched], dtype=np.int64)
         spot_idx = np.array([j for _, _, j in matched], dtype=np.int64)
         row = store.query("encoder", [rna_encoder])[0]
-        encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
+        encoder = load_rna_encoder(json.loads(row.params)["name"], store.artifact_path(row.artifact_path))
         return Pairs(level, [f"{s}#{t}" for (s, t), _, _ in matched],
                      np.array([patient_of[s] for (s, _), _, _ in matched]), vectors(tiles["embedding"])[tile_idx],
                      encoder.encode(vectors(spots["values"])[spot_idx]), image_encoder, rna_encoder,
-                     {image_name: tables[image_name].version, "spot_expression": tables["spot_expression"].version})
+                     {image_name: tables[image_name].version, SPOT_EXPRESSION: tables[SPOT_EXPRESSION].version})
     raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
 
 
@@ -122,22 +124,22 @@ def load_tile_images(store: Store, max_tiles_per_slide: int | None = 16, seed: i
     are taught by their slide's bulk profile, as the PEKA paper does for slides
     without spatial data. The pixels are held in memory, hence the cap.
     """
-    spec = store.setting("image_encoder_spec")
-    rna_encoder = store.setting("rna_encoder")
+    spec = store.pointer(Pointer.IMAGE_ENCODER_SPEC)
+    rna_encoder = store.pointer(Pointer.RNA_ENCODER)
     if not spec or not rna_encoder:
         raise StoreError("PEKA needs paired slides and expression in the store; ingest a cohort first")
     tables = store.lance_tables()
-    if store.dataset("spot_expression") is not None:
-        target, name = "spot", "spot_expression"
+    if store.dataset(SPOT_EXPRESSION) is not None:
+        target, name = "spot", SPOT_EXPRESSION
         spots = store.dataset(name).to_table(columns=["sample_id", "tile_index", "values"])
         keys = list(zip(spots["sample_id"].to_pylist(), spots["tile_index"].to_pylist()))
         values = vectors(spots["values"])
     else:
-        target, name = "bulk", "expression"
+        target, name = "bulk", EXPRESSION
         bulk = _by_sample(store.dataset(name).to_table(columns=["sample_id", "values"]), "values")
         rng = np.random.default_rng(seed)
         keys, rows = [], []
-        for sid in (r[0] for r in store.query("pairs")):
+        for sid in (r.sample_id for r in store.query("pairs")):
             n_tiles = len(store.query("slide_tiles", [sid]))
             chosen = np.arange(n_tiles)
             if max_tiles_per_slide and n_tiles > max_tiles_per_slide:
@@ -152,9 +154,9 @@ def load_tile_images(store: Store, max_tiles_per_slide: int | None = 16, seed: i
     with store.reading():
         images = _read_tiles(store, keys)
     row = store.query("encoder", [rna_encoder])[0]
-    encoder = load_rna_encoder(json.loads(row[3])["name"], store.artifact_path(row[5]))
-    patient_of = dict(store.query("sample_patients"))
-    genes = [r[0] for r in store.query("gene_universe")]
+    encoder = load_rna_encoder(json.loads(row.params)["name"], store.artifact_path(row.artifact_path))
+    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
+    genes = [r.symbol for r in store.query("gene_universe")]
     return TileImages(keys, np.array([patient_of[s] for s, _ in keys]), images,
                       encoder.encode(values).astype(np.float32), values, genes, target, spec,
                       {name: tables[name].version})

@@ -11,22 +11,18 @@ tiles of the other patients, which no adapter has seen.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 
-import pyarrow as pa
-
 from hquery.errors import InputError
 from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
-from hquery.store import Store, utcnow
+from hquery.names import Pointer
+from hquery.store import Store
 from hquery.training.pairs import TileImages, load_tile_images
 from hquery.training.peka import PEKAConfig, embed_tiles, fit_peka, trainable_fraction
 from hquery.training.probe import probe_expression
+from hquery.training.registry import save_model, version_id
 from hquery.training.splits import patient_holdout
-
-SETTING = "peka_adapter"
 
 
 @dataclasses.dataclass
@@ -117,8 +113,6 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
     -------
     PEKAReport with the adapter version, its training losses and the comparison.
     """
-    from safetensors.torch import save_file
-
     started = time.perf_counter()
     tiles = load_tile_images(store, seed=config.seed)
     encoder = frozen_encoder(tiles.image_encoder_spec, device)
@@ -126,26 +120,15 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
     comparison = compare_adapters(tiles, encoder, config, on_method=lambda m: step(f"compared {m}")) if compare else []
     student, losses = fit_peka(encoder, tiles.images, tiles.teacher, config,
                                on_epoch=lambda e, loss: step(f"epoch {e + 1}"))
-    key = json.dumps({"config": dataclasses.asdict(config), "data": tiles.snapshot, "encoder": encoder.spec.text},
-                     sort_keys=True)
-    version = f"peka_{config.method}_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
+    version = version_id(f"peka_{config.method}", {"config": dataclasses.asdict(config), "data": tiles.snapshot,
+                                                   "encoder": encoder.spec.text})
     fraction = trainable_fraction(student.backbone)
+    params = {"config": dataclasses.asdict(config), "base_encoder": encoder.spec.text,
+              "base_version": encoder.spec.version, "target": tiles.target, "n_tiles": len(tiles),
+              "trainable_fraction": fraction, "losses": losses}
     with store.transaction() as txn:
-        folder = txn.stage_artifact(f"models/{version}")
-        student.backbone.save_pretrained(str(folder / "adapter"))
-        heads = {f"translator.{k}": v for k, v in student.translator.state_dict().items()}
-        heads |= {f"classifier.{k}": v for k, v in student.classifier.state_dict().items()}
-        save_file({k: v.contiguous().cpu() for k, v in heads.items()}, str(folder / "heads.safetensors"))
-        params = {"config": dataclasses.asdict(config), "base_encoder": encoder.spec.text,
-                  "base_version": encoder.spec.version, "target": tiles.target, "n_tiles": len(tiles),
-                  "trainable_fraction": fraction, "losses": losses}
-        (folder / "config.json").write_text(json.dumps(params, indent=2))
-        metrics = {"probe": [dataclasses.asdict(r) for r in comparison]}
-        txn.insert("models", pa.Table.from_pylist([{
-            "version": version, "name": "peka", "kind": f"peka_{config.method}", "params": json.dumps(params),
-            "data_snapshot": json.dumps(tiles.snapshot), "seed": config.seed, "metrics": json.dumps(metrics),
-            "artifact_path": f"models/{version}", "created_at": utcnow(),
-        }]))
-        txn.put_setting(SETTING, version)
+        save_model(txn, "peka", student, kind=f"peka_{config.method}", version=version, params=params,
+                   snapshot=tiles.snapshot, seed=config.seed,
+                   metrics={"probe": [dataclasses.asdict(r) for r in comparison]}, pointer=Pointer.PEKA_ADAPTER)
     return PEKAReport(version, config.method, tiles.target, len(tiles), len(set(tiles.patients)), fraction, losses,
                       comparison, time.perf_counter() - started)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hquery.stats import most_variable, pearson_per_column
 from hquery.training.splits import patient_folds
 
 
@@ -36,11 +37,6 @@ class ProbeReport:
         return float(np.std(self.fold_pcc, ddof=1)) if len(self.fold_pcc) > 1 else 0.0
 
 
-def most_variable_genes(expression: np.ndarray, genes: Sequence[str], n: int = 50) -> np.ndarray:
-    """Column positions of the ``n`` genes with the highest variance, most variable first."""
-    return np.argsort(-expression.var(axis=0), kind="stable")[:n]
-
-
 def probe_expression(features: np.ndarray, expression: np.ndarray, patients: Sequence[str], genes: Sequence[str],
                      *, n_genes: int = 50, n_components: int = 256, folds: int = 5, seed: int = 0) -> ProbeReport:
     """Held-out Pearson r of a linear probe from ``features`` to the most variable genes.
@@ -59,7 +55,7 @@ def probe_expression(features: np.ndarray, expression: np.ndarray, patients: Seq
     from sklearn.preprocessing import StandardScaler
 
 
-    chosen = most_variable_genes(expression, genes, n_genes)
+    chosen = most_variable(expression, n_genes)
     y = expression[:, chosen]
     fold_pcc, per_gene = [], []
     for train, test in patient_folds(np.asarray(patients), folds, seed):
@@ -70,11 +66,8 @@ def probe_expression(features: np.ndarray, expression: np.ndarray, patients: Seq
         ridge = Ridge(alpha=100 / (x_train.shape[1] * y.shape[1]), solver="lsqr", fit_intercept=False,
                       max_iter=1000, random_state=seed)
         predicted = ridge.fit(x_train, y[train]).predict(x_test)
-        r = np.array([_pearson(predicted[:, j], y[test, j]) for j in range(y.shape[1])])
+        r = pearson_per_column(predicted, y[test])
         per_gene.append(r)
         fold_pcc.append(float(np.nanmean(r)))
     return ProbeReport([genes[j] for j in chosen], fold_pcc, np.nanmean(per_gene, axis=0))
 
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")

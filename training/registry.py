@@ -1,62 +1,135 @@
-"""Trained alignment models as versions in the store: safetensors + config + catalog rows."""
+"""The model registry: save a fitted model as a version of its kind, load one back.
+
+One entry per kind; each says what its artifact folder holds. The catalog side
+(the ``models`` row, per-fold metrics, the current pointer) is written and read
+the same way for all of them (:func:`hquery.records.record_model`,
+:func:`hquery.records.model_record`).
+
+========== ============================= ==========================================
+kind       the model                     its folder
+========== ============================= ==========================================
+alignment  :class:`AlignmentModel`       ``heads.safetensors``
+predictor  the MLP's arrays (numpy)      ``predictor.safetensors``
+histoprism :class:`FittedHistoPrism`     ``histoprism.safetensors`` (weights, scales)
+peka       :class:`PEKAStudent`          ``adapter/`` (peft) and ``heads.safetensors``
+========== ============================= ==========================================
+
+Loading a ``predictor`` needs numpy only; the other kinds import torch when used.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
+from pathlib import Path
 
-import pyarrow as pa
-
-from hquery.errors import NotReadyError
-from hquery.store import Store, StoreError, Transaction, utcnow
-from hquery.training.heads import AlignmentConfig, AlignmentModel
-
-
-def model_version(config: AlignmentConfig, snapshot: dict, level: str) -> str:
-    """Deterministic id: the same config, data and seed give the same version (and weights)."""
-    key = json.dumps({"config": dataclasses.asdict(config), "data": snapshot, "level": level}, sort_keys=True)
-    return f"align_{level}_{hashlib.blake2b(key.encode(), digest_size=5).hexdigest()}"
+from hquery.names import Pointer
+from hquery.records import ModelRecord, model_record, record_model
+from hquery.store import Store, Transaction
 
 
-def record_model(txn: Transaction, model: AlignmentModel, config: AlignmentConfig, *, version: str, level: str,
-                 image_encoder: str, rna_encoder: str, snapshot: dict, metrics: dict, cv_rows: list[dict],
-                 n_pairs: int, history: dict) -> None:
-    """Stage the model's artifact, its ``models`` row and its per-fold metrics."""
+def version_id(prefix: str, key: dict) -> str:
+    """A deterministic version: the same config, data and seed give the same id (and weights)."""
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=5).hexdigest()
+    return f"{prefix}_{digest}"
+
+
+def _write_alignment(folder: Path, model) -> None:
     from safetensors.torch import save_file
 
-    folder = txn.stage_artifact(f"models/{version}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "heads.safetensors"))
-    params = {"config": dataclasses.asdict(config), "level": level, "image_dim": model.image_dim,
-              "rna_dim": model.rna_dim, "image_encoder": image_encoder, "rna_encoder": rna_encoder,
-              "n_pairs": n_pairs, "history": history}
-    (folder / "config.json").write_text(json.dumps(params, indent=2))
-    txn.insert("models", pa.Table.from_pylist([{
-        "version": version, "name": "alignment", "kind": f"clip_heads_{level}", "params": json.dumps(params),
-        "data_snapshot": json.dumps(snapshot), "seed": config.seed, "metrics": json.dumps(metrics),
-        "artifact_path": f"models/{version}", "created_at": utcnow(),
-    }]))
-    txn.execute("delete_model_metrics", [version])
-    if cv_rows:
-        txn.insert("model_metrics", pa.Table.from_pylist([{"model_version": version, **r} for r in cv_rows]))
 
 
-def load_model(store: Store, version: str | None = None) -> tuple[AlignmentModel, dict]:
-    """The alignment model ``version`` (default: the store's current one) and its catalog record."""
+def _read_alignment(folder: Path, record: ModelRecord):
     from safetensors.torch import load_file
 
-    version = version or store.setting("alignment_model")
-    if not version:
-        raise NotReadyError("no alignment model yet; train one first", needs="train align")
-    rows = store.query("model", [version])
-    if not rows:
-        raise StoreError(f"no model version {version!r}; see `hquery sql \"select version from models\"`")
-    record = dict(zip(["version", "name", "kind", "params", "data_snapshot", "seed", "metrics", "artifact_path",
-                       "created_at"], rows[0]))
-    params = json.loads(record["params"])
-    config = AlignmentConfig(**params["config"])
-    model = AlignmentModel(params["image_dim"], params["rna_dim"], config)
-    model.load_state_dict(load_file(str(store.artifact_path(record["artifact_path"]) / "heads.safetensors")))
+    from hquery.training.heads import AlignmentConfig, AlignmentModel
+
+    params = record.params
+    model = AlignmentModel(params["image_dim"], params["rna_dim"], AlignmentConfig(**params["config"]))
+    model.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    return model.eval()
+
+
+def _write_predictor(folder: Path, arrays) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()},
+              str(folder / "predictor.safetensors"))
+
+
+def _read_predictor(folder: Path, record: ModelRecord):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "predictor.safetensors"))
+
+
+def _write_histoprism(folder: Path, fitted) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.contiguous() for k, v in fitted.model.state_dict().items()}
+    tensors.update({f"scale.{k}": torch.as_tensor(v) for k, v in fitted.scales.items()})
+    save_file(tensors, str(folder / "histoprism.safetensors"))
+
+
+def _read_histoprism(folder: Path, record: ModelRecord):
+    from safetensors.torch import load_file
+
+    from hquery.training.histoprism import FittedHistoPrism, HistoPrism, HistoPrismConfig
+
+    params = record.params
+    tensors = load_file(str(folder / "histoprism.safetensors"))
+    model = HistoPrism(params["in_dim"], len(params["genes"]), len(params["cancer_types"]),
+                       HistoPrismConfig(**params["config"]))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
     model.eval()
-    record["params"] = params
-    return model, record
+    scales = {k.removeprefix("scale."): v.numpy() for k, v in tensors.items() if k.startswith("scale.")}
+    return FittedHistoPrism(model, params["cancer_types"], params["genes"], scales, params["history"])
+
+
+def _write_peka(folder: Path, student) -> None:
+    from safetensors.torch import save_file
+
+    student.backbone.save_pretrained(str(folder / "adapter"))
+    heads = {f"translator.{k}": v for k, v in student.translator.state_dict().items()}
+    heads |= {f"classifier.{k}": v for k, v in student.classifier.state_dict().items()}
+    save_file({k: v.contiguous().cpu() for k, v in heads.items()}, str(folder / "heads.safetensors"))
+
+
+def _read_peka(folder: Path, record: ModelRecord) -> Path:
+    """The adapter folder: an image encoder merges it into its backbone (:class:`~hquery.ingest.image_encoders.ImageEncoder`)."""
+    return folder / "adapter"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelKind:
+    write: Callable[[Path, object], None]
+    read: Callable[[Path, ModelRecord], object]
+
+
+KINDS = {
+    "alignment": ModelKind(_write_alignment, _read_alignment),
+    "predictor": ModelKind(_write_predictor, _read_predictor),
+    "histoprism": ModelKind(_write_histoprism, _read_histoprism),
+    "peka": ModelKind(_write_peka, _read_peka),
+}
+
+
+def save_model(txn: Transaction, name: str, model, *, kind: str, version: str, params: dict, snapshot: dict,
+               seed: int | None, metrics: dict | None = None, cv_rows: list[dict] | None = None,
+               pointer: Pointer | str | None = None) -> ModelRecord:
+    """Stage ``model`` as version ``version`` of ``name`` (a key of :data:`KINDS`), optionally moving ``pointer``."""
+    return record_model(txn, name=name, kind=kind, version=version, params=params, snapshot=snapshot, seed=seed,
+                        write=lambda folder: KINDS[name].write(folder, model), metrics=metrics, cv_rows=cv_rows,
+                        pointer=pointer)
+
+
+def load_model(store: Store, name: str, version: str | None = None, *,
+               pointer: Pointer | str | None = None) -> tuple[object, ModelRecord]:
+    """``(model, record)`` of ``name``'s ``version`` (default: the one its current pointer names)."""
+    record = model_record(store, name, version, pointer=pointer)
+    return KINDS[name].read(record.folder(store), record), record

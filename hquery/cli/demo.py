@@ -13,7 +13,6 @@ from hquery.cli.prompt import prompt
 from hquery.cli.refresh import refresh
 from hquery.cli.render import RECALL_COLUMNS, print_rows, recall_rows
 from hquery.cli.train import peka
-from hquery.demo import DemoFiles
 
 
 @click.command()
@@ -29,7 +28,7 @@ def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
     compare PEKA adapters, then ingest a second batch and refresh."""
     from hquery.pipelines.demo import run_demo
 
-    trained, _ = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
+    trained, _, files = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
                           echo=click.echo)
     click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval recall prints it again):")
     print_rows(RECALL_COLUMNS, recall_rows(trained.cv.as_dict()))
@@ -39,7 +38,6 @@ def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
     click.echo("\n$ hquery train peka")
     ctx.invoke(peka, quiet=quiet, store_path_=store_path_)
-    files = DemoFiles.at(data_dir)
     if files.later_manifest is not None:
         click.echo(f"\n$ hquery ingest {files.later_manifest} --expression {files.later_expression} --name demo")
         ctx.invoke(ingest, manifest=files.later_manifest, expression=files.later_expression, name="demo", quiet=quiet,

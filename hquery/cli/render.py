@@ -11,9 +11,9 @@ import click
 FORMATS = ("table", "csv", "json", "parquet")
 
 HINTS = {
-    "init": "hquery init",
+    "init": "hquery init --store {store}",
     "ingest": "hquery ingest MANIFEST --expression FILE",
-    "ingest expression": "hquery ingest MANIFEST --expression FILE",
+    "ingest spots": "hquery ingest MANIFEST --spots FILE",
     "train align": "hquery train align",
     "train align --folds": "hquery train align --folds 5",
     "index": "hquery index",
@@ -29,7 +29,7 @@ HINTS = {
 def hint(needs: str | None, **values: str) -> str:
     """``; run `COMMAND``` for a known ``needs``, else nothing."""
     command = HINTS.get(needs or "")
-    return f"; run `{command.format_map({'collection': 'hallmark', **values})}`" if command else ""
+    return f"; run `{command.format_map({'collection': 'hallmark', 'store': 'DIR', **values})}`" if command else ""
 
 
 def print_rows(columns: list[str], rows: list[tuple]) -> None:

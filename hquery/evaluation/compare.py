@@ -20,13 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from hquery.evaluation.spectrum import evaluate_prompts, pearson_r, r_squared
+from hquery.evaluation.spectrum import evaluate_prompts
 from hquery.genesets import resolve_prompts
+from hquery.names import eval_artifact
 from hquery.scoring import match_gene_sets, ssgsea
+from hquery.stats import finite_mean, pearson_r, r_squared
 from hquery.store import Store, StoreError
 from hquery.training.bags import load_slide_bags
-from hquery.training.coherence import finite_mean, gene_pathway_coherence
+from hquery.training.coherence import gene_pathway_coherence
 from hquery.training.heads import AlignmentConfig
 from hquery.training.histoprism import HistoPrismConfig
 from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
@@ -107,15 +110,13 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
 
 def _record(store: Store, comparison: RouteComparison) -> Path:
     """HistoPrism's rows join the spectrum's in ``prompt_eval_results``; the PNG goes next to its plot."""
-    import pyarrow as pa
-
     with store.transaction() as txn:
-        plot_routes(comparison, txn.stage_artifact(f"evals/{comparison.eval_id}_routes") / "routes.png")
+        plot_routes(comparison, txn.stage_artifact(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png")
         txn.insert("prompt_eval_results", pa.Table.from_pylist([{
             "eval_id": comparison.eval_id, "gene_set": r["gene_set"], "method": "histoprism",
             "pearson_r": r["histoprism_r"], "r2": r["histoprism_r2"], "r2_calibrated": None, "n": comparison.n_slides,
         } for r in comparison.rows]))
-    return store.artifact_path(f"evals/{comparison.eval_id}_routes/routes.png")
+    return store.artifact_path(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png"
 
 
 def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
@@ -123,7 +124,8 @@ def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
 
     if load_pairs(store, "slide").sample_ids != bag_ids:
         raise StoreError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "
-                         "from the current encoder); run `hquery train` and `hquery index` again first")
+                         "from the current encoder); train the alignment and build the index again first",
+                            needs="train align")
 
 
 def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:

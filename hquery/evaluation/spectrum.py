@@ -33,15 +33,19 @@ import pyarrow as pa
 
 from hquery.genesets import resolve_prompts
 from hquery.library import Library
+from hquery.names import embedding_table, eval_artifact
+from hquery.parallel import run_jobs, worker_pool
 from hquery.retrieval.index import build_faiss_index
 from hquery.retrieval.softknn import (
     SoftKNN,
     most_profiles_per_patient,
     skip_own_patient,
 )
+from hquery.stats import pearson_r, r_squared
 from hquery.store import Store, StoreError, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
+from hquery.training.predictor import fit_mlp, mlp_predict
 from hquery.training.splits import patient_folds
 
 METHODS = ("softknn", "mlp")
@@ -104,8 +108,6 @@ def evaluate_prompts(
         Write the results to ``prompt_eval_runs`` / ``prompt_eval_results`` / ``prompt_eval_calibration``,
         and the plot (:func:`plot_spectrum`) to the store's ``artifacts/evals/<eval_id>/spectrum.png``.
     """
-    from hquery.training.fit import fit_pool
-
     started = time.perf_counter()
     knn = knn or SoftKNN()
     pairs = load_pairs(store, "slide")
@@ -113,19 +115,18 @@ def evaluate_prompts(
     library = Library(store)
     matches = library.match(gene_sets, min_genes=5)
     library_scores, _ = library.scores(gene_sets, matches)
-    patient_of = dict(store.query("sample_patients"))
+    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
     library_patients = np.array([patient_of[s] for s in library.sample_ids])
     library_rna = _library_embeddings(store, pairs.rna_encoder, library.sample_ids)
     pair_rows = np.array([library.row[s] for s in pairs.sample_ids])
     truth = library_scores[pair_rows]
 
     splits = list(patient_folds(pairs.patients, folds, config.seed))
-    with fit_pool(workers) as pool:
+    with worker_pool(workers) as pool:
         fitted_on = [np.arange(len(pairs)) if library_leak else train for train, _ in splits]
         jobs = [(pairs.image[rows], pairs.rna[rows], pairs.patients[rows], config, library_rna, pairs.image)
                 for rows in fitted_on]
-        results = [pool.submit(_fit_and_project, *job) for job in jobs] if pool else None
-        projected = (r.result() for r in results) if results else (_fit_and_project(*job) for job in jobs)
+        projected = run_jobs(pool, _fit_and_project, jobs)
         n, s = len(pairs), len(gene_sets)
         pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp")}
         dispersion = np.full((n, s), np.nan)
@@ -145,7 +146,7 @@ def evaluate_prompts(
             on_train, on_test = predict(train), predict(test)
             pred["softknn"][test], dispersion[test] = on_test.score, on_test.dispersion
             pred["softknn_calibrated"][test] = _calibrate(on_train.score, truth[train], on_test.score)
-            pred["mlp"][test] = _mlp(slide_vecs[train], truth[train], slide_vecs[test], config.seed)
+            pred["mlp"][test] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], config.seed)[0], slide_vecs[test])
             if on_fold:
                 on_fold(i)
 
@@ -156,7 +157,7 @@ def evaluate_prompts(
     spectrum.seconds = time.perf_counter() - started
     if record:
         spectrum.eval_id = _record(store, spectrum, collection, knn, config, pairs.snapshot, library.version)
-        spectrum.plot = store.artifact_path(f"evals/{spectrum.eval_id}/spectrum.png")
+        spectrum.plot = store.artifact_path(f"{eval_artifact(spectrum.eval_id)}/spectrum.png")
     return spectrum
 
 
@@ -168,7 +169,7 @@ def _fit_and_project(image, rna, patients, config, library_rna, all_image):
 
 
 def _library_embeddings(store: Store, rna_encoder: str, sample_ids: list[str]) -> np.ndarray:
-    table = store.dataset(f"rna_embeddings__{rna_encoder}")
+    table = store.dataset(embedding_table("rna", rna_encoder))
     if table is None:
         raise StoreError(f"no RNA embeddings for encoder {rna_encoder}")
     data = table.to_table(columns=["sample_id", "embedding"])
@@ -199,16 +200,6 @@ def _calibrate(train_pred: np.ndarray, train_truth: np.ndarray, test_pred: np.nd
     return out
 
 
-def _mlp(train_x, train_y, test_x, seed: int) -> np.ndarray:
-    from sklearn.neural_network import MLPRegressor
-    from sklearn.preprocessing import StandardScaler
-
-    scale = StandardScaler().fit(train_y)
-    model = MLPRegressor(hidden_layer_sizes=(256,), alpha=1e-2, early_stopping=True, max_iter=300, random_state=seed)
-    model.fit(train_x, scale.transform(train_y))
-    return scale.inverse_transform(model.predict(test_x))
-
-
 def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str]) -> list[dict]:
     rows = []
     for j, name in enumerate(names):
@@ -219,16 +210,6 @@ def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str]) -
                          "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y), "n": len(y)})
     best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
     return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], r["method"]))
-
-
-def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r, NaN when either side is constant."""
-    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
-
-
-def r_squared(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Coefficient of determination of ``pred`` for ``truth`` (negative when worse than the mean)."""
-    return float(1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2))
 
 
 def _dispersion_table(truth: np.ndarray, calibrated: np.ndarray, dispersion: np.ndarray, bins: int = 5) -> list[dict]:
@@ -247,9 +228,9 @@ def _record(store: Store, spectrum: Spectrum, collection: str, knn: SoftKNN, con
     created = utcnow()
     eval_id = f"eval_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
     params = {"config": dataclasses.asdict(config), "data": snapshot, "library_version": library_version,
-              "library_leak": spectrum.library_leak, "plot": f"evals/{eval_id}/spectrum.png"}
+              "library_leak": spectrum.library_leak, "plot": f"{eval_artifact(eval_id)}/spectrum.png"}
     with store.transaction() as txn:
-        plot_spectrum(spectrum, txn.stage_artifact(f"evals/{eval_id}") / "spectrum.png")
+        plot_spectrum(spectrum, txn.stage_artifact(eval_artifact(eval_id)) / "spectrum.png")
         txn.insert("prompt_eval_runs", pa.Table.from_pylist([{
             "eval_id": eval_id, "created_at": created, "collection": collection, "folds": spectrum.n_folds,
             "k": knn.k, "tau": knn.tau, "n_slides": spectrum.n_slides, "seconds": spectrum.seconds,

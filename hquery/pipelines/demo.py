@@ -19,7 +19,8 @@ def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int 
              echo: Callable[[str], None] = print, folds: int = 5):
     """Generate the demo cohort, ingest it, train the alignment with ``folds``-fold CV and build the index.
 
-    Returns the training report (its ``cv`` holds the recall table) and the index report.
+    Returns the training report (its ``cv`` holds the recall table), the index report and the cohort's files
+    (its second batch, ``later_manifest``, arrives after the first model serves).
     """
     started = time.perf_counter()
     with progress_bars(progress) as bars:
@@ -41,5 +42,5 @@ def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int 
         echo(f"index {indexed.version}: {indexed.n_vectors} RNA profiles, {indexed.kind}, "
              f"{'GPU' if indexed.on_gpu else 'CPU'}")
     echo(f"demo done in {time.perf_counter() - started:.1f}s; store {store_path} is "
-         f"{directory_size(store_path) / 2**20:.1f} MiB. Try: hquery status --store {store_path}")
-    return trained, indexed
+         f"{directory_size(store_path) / 2**20:.1f} MiB")
+    return trained, indexed, files

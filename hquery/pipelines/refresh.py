@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.ingest import reembed_slides
+from hquery.names import Pointer
+from hquery.records import ModelRecord, model_record, service_model
 from hquery.retrieval.index_builder import build_index
 from hquery.store import Store, StoreError, utcnow
 from hquery.training.alignment_trainer import train_alignment
@@ -82,17 +84,10 @@ class RefreshReport:
         return f"refresh {self.refresh_id}: {self.status} ({self.reason}){scores}{index}; {self.seconds:.1f}s"
 
 
-def service_model(store: Store) -> str | None:
-    """The alignment model behind the current index: the one prompts use."""
-    index = store.setting("current_index")
-    return store.query("index_version", [index])[0][0] if index else None
-
-
-def trained_on(store: Store, record: dict) -> set[str]:
+def trained_on(store: Store, record: ModelRecord) -> set[str]:
     """Sample ids of the pairs a model was trained on, read from the Lance versions it recorded."""
-    snapshot = json.loads(record["data_snapshot"] or "{}")
     seen: set[str] | None = None
-    for name, version in snapshot.items():
+    for name, version in record.data_snapshot.items():
         dataset = store.dataset(name, version)
         ids = set(dataset.to_table(columns=["sample_id"])["sample_id"].to_pylist()) if dataset is not None else set()
         seen = ids if seen is None else seen & ids
@@ -142,13 +137,13 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
         report.service_model = serving
         pairs = load_pairs(store)
         report.n_pairs = len(pairs)
-        record = load_model(store, serving)[1] if serving else None
+        record = model_record(store, "alignment", serving) if serving else None
         seen = trained_on(store, record) if record else set()
         new = [i for i, s in enumerate(pairs.sample_ids) if s not in seen]
         report.n_new_pairs = len(new)
         step("found new pairs")
         if serving and not new and not force:
-            report.status, report.reason = "nothing_new", f"no pairs since {serving} was trained; --force retrains anyway"
+            report.status, report.reason = "nothing_new", f"no pairs since {serving} was trained; a forced refresh retrains anyway"
             _record(store, report, started_at, finished=True)
             return report
         _record(store, report, started_at)
@@ -163,7 +158,7 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
         return report
 
 
-def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen: set[str], record: dict | None,
+def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen: set[str], record: ModelRecord | None,
          force: bool, tolerance: float | str, eval_fraction: float, config: AlignmentConfig,
          peka: PEKAConfig | None, device: str, step: Callable[[str], None]) -> None:
     if peka is not None:
@@ -187,7 +182,7 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
     step("fitted the candidate")
     candidate_hits = _hits(candidate, pairs.subset(eval_ids))
     report.candidate_recall_at_10 = float(candidate_hits.mean())
-    service, params = load_model(store, record["version"])[0], record["params"]
+    service, params = load_model(store, "alignment", record.version)[0], record.params
     try:
         served = load_pairs(store, image_encoder=params["image_encoder"], rna_encoder=params["rna_encoder"])
     except StoreError:
@@ -198,7 +193,7 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
     if any(s not in position for s in eval_samples):
         report.status = "rejected"
         report.reason = (f"the model in service cannot score the held-out pairs: its encoder "
-                         f"{params['image_encoder']} has no embeddings for some; run `hquery train` and `hquery index`")
+                         f"{params['image_encoder']} has no embeddings for some; train the alignment and build the index again")
     else:
         service_hits = _hits(service, served.subset(np.array([position[s] for s in eval_samples])))
         report.service_recall_at_10 = float(service_hits.mean())
@@ -215,10 +210,10 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
                          f"{report.candidate_recall_at_10:.3f}, more than the tolerance {report.tolerance:.3f}")
     if report.peka_adapter:  # keep serving, and ingesting, with the encoder the service model reads
         with store.transaction() as txn:
-            txn.put_setting("image_encoder", params["image_encoder"])
-            spec = store.query("encoder", [params["image_encoder"]])
-            if spec:
-                txn.put_setting("image_encoder_spec", spec[0][2])
+            txn.move_pointer(Pointer.IMAGE_ENCODER, params["image_encoder"])
+            encoder = store.query("encoder", [params["image_encoder"]])
+            if encoder:
+                txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, encoder[0].spec)
 
 
 def _hits(model, pairs: Pairs, k: int = 10) -> np.ndarray:

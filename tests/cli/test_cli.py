@@ -53,6 +53,7 @@ def test_errors_are_one_clear_line(tmp_path):
     result = run("status", "--store", tmp_path / "missing", ok=False)
     assert result.exit_code == 1
     assert "error: no hquery store at" in result.output and "Traceback" not in result.output
+    assert f"run `hquery init --store {tmp_path / 'missing'}`" in result.output
     run("init", "--store", tmp_path / "s")
     bad = tmp_path / "bad.csv"
     bad.write_text("sample_id\na\n")
@@ -104,3 +105,25 @@ def test_help_and_status_do_not_import_heavy_libraries(tmp_path, args):
 def test_doctor_reports_the_install():
     out = run("doctor").output
     assert "torch" in out and "faiss GPUs" in out and "OpenSlide library" in out
+
+
+def test_jobs_are_subcommands_with_one_name_per_concept():
+    train = run("train", "--help").output
+    assert all(job in train for job in ("align", "peka", "histoprism", "predictor"))
+    assert all(job in run("eval", "--help").output for job in ("recall", "spectrum", "compare"))
+    assert "--panel" in run("train", "histoprism", "--help").output
+    assert "--adapter-kind" in run("train", "peka", "--help").output
+    assert "--collection" in run("train", "predictor", "--help").output
+    for command in (["train", "histoprism"], ["train", "peka"], ["train", "align"]):
+        options = {line.split()[0] for line in run(*command, "--help").output.split("Options:")[1].splitlines()
+                   if line.strip().startswith("--")}
+        assert not options & {"--genes", "--method", "--prompts"}, command
+
+
+def test_a_missing_step_is_named_with_its_command(tmp_path):
+    run("init", "--store", tmp_path / "s")
+    result = run("eval", "recall", "--store", tmp_path / "s", ok=False)
+    assert result.exit_code == 1
+    assert "no alignment model yet" in result.output and "run `hquery train align --folds 5`" in result.output
+    result = run("embed", "--store", tmp_path / "s", ok=False)
+    assert "no PEKA adapter" in result.output and "run `hquery train peka`" in result.output

@@ -15,7 +15,7 @@ def _table(n: int, start: int = 0) -> pa.Table:
 
 
 def test_open_missing_and_foreign_directories(tmp_path):
-    with pytest.raises(StoreError, match="hquery init"):
+    with pytest.raises(StoreError, match="no hquery store at .*; create one there first"):
         Store.open(tmp_path / "nope")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "data.txt").write_text("x")

@@ -31,8 +31,8 @@ def test_index_holds_the_whole_rna_library(indexed):
 def test_search_finds_each_profile_first(indexed):
     store, _ = indexed
     index = RNAIndex.load(store)
-    model, record = load_model(store)
-    table = store.dataset(f"rna_embeddings__{record['params']['rna_encoder']}").to_table()
+    model, record = load_model(store, "alignment")
+    table = store.dataset(f"rna_embeddings__{record.params['rna_encoder']}").to_table()
     queries = project(model, rna=vectors(table["embedding"])[:20])
     ids, sims = index.search(queries, k=5)
     assert ids.shape == sims.shape == (20, 5)
@@ -44,7 +44,7 @@ def test_search_finds_each_profile_first(indexed):
 def test_image_queries_retrieve_their_own_rna_above_chance(indexed):
     store, _ = indexed
     pairs = load_pairs(store)
-    model, _ = load_model(store)
+    model, _ = load_model(store, "alignment")
     ids, _ = RNAIndex.load(store).search(project(model, image=pairs.image), k=50)
     hit = np.mean([sid in row for sid, row in zip(pairs.sample_ids, ids)])
     assert hit > 3 * 50 / len(RNAIndex.load(store).ids)  # trained on these pairs: far above chance

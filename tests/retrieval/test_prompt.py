@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from hquery.cli import main
-from hquery.errors import GeneSetTooSmall
+from hquery.errors import GeneSetTooSmall, InputError, NotReadyError
 from hquery.genesets import resolve_prompts
 from hquery.ingest import ingest_cohort
 from hquery.library import Library
@@ -14,7 +14,6 @@ from hquery.retrieval import RNAIndex
 from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
 from hquery.retrieval.softknn import SoftKNN
 from hquery.scoring import ssgsea
-from hquery.store import StoreError
 from tests.conftest import copy_store
 
 G2M = "HALLMARK_G2M_CHECKPOINT"
@@ -143,11 +142,11 @@ def test_filters_and_bad_input(indexed):
     sets = resolve_prompts(indexed, ["G2M"])
     brca = run_prompt(indexed, sets, where="cancer_type = 'BRCA'", record=False)
     assert set(brca.results["cancer_type"].to_pylist()) == {"BRCA"}
-    with pytest.raises(StoreError, match="no slide for sample.*NOPE"):
+    with pytest.raises(InputError, match="no slide for sample.*NOPE"):
         run_prompt(indexed, sets, samples=["NOPE"], record=False)
-    with pytest.raises(StoreError, match="no slides in cohort 'x'"):
+    with pytest.raises(InputError, match="no slides in cohort 'x'"):
         run_prompt(indexed, sets, cohort="x", record=False)
-    with pytest.raises(StoreError, match="--where"):
+    with pytest.raises(InputError, match="sample filter"):
         run_prompt(indexed, sets, where="no_such_column = 1", record=False)
     too_small = resolve_prompts(indexed, ["MKI67,TOP2A,NOTAGENE1,NOTAGENE2,NOTAGENE3"])
     runs_before = indexed.sql("select count(*) n from prompt_runs").to_pylist()
@@ -193,7 +192,7 @@ def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
                    "slide_path": "slides/LATE1"}]).write_csv(tmp_path / "late.csv")
     ingest_cohort(fresh, tmp_path / "late.csv", name="late")
     sets = resolve_prompts(fresh, ["G2M"])
-    with pytest.raises(StoreError, match=r"LATE1\) were ingested after the index was built; build it again"):
+    with pytest.raises(NotReadyError, match=r"LATE1\) were ingested after the index was built; build it again"):
         run_prompt(fresh, sets, record=False)
     build_index(fresh)
     run = run_prompt(fresh, sets, samples=["LATE1"], record=False)

@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hquery.parallel import worker_pool
 from hquery.training.cv import cross_validate
-from hquery.training.fit import fit_alignment, fit_pool
+from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 
@@ -30,13 +31,13 @@ def pairs(demo_store):
 
 @pytest.fixture(scope="module")
 def honest(pairs):
-    with fit_pool(2) as pool:
+    with worker_pool(2) as pool:
         return cross_validate(pairs, 5, AlignmentConfig(seed=0), executor=pool)
 
 
 def test_parallel_folds_give_the_same_metrics(pairs):
     config = AlignmentConfig(seed=1, max_epochs=4)
-    with fit_pool(2) as pool:
+    with worker_pool(2) as pool:
         assert pool is not None
         parallel = cross_validate(pairs, 3, config, executor=pool)
     assert parallel.rows() == cross_validate(pairs, 3, config).rows()
@@ -61,7 +62,7 @@ def test_shuffled_pairs_fall_to_chance(pairs):
     rng = np.random.default_rng(0)
     shuffled = pairs.subset(np.arange(len(pairs)))
     shuffled.rna = pairs.rna[rng.permutation(len(pairs))]
-    with fit_pool(2) as pool:
+    with worker_pool(2) as pool:
         cv = cross_validate(shuffled, 5, AlignmentConfig(seed=0), executor=pool)
     aligned, _ = cv.summary("aligned", "he_to_rna", "recall@10")
     chance, _ = cv.summary("chance", "he_to_rna", "recall@10")

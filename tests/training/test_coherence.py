@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hquery.training.coherence import gene_pathway_coherence, mean_by, pearson_per_gene
+from hquery.stats import pearson_per_column
+from hquery.training.coherence import gene_pathway_coherence, mean_by
 
 
 def test_gpc_by_hand():
@@ -30,10 +31,10 @@ def test_gpc_by_hand():
     assert by_type["BRCA"]["P2"] == pytest.approx(-1.0)  # A has no r for P2, so only B counts
 
 
-def test_pearson_per_gene_matches_numpy():
+def test_pearson_per_column_matches_numpy():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(20, 5)), rng.normal(size=(20, 5))
     expected = [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(5)]
-    np.testing.assert_allclose(pearson_per_gene(a, b), expected, rtol=1e-10)
+    np.testing.assert_allclose(pearson_per_column(a, b), expected, rtol=1e-10)
     b[:, 2] = 7.0
-    assert np.isnan(pearson_per_gene(a, b)[2])
+    assert np.isnan(pearson_per_column(a, b)[2])

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -76,18 +78,20 @@ def test_fit_is_deterministic_for_a_seed_and_learns_the_pairing():
 
 
 def test_model_round_trips_through_the_store(store):
-    from hquery.training.registry import load_model, record_model
+    from hquery.names import Pointer
+    from hquery.training.registry import load_model, save_model
 
     image, rna, patients = _toy()
     config = AlignmentConfig(dim=16, hidden=32, max_epochs=5, batch_size=32)
     model, _ = fit_alignment(image, rna, patients, config)
     with store.transaction() as txn:
-        record_model(txn, model, config, version="align_slide_test", level="slide", image_encoder="i",
-                     rna_encoder="r", snapshot={"t": 1}, metrics={}, n_pairs=len(image), history={},
-                     cv_rows=[{"method": "aligned", "direction": "he_to_rna", "metric": "recall@10", "fold": 0, "value": 0.5}])
-        txn.put_setting("alignment_model", "align_slide_test")
-    loaded, record = load_model(store)
-    assert record["version"] == "align_slide_test" and record["params"]["rna_dim"] == 12
+        save_model(txn, "alignment", model, kind="clip_heads_slide", version="align_slide_test",
+                   params={"config": dataclasses.asdict(config), "image_dim": model.image_dim, "rna_dim": model.rna_dim},
+                   snapshot={"t": 1}, seed=config.seed, pointer=Pointer.ALIGNMENT_MODEL,
+                   cv_rows=[{"method": "aligned", "direction": "he_to_rna", "metric": "recall@10", "fold": 0,
+                             "value": 0.5}])
+    loaded, record = load_model(store, "alignment")
+    assert record.version == "align_slide_test" and record.params["rna_dim"] == 12 and record.data_snapshot == {"t": 1}
     np.testing.assert_allclose(project(loaded, image=image), project(model, image=image), rtol=1e-6)
     assert store.sql("select value from model_metrics").to_pylist() == [{"value": 0.5}]
     assert AlignmentModel is type(loaded)

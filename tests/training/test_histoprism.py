@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from hquery.stats import pearson_per_column
 from hquery.training.bags import SlideBags
-from hquery.training.coherence import pearson_per_gene
 from hquery.training.histoprism import (
     HistoPrism,
     HistoPrismConfig,
@@ -127,13 +127,13 @@ def test_fit_learns_the_type_and_the_tiles_and_predict_unscales():
     fitted = fit_histoprism(train, config)
     slides, tiles = fitted.predict(test)
     assert slides.shape == test.bulk.shape and tiles.shape == (len(test.tiles), 30)
-    conditioned = np.nanmean(pearson_per_gene(slides, test.bulk))
+    conditioned = np.nanmean(pearson_per_column(slides, test.bulk))
     blind, _ = fitted.predict(test, unknown_type=True, tiles=False)
     ablated = fit_histoprism(train, dataclasses.replace(config, conditioning=False))
     without, _ = ablated.predict(test, tiles=False)
     assert conditioned > 0.8
-    assert conditioned > np.nanmean(pearson_per_gene(blind, test.bulk)) + 0.2
-    assert conditioned > np.nanmean(pearson_per_gene(without, test.bulk)) + 0.2
+    assert conditioned > np.nanmean(pearson_per_column(blind, test.bulk)) + 0.2
+    assert conditioned > np.nanmean(pearson_per_column(without, test.bulk)) + 0.2
     # predictions are in the targets' units, not standardised
     assert abs(slides.mean() - test.bulk.mean()) < 0.5 * test.bulk.std()
     # the same seed gives the same model

@@ -1,6 +1,5 @@
 """PEKA on the small demo store: train an adapter through the CLI, compare it, re-embed the slides with it."""
 
-import json
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from hquery.errors import NotReadyError
 from hquery.ingest import reembed_slides
 from hquery.ingest.image_encoders import ImageEncoder, parse_image_encoder
 from hquery.ingest.slides import reopen_slide
+from hquery.records import model_record
 from hquery.store import vectors
 from hquery.training.pairs import load_tile_images
 from tests.conftest import copy_store
@@ -51,12 +51,12 @@ def test_training_records_the_adapter_and_the_comparison(adapted):
     assert version.startswith("peka_miss_") and f"adapter {version}: miss" in output
     for name in ("None (frozen)", "LoRA", "PEKA (MiSS bat)"):
         assert name in output
-    record = store.query("model", [version])[0]
-    params, metrics = json.loads(record[3]), json.loads(record[6])
-    assert record[1] == "peka" and params["target"] == "spot" and 0.03 < params["trainable_fraction"] < 0.08
+    record = model_record(store, "peka")
+    params, metrics = record.params, record.metrics
+    assert record.version == version and params["target"] == "spot" and 0.03 < params["trainable_fraction"] < 0.08
     assert [r["method"] for r in metrics["probe"]] == ["none", "lora", "miss"]
     assert all(len(r["fold_pcc"]) == 5 and -1 <= r["pcc_mean"] <= 1 for r in metrics["probe"])
-    assert (store.artifact_path(record[7]) / "adapter" / "adapter_config.json").exists()
+    assert (record.folder(store) / "adapter" / "adapter_config.json").exists()
 
 
 def test_peka_beats_the_frozen_backbone_on_the_demo(adapted):
@@ -65,7 +65,7 @@ def test_peka_beats_the_frozen_backbone_on_the_demo(adapted):
     Measured (seed 0, 320 probed tiles): None 0.297, LoRA 0.320, PEKA 0.384 (+29%).
     """
     store, _, _, _ = adapted
-    probe = {r["method"]: r for r in json.loads(store.query("model", [store.setting("peka_adapter")])[0][6])["probe"]}
+    probe = {r["method"]: r for r in model_record(store, "peka").metrics["probe"]}
     none, peka = probe["none"]["pcc_mean"], probe["miss"]["pcc_mean"]
     assert none > 0.15, "the frozen backbone should already see the cancer types' architecture"
     assert peka >= 1.05 * none, (none, peka)
@@ -87,7 +87,7 @@ def test_reembedding_writes_new_tables_and_keeps_the_frozen_ones(adapted):
     # the adapter loads back onto the same backbone and gives the stored numbers
     sample = new_tiles["sample_id"][0].as_py()
     _, images = next(reopen_slide(store, sample).iter_tiles(64))
-    adapter_dir = store.artifact_path(store.query("model", [adapter])[0][7]) / "adapter"
+    adapter_dir = model_record(store, "peka", adapter).folder(store) / "adapter"
     encoder = ImageEncoder(parse_image_encoder(store.setting("image_encoder_spec")), adapter_dir=adapter_dir)
     rows = [i for i, s in enumerate(new_tiles["sample_id"].to_pylist()) if s == sample]
     np.testing.assert_allclose(encoder.embed(images), vectors(new_tiles["embedding"])[rows], atol=1e-4)
