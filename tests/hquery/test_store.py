@@ -131,3 +131,41 @@ def test_reading_shares_one_connection_and_refuses_writes(store):
     with store.transaction() as txn:
         txn.put_setting("image_encoder", "x")
     assert store.setting("image_encoder") == "x"
+
+
+def test_rows_come_back_named_and_pointers_move_only_on_commit(store):
+    from hquery.names import Pointer
+
+    row = store.query("gene_set_names")[0]
+    assert row.name.startswith("HALLMARK_") and row.collection == "hallmark"
+    assert store.pointer(Pointer.CURRENT_INDEX) is None
+    try:
+        with store.transaction() as txn:
+            txn.move_pointer(Pointer.CURRENT_INDEX, "idx_never")
+            raise RuntimeError("killed before the commit")
+    except RuntimeError:
+        pass
+    assert store.pointer(Pointer.CURRENT_INDEX) is None
+    with store.transaction() as txn:
+        txn.move_pointer(Pointer.CURRENT_INDEX, "idx_1")
+    assert store.pointer(Pointer.CURRENT_INDEX) == "idx_1" == store.summary().pointers["current_index"]
+
+
+def test_model_versions_are_recorded_and_found_one_way(store):
+    from hquery.errors import NotReadyError, StoreError
+    from hquery.names import Pointer
+    from hquery.records import model_record, record_model
+
+    with pytest.raises(NotReadyError, match="no histoprism model yet") as caught:
+        model_record(store, "histoprism")
+    assert caught.value.needs == "train histoprism"
+    with store.transaction() as txn:
+        record_model(txn, name="histoprism", kind="histoprism_expression", version="histoprism_x", params={"a": 1},
+                     snapshot={"expression": 3}, seed=0, write=lambda folder: (folder / "w.bin").write_bytes(b"w"),
+                     metrics={"cv": {}}, pointer=Pointer.HISTOPRISM)
+    record = model_record(store, "histoprism")
+    assert (record.version, record.params, record.data_snapshot) == ("histoprism_x", {"a": 1}, {"expression": 3})
+    assert (record.folder(store) / "w.bin").read_bytes() == b"w"
+    assert json.loads((record.folder(store) / "config.json").read_text()) == {"a": 1}
+    with pytest.raises(StoreError, match="no peka model 'histoprism_x'"):
+        model_record(store, "peka", "histoprism_x")
