@@ -21,6 +21,6 @@ def recall_summary(store: Store, version: str | None = None) -> tuple[str, dict]
         summary.setdefault(row.method, {}).setdefault(row.direction, {})[row.metric] = {
             "mean": row.mean, "sd": row.sd or 0.0, "n_folds": row.n_folds}
     if not summary:
-        raise NotReadyError(f"model {version} has no cross-validation metrics; train it with folds",
+        raise NotReadyError(f"model {version} has no cross-validation metrics; train one with cross-validation",
                             needs="train align --folds")
     return version, summary

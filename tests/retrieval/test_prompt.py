@@ -95,7 +95,7 @@ def test_cache_is_reused_and_invalidated_by_a_library_change(fresh, tmp_path):
     library = Library(fresh)
     assert library.version != before and len(library) == len(Library(fresh).sample_ids)
     third = run_prompt(fresh, sets)
-    assert third.computed_sets == 1 and any("run `hquery index`" in n for n in third.notes)
+    assert third.computed_sets == 1 and any("build the index again" in n for n in third.notes)
     stored = fresh.sql("select distinct library_version v from library_scores").to_pylist()
     assert stored == [{"v": library.version}]  # the old version's rows are gone
     scores, computed = library.scores(sets, library.match(sets))
