@@ -30,6 +30,7 @@ def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
 
     trained, _, files = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
                           echo=click.echo)
+    click.echo(f"Try: hquery status --store {store_path(store_path_)}")
     click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval recall prints it again):")
     print_rows(RECALL_COLUMNS, recall_rows(trained.cv.as_dict()))
     click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
