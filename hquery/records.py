@@ -24,6 +24,8 @@ from hquery.store import Store, Transaction, utcnow
 MODEL_NAMES = ("alignment", "predictor", "histoprism", "peka")
 """The ``models.name`` of each kind of model."""
 
+LABELS = {"alignment": "alignment model", "predictor": "MLP predictor", "histoprism": "HistoPrism model",
+          "peka": "PEKA adapter"}
 NEEDS = {"alignment": "train align", "predictor": "train predictor", "histoprism": "train histoprism",
          "peka": "train peka"}
 
@@ -90,10 +92,10 @@ def model_record(store: Store, name: str, version: str | None = None, *,
     default = {"alignment": Pointer.ALIGNMENT_MODEL, "histoprism": Pointer.HISTOPRISM, "peka": Pointer.PEKA_ADAPTER}
     version = version or store.pointer(pointer or default[name])
     if not version:
-        raise NotReadyError(f"no {name} model yet; train one first", needs=NEEDS[name])
+        raise NotReadyError(f"no {LABELS[name]} yet; train one first", needs=NEEDS[name])
     rows = store.query("model", [version])
     if not rows or rows[0].name != name:
-        raise StoreError(f"no {name} model {version!r} in the store (the models table lists them)")
+        raise StoreError(f"no {LABELS[name]} {version!r} in the store (the models table lists them)")
     row = rows[0]
     return ModelRecord(row.version, row.name, row.kind, json.loads(row.params), json.loads(row.data_snapshot or "{}"),
                        row.seed, json.loads(row.metrics or "{}"), row.artifact_path, row.created_at)

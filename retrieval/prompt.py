@@ -206,7 +206,7 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     columns = {h: j for j, h in enumerate(predictor.members_hashes)}
     unknown = [gs.name for gs in gene_sets if gs.members_hash not in columns]
     if unknown:
-        raise StoreError(f"predictor {predictor.version} was not trained on {', '.join(unknown[:5])} (or their "
+        raise NotReadyError(f"predictor {predictor.version} was not trained on {', '.join(unknown[:5])} (or their "
                          f"members changed); train it again", needs="train predictor", collection=predictor.collection)
     score = predictor.predict(queries)[:, [columns[gs.members_hash] for gs in gene_sets]]
     info = {r.sample_id: r for r in slides}
@@ -293,7 +293,7 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     keys = [(s, t) for s, t, k in zip(ids, tiles, keep) if k]
     unprojected = sorted(wanted - {s for s, _ in keys})
     if unprojected:
-        raise StoreError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
+        raise NotReadyError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
                          f"index was built; build it again so they can be scored", needs="index")
     order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
     return [keys[i] for i in order], vectors(table["vector"])[keep][order]
@@ -308,7 +308,7 @@ def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.nda
     patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
     missing = [s for s in index.ids if s not in library.row]
     if missing:
-        raise StoreError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
+        raise NotReadyError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
                          "build the index again", needs="index")
     index_patients = np.array([patient_of[s] for s in index.ids])
     extra = most_profiles_per_patient(index_patients)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hquery.errors import NotReadyError
 from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table
 from hquery.store import Store, StoreError, vectors
 
@@ -84,7 +85,8 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
     name = embedding_table("tile", image_encoder)
     dataset = store.dataset(name)
     if dataset is None:
-        raise StoreError(f"no tile embeddings from image encoder {image_encoder}; ingest or embed the slides with it first", needs="embed")
+        raise NotReadyError(f"no tile embeddings from image encoder {image_encoder}; ingest or embed the slides "
+                            "with it first", needs="embed")
     info = {r.sample_id: r for r in store.query("slide_samples")}
     ids = sorted(sample_ids if sample_ids is not None else (r.sample_id for r in store.query("pairs")))
     unknown = [s for s in ids if s not in info]
@@ -98,7 +100,7 @@ def load_slide_bags(store: Store, sample_ids: Sequence[str] | None = None, *, ge
     have = {s for s, _, _ in keys}
     missing = [s for s in ids if s not in have]
     if missing:
-        raise StoreError(f"{len(missing)} slide(s) ({', '.join(missing[:5])}) have no {image_encoder} tile embeddings; "
+        raise NotReadyError(f"{len(missing)} slide(s) ({', '.join(missing[:5])}) have no {image_encoder} tile embeddings; "
                          "embed them with the current encoder first", needs="embed")
     order = np.array([i for _, _, i in keys], dtype=np.int64)
     corner = {(r.sample_id, r.tile_index): (r.x, r.y, r.tile_size) for r in store.query("tile_positions", [ids])}

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from hquery.errors import NotReadyError
 from hquery.evaluation.spectrum import evaluate_prompts
 from hquery.genesets import resolve_prompts
 from hquery.names import eval_artifact
 from hquery.scoring import match_gene_sets, ssgsea
 from hquery.stats import finite_mean, pearson_r, r_squared
-from hquery.store import Store, StoreError
+from hquery.store import Store
 from hquery.training.bags import load_slide_bags
 from hquery.training.coherence import gene_pathway_coherence
 from hquery.training.heads import AlignmentConfig
@@ -123,7 +124,7 @@ def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
     """The spectrum's pairs and HistoPrism's slides must be the same rows in the same order, or the folds differ."""
 
     if load_pairs(store, "slide").sample_ids != bag_ids:
-        raise StoreError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "
+        raise NotReadyError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "
                          "from the current encoder); train the alignment and build the index again first",
                             needs="train align")
 

@@ -156,7 +156,7 @@ def test_model_versions_are_recorded_and_found_one_way(store):
     from hquery.names import Pointer
     from hquery.records import model_record, record_model
 
-    with pytest.raises(NotReadyError, match="no histoprism model yet") as caught:
+    with pytest.raises(NotReadyError, match="no HistoPrism model yet") as caught:
         model_record(store, "histoprism")
     assert caught.value.needs == "train histoprism"
     with store.transaction() as txn:
@@ -167,5 +167,5 @@ def test_model_versions_are_recorded_and_found_one_way(store):
     assert (record.version, record.params, record.data_snapshot) == ("histoprism_x", {"a": 1}, {"expression": 3})
     assert (record.folder(store) / "w.bin").read_bytes() == b"w"
     assert json.loads((record.folder(store) / "config.json").read_text()) == {"a": 1}
-    with pytest.raises(StoreError, match="no peka model 'histoprism_x'"):
+    with pytest.raises(StoreError, match="no PEKA adapter 'histoprism_x'"):
         model_record(store, "peka", "histoprism_x")

@@ -43,7 +43,7 @@ def test_nothing_new_is_a_quick_no_op(batches, tmp_path):
     store = copy_store(batches[0], tmp_path / "store")
     index = store.setting("current_index")
     report = refresh(store, config=QUICK)
-    assert report.status == "nothing_new" and report.n_new_pairs == 0 and "--force" in report.reason
+    assert report.status == "nothing_new" and report.n_new_pairs == 0 and "forced refresh" in report.reason
     assert store.setting("current_index") == index
     assert [r["status"] for r in runs(store)] == ["nothing_new"]
 

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from hquery.errors import GeneSetTooSmall, NotReadyError
+from hquery.errors import GeneSetTooSmall, InputError, NotReadyError
 from hquery.genesets import resolve_prompts
 from hquery.library import Library
 from hquery.retrieval import run_prompt
-from hquery.store import StoreError
 from hquery.training.bags import load_slide_bags
 from hquery.training.histoprism import HistoPrismConfig, fit_histoprism
 from hquery.training.histoprism_trainer import gene_panel, load_histoprism, train_histoprism
@@ -102,9 +101,9 @@ def test_a_gene_set_outside_the_panel_is_a_clear_error(trained):
 
 
 def test_bad_panels_and_a_missing_model_are_clear_errors(demo_store, tmp_path):
-    with pytest.raises(StoreError, match=r"use hvg:N .* or collection:NAME"):
+    with pytest.raises(InputError, match=r"use hvg:N .* or collection:NAME"):
         gene_panel(demo_store, "top:100")
-    with pytest.raises(StoreError, match="N >= 50"):
+    with pytest.raises(InputError, match="N >= 50"):
         gene_panel(demo_store, "hvg:10")
     with pytest.raises(NotReadyError, match="no HistoPrism model yet"):
         load_histoprism(demo_store)
