@@ -90,6 +90,8 @@ def model_record(store: Store, name: str, version: str | None = None, *,
     :class:`~hquery.errors.StoreError` for an unknown version or one of another kind.
     """
     default = {"alignment": Pointer.ALIGNMENT_MODEL, "histoprism": Pointer.HISTOPRISM, "peka": Pointer.PEKA_ADAPTER}
+    if not version and not pointer and name not in default:
+        raise ValueError(f"a {LABELS[name]} has one current version per collection: give its pointer or a version")
     version = version or store.pointer(pointer or default[name])
     if not version:
         raise NotReadyError(f"no {LABELS[name]} yet; train one first", needs=NEEDS[name])
