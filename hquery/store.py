@@ -129,7 +129,7 @@ def _row_type(columns: tuple[str, ...]) -> type:
 
 def _named_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple]:
     row = _row_type(tuple(d[0] for d in cursor.description))
-    return [row._make(r) for r in cursor.fetchall()]
+    return list(map(row._make, cursor.fetchall()))
 
 
 @dataclasses.dataclass(frozen=True)
