@@ -29,6 +29,7 @@ test-fast: lint
 bench: install
 	$(PY) benchmarks/ingest_features.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/filtered_search.py
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 

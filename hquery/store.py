@@ -303,11 +303,13 @@ class Store:
         with self.connect() as con:
             return con.execute(_queries()[name], list(params)).to_arrow_table()
 
-    def samples_where(self, predicate: str) -> list[str]:
-        """Slide samples matching a user's SQL predicate over ``samples`` columns (read-only)."""
+    def samples_where(self, predicate: str, *, library: bool = False) -> list[str]:
+        """Slide samples (or, with ``library``, expression profiles) matching a user's SQL predicate over
+        ``samples`` columns (read-only)."""
+        statement = "library_samples_where" if library else "slide_samples_where"
         with self.connect() as con:
             try:
-                rows = _named_rows(con.execute(_queries()["slide_samples_where"].format(predicate=predicate)))
+                rows = _named_rows(con.execute(_queries()[statement].format(predicate=predicate)))
             except duckdb.Error as exc:
                 raise InputError(f"the sample filter {predicate!r} is not valid SQL over samples: {exc}") from exc
         return [r.sample_id for r in rows]

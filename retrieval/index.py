@@ -5,6 +5,7 @@ Built and versioned by :func:`hquery.retrieval.index_builder.build_index`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,12 +15,32 @@ from hquery.records import index_record
 from hquery.store import Store
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedNeighbours:
+    """Each stored slide's nearest library positions, saved with the index.
+
+    ``positions``/``similarities`` come from the whole library; the ``matched_*``
+    ones from the library profiles sharing the slide's values in ``matched_on``
+    (the default neighbour rule's columns), padded with -1 where a group is small.
+    """
+
+    row: dict[str, int]
+    positions: np.ndarray
+    similarities: np.ndarray
+    matched_on: tuple[str, ...] | None = None
+    matched_positions: np.ndarray | None = None
+    matched_similarities: np.ndarray | None = None
+
+
 class RNAIndex:
     """An index version: FAISS (on the GPU when available, read on first search) and each vector's sample id."""
 
     def __init__(self, folder: Path, ids: list[str], version: str, model_version: str):
         self.folder, self.ids, self.version, self.model_version = folder, np.array(ids), version, model_version
         self._index = None
+        self._vectors: np.ndarray | None = None
         self.on_gpu = False
 
     @classmethod
@@ -37,17 +58,29 @@ class RNAIndex:
             self._index, self.on_gpu = to_device(faiss.read_index(str(self.folder / "index.faiss")))
         return self._index
 
-    def stored_neighbours(self) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
-        """Neighbours saved with the index for every stored slide: ``(row of sample, positions, similarities)``.
+    def vectors(self) -> np.ndarray:
+        """The indexed library vectors ``[len(ids), d]``, in the order of :attr:`ids`, read back from the index file."""
+        if self._vectors is None:
+            import faiss
 
-        ``None`` for an index built before they were saved.
-        """
+            index = faiss.read_index(str(self.folder / "index.faiss"))
+            ivf = faiss.try_extract_index_ivf(index)
+            if ivf is not None:
+                ivf.make_direct_map()
+            self._vectors = index.reconstruct_n(0, index.ntotal)
+        return self._vectors
+
+    def stored_neighbours(self) -> SavedNeighbours | None:
+        """Neighbours saved with the index for every stored slide; ``None`` for an index built before they were."""
         path = self.folder / "slide_neighbours.npz"
         if not path.exists():
             return None
         with np.load(path) as data:
             rows = {s: i for i, s in enumerate(data["sample_ids"].tolist())}
-            return rows, data["positions"], data["similarities"]
+            if "matched_on" not in data:
+                return SavedNeighbours(rows, data["positions"], data["similarities"])
+            return SavedNeighbours(rows, data["positions"], data["similarities"], tuple(data["matched_on"].tolist()),
+                                   data["matched_positions"], data["matched_similarities"])
 
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` library samples by inner product for each aligned, L2-normalised query.

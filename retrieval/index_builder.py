@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from hquery.names import Pointer, embedding_table, index_artifact, projected_table
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
+from hquery.retrieval.neighbours import DEFAULT_MATCH, SampleMetadata, nearest_within, plan_neighbours
 from hquery.retrieval.softknn import most_profiles_per_patient
 from hquery.store import Store, StoreError, utcnow
 from hquery.store import vectors as as_matrix
@@ -68,7 +69,6 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
     """
     import faiss
 
-
     started = time.perf_counter()
     model, record = load_model(store, "alignment", model_version)
     rna_encoder = record.params["rna_encoder"]
@@ -90,8 +90,8 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
         slides = store.dataset(embedding_table("slide", record.params['image_encoder']))
         if slides is not None:
-            _save_slide_neighbours(folder, index, model, slides.to_table(columns=["sample_id", "embedding"]),
-                                   min(n, NEIGHBOURS_CACHED + _max_per_patient(store, library["sample_id"].to_pylist())))
+            _save_slide_neighbours(store, folder, index, model, library["sample_id"].to_pylist(), projected,
+                                   slides.to_table(columns=["sample_id", "embedding"]))
         vectors_table = pa.table({
             "sample_id": library["sample_id"].cast(pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
@@ -112,18 +112,27 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
     return IndexReport(version, record.version, kind, n, d, recall, gpu_count() > 0, time.perf_counter() - started)
 
 
-def _max_per_patient(store: Store, sample_ids: list[str]) -> int:
-
-    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
-    return most_profiles_per_patient(np.array([patient_of[s] for s in sample_ids]))
-
-
-def _save_slide_neighbours(folder, index, model, slides: pa.Table, width: int) -> None:
-
-    queries = project(model, image=as_matrix(slides["embedding"]))
-    similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
-    np.savez(folder / "slide_neighbours.npz", sample_ids=np.array(slides["sample_id"].to_pylist()),
-             positions=positions.astype(np.int32), similarities=similarities)
+def _save_slide_neighbours(store: Store, folder, index, model, library_ids: list[str], library_vectors: np.ndarray,
+                           slides: pa.Table) -> None:
+    """Each slide's top neighbours in the whole library and among profiles that match it by the default rule."""
+    queries = np.ascontiguousarray(project(model, image=as_matrix(slides["embedding"])), dtype=np.float32)
+    slide_ids = slides["sample_id"].to_pylist()
+    metadata = SampleMetadata.load(store, DEFAULT_MATCH)
+    patients = np.array([metadata.patient[s] for s in library_ids])
+    width = min(len(library_ids), NEIGHBOURS_CACHED + most_profiles_per_patient(patients))
+    similarities, positions = index.search(queries, width)
+    plan = plan_neighbours([metadata.values.get(s) for s in slide_ids], [metadata.values[s] for s in library_ids],
+                           patients, 1, columns=DEFAULT_MATCH)
+    matched = np.full((len(slide_ids), width), -1, np.int32)
+    matched_sims = np.full((len(slide_ids), width), -np.inf, np.float32)
+    for g, rows in enumerate(plan.groups[1:], start=1):
+        at = np.flatnonzero(plan.group_of == g)
+        n = min(len(rows), NEIGHBOURS_CACHED + most_profiles_per_patient(patients[rows]))
+        found, sims = nearest_within(library_vectors, rows, queries[at], n)
+        matched[at[:, None], np.arange(n)], matched_sims[at[:, None], np.arange(n)] = found, sims
+    np.savez(folder / "slide_neighbours.npz", sample_ids=np.array(slide_ids), positions=positions.astype(np.int32),
+             similarities=similarities, matched_on=np.array(DEFAULT_MATCH), matched_positions=matched,
+             matched_similarities=matched_sims)
 
 
 def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:

@@ -37,11 +37,14 @@ from hquery.genesets import GeneSet
 from hquery.library import Library, match_with_minimum
 from hquery.names import projected_table
 from hquery.retrieval.index import RNAIndex
-from hquery.retrieval.softknn import (
-    SoftKNN,
-    most_profiles_per_patient,
-    skip_own_patient,
+from hquery.retrieval.neighbours import (
+    NeighbourRule,
+    SampleMetadata,
+    nearest_within,
+    plan_neighbours,
+    search_groups,
 )
+from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.scoring import GeneSetMatch, ssgsea
 from hquery.store import Store, StoreError, utcnow, vectors
 from hquery.training.bags import load_slide_bags
@@ -96,6 +99,7 @@ def run_prompt(
     *,
     level: str = "slide",
     knn: SoftKNN | None = None,
+    neighbours: NeighbourRule | None = None,
     aggregate: str = "score",
     method: str = "softknn",
     samples: Sequence[str] | None = None,
@@ -114,6 +118,10 @@ def run_prompt(
         from its own tile embedding, through the same image head.
     knn
         Neighbour count ``k`` and softmax temperature ``tau`` (default ``SoftKNN()``: 32, 0.05).
+    neighbours
+        Which library profiles a query may draw from (default ``NeighbourRule()``:
+        those of its own cancer type, where the library holds ``k`` of them; see
+        :mod:`hquery.retrieval.neighbours`). The run's notes say which queries fell back.
     aggregate
         ``score`` or ``expression`` (see the module docstring).
     method
@@ -143,6 +151,7 @@ def run_prompt(
     """
     started = time.perf_counter()
     knn = knn or SoftKNN()
+    neighbours = neighbours or NeighbourRule()
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     if aggregate not in AGGREGATES:
@@ -163,8 +172,8 @@ def run_prompt(
         keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
         info = {r.sample_id: r for r in slides}
         patients = np.array([info[s].patient_id for s, _ in keys])
-        rows, similarities = _neighbours(store, index, library, queries, patients, knn.k,
-                                         [s for s, _ in keys] if level == "slide" else None)
+        rows, similarities, notes = _neighbours(store, index, library, queries, [s for s, _ in keys], knn.k,
+                                                neighbours, saved=level == "slide")
         library_scores, todo = library.cached_scores(gene_sets)
     library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
     computed = len(todo)
@@ -176,7 +185,6 @@ def run_prompt(
                                    for i in range(0, len(rows), 256)])
         score = ssgsea(profiles, [m.positions for m in matches])
 
-    notes = []
     if len(index.ids) < len(library):
         notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
                      "build the index again to search the new ones")
@@ -186,7 +194,8 @@ def run_prompt(
     if record:
         run.run_id = _record(store, run, gene_sets, method="softknn", level=level, knn=knn, aggregate=aggregate,
                              model_version=index.model_version, index_version=index.version,
-                             library_version=library.version, n_samples=len(slides))
+                             library_version=library.version, n_samples=len(slides),
+                             extra={"neighbours": neighbours.as_json(), "notes": notes})
     return run
 
 
@@ -299,31 +308,52 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     return [keys[i] for i in order], vectors(table["vector"])[keep][order]
 
 
-def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray, patients: np.ndarray,
-                k: int, slide_ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Library rows and similarities ``[queries, k]`` of each query's top-k, other patients only.
+def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray, query_samples: list[str],
+                k: int, rule: NeighbourRule = NeighbourRule(), saved: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Library rows and similarities ``[queries, k]`` of each query's top-k under ``rule``, other patients only.
 
-    Slides whose neighbours were saved with the index (``slide_ids`` given) skip the search.
+    With ``saved`` (slide-level queries), neighbours saved with the index answer
+    wherever they cover the request, and no search runs. Returns the notes of the
+    :class:`~hquery.retrieval.neighbours.NeighbourPlan` too.
     """
-    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
+    metadata = SampleMetadata.load(store, rule.match)
     missing = [s for s in index.ids if s not in library.row]
     if missing:
         raise NotReadyError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
                          "build the index again", needs="index")
-    index_patients = np.array([patient_of[s] for s in index.ids])
-    extra = most_profiles_per_patient(index_patients)
-    k = min(k, len(index.ids) - extra)
+    ids = index.ids.tolist()
+    index_patients = np.array([metadata.patient[s] for s in ids])
+    allowed = None
+    if rule.where:
+        keep = set(store.samples_where(rule.where, library=True))
+        allowed = np.array([s in keep for s in ids], bool)
+        if not allowed.any():
+            raise InputError(f"--neighbours-where {rule.where!r} keeps none of the index's {len(ids)} profiles")
+    searchable = np.flatnonzero(allowed) if allowed is not None else np.arange(len(ids))
+    k = min(k, len(searchable) - most_profiles_per_patient(index_patients[searchable]))
     if k < 1:
         raise StoreError("the library has no profiles from other patients to retrieve")
-    stored = index.stored_neighbours() if slide_ids is not None else None
-    if stored is not None and stored[1].shape[1] >= k + extra and all(s in stored[0] for s in slide_ids):
-        at = [stored[0][s] for s in slide_ids]
-        positions, sims = stored[1][at, : k + extra].astype(np.int64), stored[2][at, : k + extra]
-    else:
-        positions, sims = index.search_positions(queries, k + extra)
-    positions, sims = skip_own_patient(positions, sims, index_patients, patients, k)
-    library_row = np.array([library.row[s] for s in index.ids], dtype=np.int64)
-    return library_row[positions], sims
+    plan = plan_neighbours([metadata.values.get(s) for s in query_samples], [metadata.values[s] for s in ids],
+                           index_patients, k, columns=rule.match, allowed=allowed)
+    stored = index.stored_neighbours() if saved and rule.where is None else None
+    query_rows = [stored.row.get(s) for s in query_samples] if stored is not None else []
+
+    def search(group, at, n):
+        if stored is not None and all(query_rows[i] is not None for i in at):
+            rows = [query_rows[i] for i in at]
+            if group == 0 and stored.positions.shape[1] >= n:
+                return stored.positions[rows, :n].astype(np.int64), stored.similarities[rows, :n]
+            if group > 0 and stored.matched_on == rule.match and (stored.matched_positions[rows, :n] >= 0).all():
+                return stored.matched_positions[rows, :n].astype(np.int64), stored.matched_similarities[rows, :n]
+        if group == 0 and allowed is None:
+            return index.search_positions(queries[at], n)
+        return nearest_within(index.vectors(), plan.groups[group], queries[at], n)
+
+    query_patients = np.array([metadata.patient[s] for s in query_samples])
+    positions, sims = search_groups(plan, query_patients, index_patients, k, search)
+    library_row = np.array([library.row[s] for s in ids], dtype=np.int64)
+    return library_row[positions], sims, plan.notes
 
 
 def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, method: str, level: str,

@@ -103,6 +103,13 @@ SELECT sample_id, patient_id FROM pairs ORDER BY sample_id;
 -- name: sample_patients
 SELECT sample_id, patient_id FROM samples;
 
+-- name: sample_metadata
+SELECT sample_id, patient_id, cohort, cancer_type, clinical FROM samples;
+
+-- name: library_samples_where
+-- {predicate} is the user's SQL predicate on samples, run on a read-only connection.
+SELECT sample_id FROM samples WHERE has_expression AND ({predicate}) ORDER BY sample_id;
+
 -- name: insert_models
 INSERT OR REPLACE INTO models BY NAME SELECT * FROM staged_models;
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
 from hquery.store import Store, default_store_path
 
@@ -43,6 +44,22 @@ def knn_options(command):
                            help="Softmax temperature of the neighbour weights.")(command)
     return click.option("--k", "k", type=int, default=32, show_default=True, help="Neighbours retrieved per query.")(
         command)
+
+
+def neighbour_options(command):
+    """``--match`` and ``--neighbours-where``: which library profiles a query may take as neighbours."""
+    command = click.option("--neighbours-where", "neighbours_where", metavar="SQL",
+                           help="Only library profiles whose samples row matches this SQL predicate, "
+                                "e.g. \"cohort = 'TCGA'\".")(command)
+    return click.option("--match", "match", metavar="COL[,COL]|none", default=None,
+                        help="Neighbours share the query's values in these manifest columns (cancer_type, cohort "
+                             "or a clinical field) where the library holds --k of them [default: cancer_type].")(
+        command)
+
+
+def neighbour_rule(match: str | None, where: str | None):
+    """The :class:`~hquery.retrieval.neighbours.NeighbourRule` of ``--match`` and ``--neighbours-where``."""
+    return NeighbourRule.parse(match, where)
 
 
 def open_store(path: Path | None) -> Store:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import knn_options, open_store, soft_knn, store_option
+from hquery.cli.options import knn_options, neighbour_options, neighbour_rule, open_store, soft_knn, store_option
 from hquery.cli.render import FORMATS, print_prompt, write_table
 from hquery.genesets import resolve_prompts
 from hquery.retrieval.prompt import run_prompt
@@ -40,6 +40,7 @@ def index(kind, approximate_above, version, store_path_) -> None:
 @click.option("--collection", help="Every gene set of a collection, e.g. hallmark.")
 @click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
 @knn_options
+@neighbour_options
 @click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
               help="Average the neighbours' scores, or their expression and then score it.")
 @click.option("--method", type=click.Choice(["softknn", "mlp", "histoprism"]), default="softknn", show_default=True,
@@ -54,7 +55,7 @@ def index(kind, approximate_above, version, store_path_) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
 @store_option
-def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
+def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
            store_path_) -> None:
     """Score gene-set prompts on every slide (or tile) by Soft-kNN over the aligned RNA library (or by --method).
 
@@ -62,7 +63,8 @@ def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, sample
     """
     store = open_store(store_path_)
     knn = soft_knn(k, tau)
-    run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn, aggregate=aggregate,
+    run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn,
+                     neighbours=neighbour_rule(match, neighbours_where), aggregate=aggregate,
                      method=method, cohort=cohort,
                      samples=[s.strip() for s in samples.split(",") if s.strip()] if samples else None,
                      where=where, min_genes=min_genes)
@@ -83,14 +85,16 @@ def prompt(prompts, collection, level, k, tau, aggregate, method, cohort, sample
 @click.option("--genes", "prompts", multiple=True, required=True, metavar="PROMPT",
               help="As for `hquery prompt`; one PNG per gene set.")
 @knn_options
+@neighbour_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="PNG path [default: SAMPLE_GENESET.png]; with several gene sets, a folder.")
 @store_option
-def tile_map(sample, prompts, k, tau, out, store_path_) -> None:
+def tile_map(sample, prompts, k, tau, match, neighbours_where, out, store_path_) -> None:
     """Draw a slide's tile-level scores for a gene set as a heatmap over the slide (PNG)."""
     store = open_store(store_path_)
     gene_sets = resolve_prompts(store, prompts)
-    run = run_prompt(store, gene_sets, level="tile", knn=soft_knn(k, tau), samples=[sample])
+    run = run_prompt(store, gene_sets, level="tile", knn=soft_knn(k, tau),
+                     neighbours=neighbour_rule(match, neighbours_where), samples=[sample])
     for gs in gene_sets:
         name = f"{sample}_{gs.name.replace(':', '_').replace(',', '_')}.png"
         path = (out / name if len(gene_sets) > 1 else out) if out else Path(name)

@@ -11,6 +11,7 @@ from hquery.genesets import resolve_prompts
 from hquery.ingest import ingest_cohort
 from hquery.library import Library
 from hquery.retrieval import RNAIndex
+from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
 from hquery.retrieval.softknn import SoftKNN
 from hquery.scoring import ssgsea
@@ -49,7 +50,7 @@ def test_every_slide_gets_a_score_with_uncertainty(indexed):
 
 def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
     gene_sets = resolve_prompts(indexed, ["G2M", "HYPOXIA"])
-    run = run_prompt(indexed, gene_sets, knn=SoftKNN(k=8, tau=0.1), record=False)
+    run = run_prompt(indexed, gene_sets, knn=SoftKNN(k=8, tau=0.1), neighbours=NeighbourRule(()), record=False)
     library = Library(indexed)
     expected_library = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])
     index = RNAIndex.load(indexed)
@@ -68,7 +69,7 @@ def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
 def test_neighbours_never_come_from_the_querys_own_patient(indexed):
     paired = [r[0] for r in indexed.query("pairs")][:100]
     index, library, keys, queries, patients, patient_of = slide_queries(indexed, paired)
-    rows, _ = _neighbours(indexed, index, library, queries, patients, 16)
+    rows, _, _ = _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16)
     neighbour_patients = np.array([[patient_of[library.sample_ids[r]] for r in row] for row in rows])
     assert not (neighbour_patients == patients[:, None]).any()
     # without the rule a paired slide would often find its own profile
@@ -172,15 +173,43 @@ def test_cli_prompt_table_and_files(fresh, tmp_path):
     assert result.exit_code == 1 and "matches 2 gene sets" in result.output
 
 
-def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed):
+@pytest.mark.parametrize("rule", [NeighbourRule(), NeighbourRule(())], ids=["match type", "match none"])
+def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed, rule):
     slides = [r[0] for r in indexed.query("slide_samples")][:200]
     index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
     assert index.stored_neighbours() is not None and index._index is None
-    saved_rows, saved_sims = _neighbours(indexed, index, library, queries, patients, 32, [s for s, _ in keys])
-    assert index._index is None  # answered without reading the FAISS index
-    rows, sims = _neighbours(indexed, index, library, queries, patients, 32)
+    samples = [s for s, _ in keys]
+    saved_rows, saved_sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule, saved=True)
+    assert index._index is None and index._vectors is None  # answered without reading the FAISS index
+    rows, sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule)
     np.testing.assert_array_equal(saved_rows, rows)
     np.testing.assert_allclose(saved_sims, sims, atol=1e-5)
+
+
+def test_neighbours_share_the_querys_cancer_type_by_default(indexed):
+    metadata = {r.sample_id: r for r in indexed.query("sample_metadata")}
+    slides = [r[0] for r in indexed.query("slide_samples")][:200]
+    index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
+    samples = [s for s, _ in keys]
+    rows, _, notes = _neighbours(indexed, index, library, queries, samples, 32)
+    types = np.array([[metadata[library.sample_ids[r]].cancer_type for r in row] for row in rows])
+    assert (types == np.array([metadata[s].cancer_type for s in samples])[:, None]).all() and notes == []
+    rows, _, _ = _neighbours(indexed, index, library, queries, samples, 32, NeighbourRule(()))
+    mixed = np.array([[metadata[library.sample_ids[r]].cancer_type for r in row] for row in rows])
+    assert (mixed != np.array([metadata[s].cancer_type for s in samples])[:, None]).any()
+
+
+def test_neighbours_where_restricts_the_library(indexed):
+    metadata = {r.sample_id: r for r in indexed.query("sample_metadata")}
+    slides = [r[0] for r in indexed.query("slide_samples")][:50]
+    index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
+    rule = NeighbourRule((), "cohort = 'demo_reference'")
+    rows, _, _ = _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, rule)
+    assert {metadata[library.sample_ids[r]].cohort for r in rows.reshape(-1)} == {"demo_reference"}
+    with pytest.raises(InputError, match="keeps none"):
+        _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule((), "false"))
+    with pytest.raises(InputError, match="no sample has a value for match column"):
+        _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule(("no_such_field",)))
 
 
 def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
