@@ -12,13 +12,15 @@ from hquery.cli.options import (
     collection_option,
     folds_option,
     knn_options,
+    neighbour_options,
+    neighbour_rule,
     open_store,
     quiet_option,
     soft_knn,
     store_option,
     workers_option,
 )
-from hquery.cli.render import HISTOPRISM_NAMES, RECALL_COLUMNS, print_rows, recall_rows
+from hquery.cli.render import HISTOPRISM_NAMES, RECALL_COLUMNS, print_rows, recall_rows, spectrum_table
 from hquery.evaluation.recall import recall_summary
 from hquery.progress import progress_bars
 
@@ -49,38 +51,40 @@ def recall(version, fmt, store_path_) -> None:
 @collection_option
 @folds_option
 @knn_options
+@neighbour_options
 @click.option("--plot", type=click.Path(path_type=Path), help="Also write the spectrum PNG here; "
               "it is always kept as artifacts/evals/EVAL_ID/spectrum.png in the store.")
 @workers_option
 @format_option
 @quiet_option
 @store_option
-def spectrum(collection, folds, k, tau, plot, workers, fmt, quiet, store_path_) -> None:
-    """Which gene sets of a collection H&E predicts: held-out R² per set (Soft-kNN and an MLP), cross-validated."""
+def spectrum(collection, folds, k, tau, match, neighbours_where, plot, workers, fmt, quiet, store_path_) -> None:
+    """Which gene sets of a collection H&E predicts: held-out R² per set by Soft-kNN, an MLP and the ridge+type
+    floor, cross-validated."""
     from hquery.evaluation.spectrum import evaluate_prompts, plot_spectrum
 
     with progress_bars(not quiet) as progress:
         advance = progress(f"{collection} spectrum ({folds}-fold cross-validation)", folds)
         result = evaluate_prompts(open_store(store_path_), collection, folds=folds, knn=soft_knn(k, tau),
-                                  workers=workers, on_fold=lambda i: advance(1))
+                                  neighbours=neighbour_rule(match, neighbours_where), workers=workers, on_fold=lambda i: advance(1))
     png = plot_spectrum(result, plot) if plot else result.plot
     if fmt == "json":
         click.echo(json.dumps({"eval_id": result.eval_id, "results": result.rows,
                                "dispersion_quintiles": result.calibration, "plot": str(png)}, indent=1))
         return
-    by = {(r["gene_set"], r["method"]): r for r in result.rows}
     names = list(dict.fromkeys(r["gene_set"] for r in result.rows))
     click.echo(f"{collection}: held-out prediction of {len(names)} gene sets on {result.n_slides} paired slides, "
-               f"{result.n_folds} patient-level folds (eval {result.eval_id}, {result.seconds:.0f}s)")
-    print_rows(["gene set", "Soft-kNN r", "R²", "R² calibrated", "MLP r", "MLP R²"], [
-        (n.removeprefix(f"{collection.upper()}_"), f"{by[n, 'softknn']['pearson_r']:.3f}",
-         f"{by[n, 'softknn']['r2']:.3f}", f"{by[n, 'softknn']['r2_calibrated']:.3f}",
-         f"{by[n, 'mlp']['pearson_r']:.3f}", f"{by[n, 'mlp']['r2']:.3f}")
-        for n in names])
+               f"{result.n_folds} patient-level folds, neighbours by {result.neighbours.describe()} "
+               f"(eval {result.eval_id}, {result.seconds:.0f}s)")
+    print_rows(*spectrum_table(result, collection))
+    click.echo("R²: calibrated on the training folds for Soft-kNN; r in type: each cancer type's mean removed; "
+               "ridge+type: the floor (ridge on the slide embedding + cancer-type one-hot)")
     click.echo("held-out error by Soft-kNN dispersion (both in SDs of each set's true score):")
     print_rows(["dispersion quintile", "mean dispersion", "mean |error|", "n"],
                [(r["quintile"], f"{r['dispersion_z']:.3f}", f"{r['abs_error_z']:.3f}", r["n"])
                 for r in result.calibration])
+    for note in result.notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
     click.echo(f"plot: {png}")
 
 
@@ -88,20 +92,22 @@ def spectrum(collection, folds, k, tau, plot, workers, fmt, quiet, store_path_) 
 @collection_option
 @folds_option
 @knn_options
+@neighbour_options
 @click.option("--plot", type=click.Path(path_type=Path), help="Also write the routes PNG here.")
 @click.option("--epochs", type=int, default=None, help="The most epochs of each HistoPrism fit [default: 60].")
 @workers_option
 @format_option
 @quiet_option
 @store_option
-def compare(collection, folds, k, tau, plot, epochs, workers, fmt, quiet, store_path_) -> None:
-    """The routes side by side on the same folds: Soft-kNN and the MLP against HistoPrism."""
+def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, workers, fmt, quiet, store_path_) -> None:
+    """The routes side by side on the same folds: Soft-kNN, the MLP and the ridge+type floor against HistoPrism."""
     from hquery.evaluation.compare import compare_routes
     from hquery.training.histoprism import HistoPrismConfig
 
     with progress_bars(not quiet) as progress:
         advance = progress(f"{collection}: spectrum and HistoPrism, {folds}-fold cross-validation", 3 * folds)
         comparison = compare_routes(open_store(store_path_), collection, folds=folds, knn=soft_knn(k, tau),
+                                    neighbours=neighbour_rule(match, neighbours_where),
                                     config=HistoPrismConfig(max_epochs=epochs) if epochs else None, workers=workers,
                                     on_step=lambda step: advance(1))
     png = Path(shutil.copyfile(comparison.plot, plot)) if plot else comparison.plot
@@ -112,11 +118,12 @@ def compare(collection, folds, k, tau, plot, epochs, workers, fmt, quiet, store_
     click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
                f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
                f"{comparison.seconds:.0f}s)")
-    print_rows(["gene set", "Soft-kNN R²", "MLP R²", "HistoPrism R²", "Soft-kNN r", "MLP r", "HistoPrism r",
-                "HistoPrism GPC"],
+    routes = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "histoprism": "HistoPrism"}
+    metrics = (("r2", "R²"), ("r", "r"), ("r_type", "r in type"))
+    print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HistoPrism GPC"],
                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),
-                 *(f"{r[key]:.3f}" for key in ("softknn_r2", "mlp_r2", "histoprism_r2", "softknn_r", "mlp_r",
-                                               "histoprism_r", "histoprism_gpc"))) for r in comparison.rows])
+                 *(f"{r[f'{route}_{key}']:.3f}" for key, _ in metrics for route in routes),
+                 f"{r['histoprism_gpc']:.3f}") for r in comparison.rows])
     click.echo("top-50 HVG Pearson r of the predicted expression, mean ± sd over folds:")
     print_rows(["method", "slide", "spot"], [
         (HISTOPRISM_NAMES[m], *(f"{comparison.expression[m][level]['mean']:.3f} ± "

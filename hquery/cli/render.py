@@ -148,3 +148,26 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
                    [tuple(f"{v:.3f}" if isinstance(v, float) else v for v in r.values()) for r in shown])
         if rows.num_rows > limit and not shown_all:
             click.echo(f"... {rows.num_rows - limit} more; --out FILE or --format csv for all")
+
+
+SPECTRUM_METHODS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type"}
+
+
+def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
+    """Per gene set, each route's calibrated R², r and r within cancer type, the winner; then the means."""
+    columns = ["gene set"] + [f"{label} {metric}" for label in SPECTRUM_METHODS.values()
+                              for metric in ("R²", "r", "r in type")] + ["best"]
+
+    def cells(values: dict) -> list[str]:
+        return [f"{values[m][name]:.3f}" for m in SPECTRUM_METHODS
+                for name in ("r2_calibrated", "pearson_r", "r_within_type")]
+
+    rows = []
+    for name in dict.fromkeys(r["gene_set"] for r in spectrum.rows):
+        values = {m: {key: spectrum.metric(name, m, key) for key in ("r2_calibrated", "pearson_r", "r_within_type")}
+                  for m in SPECTRUM_METHODS}
+        rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values),
+                     SPECTRUM_METHODS[spectrum.winner(name)]))
+    means = spectrum.means()
+    rows.append(("mean", *cells(means), SPECTRUM_METHODS[max(means, key=lambda m: means[m]["r2_calibrated"])]))
+    return columns, rows

@@ -27,7 +27,7 @@ from hquery.evaluation.spectrum import evaluate_prompts
 from hquery.genesets import resolve_prompts
 from hquery.names import eval_artifact
 from hquery.scoring import match_gene_sets, ssgsea
-from hquery.stats import finite_mean, pearson_r, r_squared
+from hquery.stats import finite_mean, pearson_r, pearson_within_groups, r_squared
 from hquery.store import Store
 from hquery.training.bags import load_slide_bags
 from hquery.training.coherence import gene_pathway_coherence
@@ -36,15 +36,16 @@ from hquery.training.histoprism import HistoPrismConfig
 from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
 from hquery.training.pairs import load_pairs
 
-ROUTES = ("softknn", "mlp", "histoprism")
+ROUTES = ("softknn", "mlp", "ridge_type", "histoprism")
 
 
 @dataclasses.dataclass
 class RouteComparison:
     collection: str
     rows: list[dict]
-    """Per gene set: ``gene_set``, ``softknn_r2`` (calibrated), ``mlp_r2``, ``histoprism_r2``, the three
-    Pearson r (``*_r``) and ``histoprism_gpc`` (slide-level GPC, mean over cancer types)."""
+    """Per gene set: ``gene_set``, each route's R² (``softknn_r2`` calibrated, ``mlp_r2``, ``ridge_type_r2``,
+    ``histoprism_r2``), Pearson r (``*_r``) and r within cancer type (``*_r_type``), and ``histoprism_gpc``
+    (slide-level GPC, mean over cancer types)."""
     expression: dict
     """HVG-50 PCC (slide and spot) of HistoPrism, its ablation and the ridge baselines: ``{method: {level: {mean, sd}}}``."""
     n_slides: int
@@ -54,15 +55,15 @@ class RouteComparison:
     plot: Path | None = None
 
 
-def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5, knn=None, config=None,
-                   alignment=None, workers: int | None = None,
+def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5, knn=None, neighbours=None,
+                   config=None, alignment=None, workers: int | None = None,
                    on_step: Callable[[str], None] | None = None) -> RouteComparison:
     """Held-out accuracy of every gene set of ``collection`` by Soft-kNN, the MLP and HistoPrism.
 
     Parameters
     ----------
-    knn
-        Soft-kNN settings (default ``SoftKNN()``).
+    knn, neighbours
+        Soft-kNN settings and neighbour rule (defaults ``SoftKNN()``, ``NeighbourRule()``).
     config
         HistoPrism settings (default ``HistoPrismConfig()``); its seed also seeds the folds.
     alignment
@@ -72,7 +73,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     started = time.perf_counter()
     config = config or HistoPrismConfig()
     alignment = dataclasses.replace(alignment or AlignmentConfig(), seed=config.seed)
-    spectrum = evaluate_prompts(store, collection, folds=folds, knn=knn, config=alignment,
+    spectrum = evaluate_prompts(store, collection, folds=folds, knn=knn, neighbours=neighbours, config=alignment,
                                 workers=workers, on_fold=(lambda i: on_step("spectrum")) if on_step else None)
     panel = gene_panel(store, f"collection:{collection}")
     bags = load_slide_bags(store, genes=panel.positions)
@@ -90,16 +91,16 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     rows = []
     for j, name in enumerate(spectrum.gene_sets):
         values = [by_type[name] for by_type in gpc.values() if name in by_type]
-        rows.append({
-            "gene_set": name,
-            "softknn_r2": spectrum.metric(name, "softknn", "r2_calibrated"),
-            "mlp_r2": spectrum.metric(name, "mlp", "r2"),
-            "histoprism_r2": r_squared(predicted[:, j], truth[:, j]),
-            "softknn_r": spectrum.metric(name, "softknn", "pearson_r"),
-            "mlp_r": spectrum.metric(name, "mlp", "pearson_r"),
-            "histoprism_r": pearson_r(predicted[:, j], truth[:, j]),
-            "histoprism_gpc": finite_mean(np.array(values, dtype=float)),
-        })
+        row = {"gene_set": name}
+        for route in ROUTES[:3]:
+            row[f"{route}_r2"] = spectrum.metric(name, route, "r2_calibrated")
+            row[f"{route}_r"] = spectrum.metric(name, route, "pearson_r")
+            row[f"{route}_r_type"] = spectrum.metric(name, route, "r_within_type")
+        row.update({"histoprism_r2": r_squared(predicted[:, j], truth[:, j]),
+                    "histoprism_r": pearson_r(predicted[:, j], truth[:, j]),
+                    "histoprism_r_type": pearson_within_groups(predicted[:, j], truth[:, j], types),
+                    "histoprism_gpc": finite_mean(np.array(values, dtype=float))})
+        rows.append(row)
     rows.sort(key=lambda r: -r["softknn_r2"])
     summary = cv.summary()
     expression = {m: {level: v["pcc_hvg50"] for level, v in by_level.items()} for m, by_level in summary.items()}
@@ -115,7 +116,8 @@ def _record(store: Store, comparison: RouteComparison) -> Path:
         plot_routes(comparison, txn.stage_artifact(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png")
         txn.insert("prompt_eval_results", pa.Table.from_pylist([{
             "eval_id": comparison.eval_id, "gene_set": r["gene_set"], "method": "histoprism",
-            "pearson_r": r["histoprism_r"], "r2": r["histoprism_r2"], "r2_calibrated": None, "n": comparison.n_slides,
+            "pearson_r": r["histoprism_r"], "r2": r["histoprism_r2"], "r2_calibrated": None,
+            "r_within_type": r["histoprism_r_type"], "n": comparison.n_slides,
         } for r in comparison.rows]))
     return store.artifact_path(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png"
 
@@ -130,7 +132,7 @@ def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
 
 
 def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
-    """A PNG: held-out R² per gene set for the three routes, and HistoPrism's GPC."""
+    """A PNG: held-out R² per gene set for each route and the floor, and HistoPrism's GPC."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,8 +143,8 @@ def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True, constrained_layout=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
     for k, (route, label) in enumerate((("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"),
-                                        ("histoprism", "HistoPrism"))):
-        top.bar(x + (k - 1) * 0.27, [r[f"{route}_r2"] for r in comparison.rows], 0.27, label=label)
+                                        ("ridge_type", "ridge+type (floor)"), ("histoprism", "HistoPrism"))):
+        top.bar(x + (k - 1.5) * 0.2, [r[f"{route}_r2"] for r in comparison.rows], 0.2, label=label)
     top.axhline(0, color="black", linewidth=0.6)
     top.set_ylabel("held-out R² of ssGSEA")
     top.set_title(f"{comparison.collection}: {comparison.n_slides} slides, {comparison.n_folds} patient-level folds")

@@ -6,15 +6,22 @@ Patient-level cross-validation over the paired slides. In every fold:
 2. the library is every stored RNA profile except the held-out patients' (their
    profiles are removed before anything is indexed, or a slide would retrieve its
    own RNA), projected by the fold's RNA head into a fresh exact index;
-3. each held-out slide is scored by Soft-kNN, and the truth is the ssGSEA score
-   of its own measured RNA;
+3. each held-out slide is scored by Soft-kNN, its neighbours drawn by the
+   same :class:`~hquery.retrieval.neighbours.NeighbourRule` as a prompt (its own
+   cancer type by default), and the truth is the ssGSEA score of its own measured RNA;
 4. a linear calibration per gene set (truth ~ prediction) is fitted on the
    training slides, each predicted the same way from the library without its own
    patient, and applied to the held-out predictions;
 5. an MLP from the aligned slide embedding to the collection's standardised scores
-   (the seed paper's trained-predictor alternative) is fitted on the training slides.
+   (the seed paper's trained-predictor alternative) is fitted on the training slides;
+6. the floor, ``ridge_type``: a ridge from the frozen slide embedding plus the
+   cancer-type one-hot to every set's score, alpha chosen on the training slides.
+   A route that cannot beat it has learned nothing a linear map of the features
+   and the manifest's type would not.
 
-Pooled over folds, each gene set gets Pearson r, R² and R² after calibration. The
+Pooled over folds, each gene set gets Pearson r, R², R² after calibration and
+r within cancer type (each type's mean removed from prediction and truth, so
+recognising the tumour type earns nothing). The
 dispersion of the Soft-kNN neighbours is checked against the calibrated error in
 quintiles: an honest uncertainty grows with the error.
 """
@@ -36,19 +43,17 @@ from hquery.library import Library
 from hquery.names import embedding_table, eval_artifact
 from hquery.parallel import run_jobs, worker_pool
 from hquery.retrieval.index import build_faiss_index
-from hquery.retrieval.softknn import (
-    SoftKNN,
-    most_profiles_per_patient,
-    skip_own_patient,
-)
-from hquery.stats import pearson_r, r_squared
+from hquery.retrieval.neighbours import NeighbourRule, SampleMetadata, nearest_within, plan_neighbours, search_groups
+from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
+from hquery.stats import finite_mean, pearson_r, pearson_within_groups, r_squared, ridge_regression
 from hquery.store import Store, StoreError, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 from hquery.training.predictor import fit_mlp, mlp_predict
 from hquery.training.splits import patient_folds
 
-METHODS = ("softknn", "mlp")
+METHODS = ("softknn", "mlp", "ridge_type")
+LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type"}
 
 
 @dataclasses.dataclass
@@ -57,11 +62,11 @@ class Spectrum:
 
     eval_id: str | None
     rows: list[dict]
-    """gene_set, method, pearson_r, r2, r2_calibrated, n."""
+    """gene_set, method, pearson_r, r2, r2_calibrated, r_within_type, n."""
     calibration: list[dict]
     """Soft-kNN held-out error by dispersion quintile: quintile, dispersion_z (mean), abs_error_z (mean), n."""
     predictions: dict[str, np.ndarray]
-    """``truth``, ``softknn``, ``softknn_calibrated``, ``mlp`` and ``dispersion``, each ``[slides, sets]``."""
+    """``truth``, ``softknn``, ``softknn_calibrated``, ``mlp``, ``ridge_type`` and ``dispersion``, ``[slides, sets]``."""
     gene_sets: list[str]
     n_slides: int
     n_folds: int
@@ -71,9 +76,23 @@ class Spectrum:
     """Library profiles of held-out patients that were searchable (0 unless ``library_leak``)."""
     plot: Path | None = None
     """The recorded spectrum PNG."""
+    neighbours: NeighbourRule = NeighbourRule()
+    notes: list[str] = dataclasses.field(default_factory=list)
+    """Per fold, which held-out slides fell back to the whole library (see :func:`plan_neighbours`)."""
 
     def metric(self, gene_set: str, method: str = "softknn", name: str = "r2_calibrated") -> float:
         return next(r[name] for r in self.rows if r["gene_set"] == gene_set and r["method"] == method)
+
+    def winner(self, gene_set: str) -> str:
+        """The method with the best calibrated R² for ``gene_set``."""
+        return max(METHODS, key=lambda m: self.metric(gene_set, m))
+
+    def means(self, gene_sets=None) -> dict[str, dict[str, float]]:
+        """``{method: {metric: mean over gene_sets}}`` (all sets by default)."""
+        wanted = set(gene_sets or self.gene_sets)
+        return {m: {name: finite_mean(np.array([r[name] for r in self.rows if r["method"] == m
+                                                 and r["gene_set"] in wanted], float))
+                    for name in ("r2_calibrated", "pearson_r", "r_within_type")} for m in METHODS}
 
 
 def evaluate_prompts(
@@ -82,6 +101,7 @@ def evaluate_prompts(
     *,
     folds: int = 5,
     knn: SoftKNN | None = None,
+    neighbours: NeighbourRule | None = None,
     config: AlignmentConfig = AlignmentConfig(),
     workers: int | None = None,
     library_leak: bool = False,
@@ -96,6 +116,10 @@ def evaluate_prompts(
         Patient-level folds over the pairs.
     knn
         Soft-kNN neighbours and temperature (default ``SoftKNN()``).
+    neighbours
+        Which library profiles a held-out slide may draw from (default
+        ``NeighbourRule()``, as for a prompt: its own cancer type where the fold's
+        library holds ``k`` of them).
     config
         Alignment training settings for each fold's heads.
     workers
@@ -110,16 +134,25 @@ def evaluate_prompts(
     """
     started = time.perf_counter()
     knn = knn or SoftKNN()
+    neighbours = neighbours or NeighbourRule()
     pairs = load_pairs(store, "slide")
     gene_sets = resolve_prompts(store, collection=collection)
     library = Library(store)
     matches = library.match(gene_sets, min_genes=5)
     library_scores, _ = library.scores(gene_sets, matches)
-    patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
-    library_patients = np.array([patient_of[s] for s in library.sample_ids])
+    metadata = SampleMetadata.load(store, neighbours.match)
+    library_patients = np.array([metadata.patient[s] for s in library.sample_ids])
+    library_values = [metadata.values[s] for s in library.sample_ids]
+    allowed = np.ones(len(library), bool)
+    if neighbours.where:
+        keep = set(store.samples_where(neighbours.where, library=True))
+        allowed = np.array([s in keep for s in library.sample_ids], bool)
     library_rna = _library_embeddings(store, pairs.rna_encoder, library.sample_ids)
     pair_rows = np.array([library.row[s] for s in pairs.sample_ids])
     truth = library_scores[pair_rows]
+    type_of = SampleMetadata.load(store, ("cancer_type",)).values
+    types = np.array([type_of[s][0] or "unknown" for s in pairs.sample_ids])
+    floor_features = np.hstack([pairs.image, (types[:, None] == np.unique(types)[None, :]).astype(np.float32)])
 
     splits = list(patient_folds(pairs.patients, folds, config.seed))
     with worker_pool(workers) as pool:
@@ -128,37 +161,67 @@ def evaluate_prompts(
                 for rows in fitted_on]
         projected = run_jobs(pool, _fit_and_project, jobs)
         n, s = len(pairs), len(gene_sets)
-        pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp")}
+        pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
         dispersion = np.full((n, s), np.nan)
-        leaked = 0
+        leaked, notes = 0, []
         for i, ((train, test), (library_vecs, slide_vecs)) in enumerate(zip(splits, projected)):
             heldout = set(pairs.patients[test])
-            searchable = np.ones(len(library), bool) if library_leak else ~np.isin(library_patients, list(heldout))
+            searchable = allowed & (True if library_leak else ~np.isin(library_patients, list(heldout)))
             leaked += int(np.isin(library_patients[searchable], list(heldout)).sum())
-            index = build_faiss_index(library_vecs[searchable], "flat")
             rows_of = np.flatnonzero(searchable)
+            search = _FoldSearch(library_vecs[rows_of], library_patients[rows_of], [library_values[r] for r in rows_of],
+                                 neighbours, knn.k)
 
             def predict(idx):
-                exclude = None if library_leak else pairs.patients[idx]
-                rows, sims = _search(index, rows_of, library_patients, slide_vecs[idx], exclude, knn.k)
-                return knn.predict(library_scores[rows], sims)
+                values = [metadata.values[pairs.sample_ids[j]] for j in idx]
+                exclude = np.full(len(idx), None, object) if library_leak else pairs.patients[idx]
+                positions, sims, plan_notes = search(slide_vecs[idx], exclude, values)
+                return knn.predict(library_scores[rows_of[positions]], sims), plan_notes
 
-            on_train, on_test = predict(train), predict(test)
+            (on_train, _), (on_test, test_notes) = predict(train), predict(test)
+            notes += [f"fold {i + 1}: {note}" for note in test_notes]
             pred["softknn"][test], dispersion[test] = on_test.score, on_test.dispersion
             pred["softknn_calibrated"][test] = _calibrate(on_train.score, truth[train], on_test.score)
             pred["mlp"][test] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], config.seed)[0], slide_vecs[test])
+            pred["ridge_type"][test] = ridge_regression().fit(floor_features[train], truth[train]).predict(
+                floor_features[test])
             if on_fold:
                 on_fold(i)
 
-    rows = _metrics(truth, pred, [gs.name for gs in gene_sets])
+    rows = _metrics(truth, pred, [gs.name for gs in gene_sets], types)
     spectrum = Spectrum(None, rows, _dispersion_table(truth, pred["softknn_calibrated"], dispersion),
                         {"truth": truth, **pred, "dispersion": dispersion}, [gs.name for gs in gene_sets],
-                        len(pairs), folds, library_leak, 0.0, leaked)
+                        len(pairs), folds, library_leak, 0.0, leaked, neighbours=neighbours, notes=notes)
     spectrum.seconds = time.perf_counter() - started
     if record:
         spectrum.eval_id = _record(store, spectrum, collection, knn, config, pairs.snapshot, library.version)
         spectrum.plot = store.artifact_path(f"{eval_artifact(spectrum.eval_id)}/spectrum.png")
     return spectrum
+
+
+class _FoldSearch:
+    """One fold's searchable library: the exact index over all of it, and the neighbour rule's groups."""
+
+    def __init__(self, vectors: np.ndarray, patients: np.ndarray, values: list[tuple], rule: NeighbourRule, k: int):
+        self.vectors, self.patients, self.values, self.rule = vectors, patients, values, rule
+        self.k = min(k, len(vectors) - most_profiles_per_patient(patients))
+        if self.k < 1:
+            raise StoreError("a fold's library has no profiles from other patients to retrieve")
+        self.index = build_faiss_index(vectors, "flat")
+
+    def __call__(self, queries: np.ndarray, query_patients: np.ndarray, query_values: list[tuple]):
+        """Positions into this fold's library, similarities and the plan's notes for each query."""
+        plan = plan_neighbours(query_values, self.values, self.patients, self.k, columns=self.rule.match)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+
+        def search(group, at, n):
+            if group == 0:
+                sims, positions = self.index.search(queries[at], n)
+                return positions, sims
+            return nearest_within(self.vectors, plan.groups[group], queries[at], n)
+
+        positions, sims = search_groups(plan, query_patients, self.patients, self.k, search)
+        return positions, sims, plan.notes
 
 
 def _fit_and_project(image, rna, patients, config, library_rna, all_image):
@@ -180,17 +243,6 @@ def _library_embeddings(store: Store, rna_encoder: str, sample_ids: list[str]) -
     return vectors(data["embedding"])[[row[s] for s in sample_ids]]
 
 
-def _search(index, rows_of: np.ndarray, library_patients: np.ndarray, queries: np.ndarray,
-            exclude_patients: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` library rows per query, skipping ``exclude_patients[i]``'s own profiles."""
-    extra = 0 if exclude_patients is None else most_profiles_per_patient(library_patients[rows_of])
-    sims, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k + extra, len(rows_of)))
-    rows = rows_of[positions]
-    if exclude_patients is not None:
-        rows, sims = skip_own_patient(rows, sims, library_patients, exclude_patients, k)
-    return rows, sims
-
-
 def _calibrate(train_pred: np.ndarray, train_truth: np.ndarray, test_pred: np.ndarray) -> np.ndarray:
     """Per column, the least-squares line truth ~ prediction from training slides, applied to test predictions."""
     out = np.empty_like(test_pred)
@@ -200,16 +252,18 @@ def _calibrate(train_pred: np.ndarray, train_truth: np.ndarray, test_pred: np.nd
     return out
 
 
-def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str]) -> list[dict]:
+def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], types: np.ndarray) -> list[dict]:
     rows = []
     for j, name in enumerate(names):
         y = truth[:, j]
-        for method, raw, calibrated in (("softknn", pred["softknn"], pred["softknn_calibrated"]),
-                                        ("mlp", pred["mlp"], pred["mlp"])):
+        for method in METHODS:
+            raw = pred[method]
+            calibrated = pred["softknn_calibrated"] if method == "softknn" else raw
             rows.append({"gene_set": name, "method": method, "pearson_r": pearson_r(raw[:, j], y),
-                         "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y), "n": len(y)})
+                         "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y),
+                         "r_within_type": pearson_within_groups(raw[:, j], y, types), "n": len(y)})
     best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
-    return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], r["method"]))
+    return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], METHODS.index(r["method"])))
 
 
 def _dispersion_table(truth: np.ndarray, calibrated: np.ndarray, dispersion: np.ndarray, bins: int = 5) -> list[dict]:
@@ -228,7 +282,8 @@ def _record(store: Store, spectrum: Spectrum, collection: str, knn: SoftKNN, con
     created = utcnow()
     eval_id = f"eval_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
     params = {"config": dataclasses.asdict(config), "data": snapshot, "library_version": library_version,
-              "library_leak": spectrum.library_leak, "plot": f"{eval_artifact(eval_id)}/spectrum.png"}
+              "library_leak": spectrum.library_leak, "neighbours": spectrum.neighbours.as_json(),
+              "notes": spectrum.notes, "plot": f"{eval_artifact(eval_id)}/spectrum.png"}
     with store.transaction() as txn:
         plot_spectrum(spectrum, txn.stage_artifact(eval_artifact(eval_id)) / "spectrum.png")
         txn.insert("prompt_eval_runs", pa.Table.from_pylist([{
@@ -243,7 +298,7 @@ def _record(store: Store, spectrum: Spectrum, collection: str, knn: SoftKNN, con
 
 
 def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
-    """A PNG: calibrated R² per gene set (Soft-kNN and MLP), and predicted vs true for the best and worst set."""
+    """A PNG: calibrated R² per gene set (Soft-kNN, MLP, the floor), and predicted vs true for the best and worst set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -256,8 +311,9 @@ def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
     grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1])
     bars = fig.add_subplot(grid[0, :])
     x = np.arange(len(names))
-    bars.bar(x - 0.2, values["softknn"], 0.4, label="Soft-kNN (calibrated)")
-    bars.bar(x + 0.2, values["mlp"], 0.4, label="MLP")
+    for i, method in enumerate(METHODS):
+        label = LABELS[method] + (" (calibrated)" if method == "softknn" else " (floor)" if method == "ridge_type" else "")
+        bars.bar(x + (i - 1) * 0.27, values[method], 0.27, label=label)
     bars.axhline(0, color="black", linewidth=0.6)
     bars.set_xticks(x, short, rotation=75, ha="right", fontsize=7)
     bars.set_ylabel("held-out R²")
