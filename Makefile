@@ -30,6 +30,7 @@ bench: install
 	$(PY) benchmarks/ingest_features.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/filtered_search.py
+	$(PY) benchmarks/he_features.py
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 

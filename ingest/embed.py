@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.errors import InputError, NotReadyError, StoreError
-from hquery.ingest.image_encoders import ImageEncoder, ImageEncoderSpec, parse_image_encoder
+from hquery.ingest.image_encoders import ImageEncoderSpec, create_image_encoder, parse_image_encoder
 from hquery.ingest.slides import FeatureFile, SlideSource, reopen_slide
 from hquery.names import Pointer, embedding_table
 from hquery.records import model_record
@@ -37,7 +37,7 @@ def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources
     version = spec.version
     if spec.runs_model:
 
-        encoder = ImageEncoder(spec, device=device, adapter_dir=adapter_dir(store, spec.adapter))
+        encoder = create_image_encoder(spec, device=device, adapter_dir=adapter_dir(store, spec.adapter))
         dim, params = encoder.dim, encoder.params
     else:
         encoder = None

@@ -7,7 +7,11 @@ Spec grammar (``--encoder``)::
     hf-hub:ORG/NAME[?...]              a timm model on the Hugging Face hub
     random:ARCH?seed=0[&...]           randomly initialised with a fixed seed (no weights needed)
     precomputed:NAME                   features read from .h5 files; no model runs
+    handcrafted:he-features            stain, tissue, nucleus and texture statistics; no weights
+                                       (:mod:`hquery.ingest.he_features`)
+    concat:SPEC+SPEC[+...]             the named encoders' embeddings side by side
     demo-vit                           preset: random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0
+    he-features                        preset: handcrafted:he-features
     SPEC&adapter=VERSION               SPEC with the store's PEKA adapter VERSION applied
 
 Other ``key=value`` options are passed to ``timm.create_model`` (``img_size``,
@@ -27,13 +31,16 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from hquery.errors import InputError
+from hquery.ingest.he_features import HEFeatureEncoder
 from hquery.ingest.slides import file_hash
 from hquery.store import sql_identifier
 
 PRESETS = {
     "demo-vit": "random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0",
+    "he-features": "handcrafted:he-features",
 }
-SOURCES = ("timm", "hf-hub", "random", "precomputed")
+SOURCES = ("timm", "hf-hub", "random", "precomputed", "handcrafted", "concat")
+HANDCRAFTED = ("he-features",)
 DEFAULT_IMAGE_ENCODER = "demo-vit"
 
 
@@ -69,7 +76,8 @@ class ImageEncoderSpec:
         if weights:
 
             h.update(file_hash([Path(weights)]).encode())
-        short = self.name.split("/")[-1]
+        short = "+".join(p.name.split("/")[-1].split("?")[0] for p in self.parts) if self.source == "concat" \
+            else self.name.split("/")[-1]
         adapter = self.option_dict.get("adapter")
         return sql_identifier(f"{self.source}_{short}_{adapter + '_' if adapter else ''}{h.hexdigest()}")
 
@@ -87,7 +95,18 @@ class ImageEncoderSpec:
 
     @property
     def runs_model(self) -> bool:
+        """Whether ingest computes the embedding from pixels (everything but ``precomputed``)."""
         return self.source != "precomputed"
+
+    @property
+    def adaptable(self) -> bool:
+        """Whether PEKA can put adapters on it: a single timm backbone."""
+        return self.source in ("timm", "hf-hub", "random")
+
+    @property
+    def parts(self) -> list[ImageEncoderSpec]:
+        """The encoders a ``concat:`` spec joins (just itself otherwise)."""
+        return [parse_image_encoder(p) for p in self.name.split("+")] if self.source == "concat" else [self]
 
 
 def parse_image_encoder(text: str) -> ImageEncoderSpec:
@@ -99,7 +118,16 @@ def parse_image_encoder(text: str) -> ImageEncoderSpec:
             f"unknown image encoder {text!r}; use one of {', '.join(s + ':NAME' for s in SOURCES)} "
             f"or a preset ({', '.join(PRESETS)})"
         )
+    if source == "concat":
+        parts = [p.strip() for p in rest.split("+") if p.strip()]
+        specs = [parse_image_encoder(p) for p in parts]
+        if len(specs) < 2 or any(p.source in ("concat", "precomputed") for p in specs):
+            raise InputError(f"image encoder {text!r}: concat joins two or more encoders that read pixels, "
+                             "e.g. concat:he-features+demo-vit")
+        return ImageEncoderSpec(source, "+".join(p.text for p in specs))
     name, _, query = rest.partition("?")
+    if source == "handcrafted" and name not in HANDCRAFTED:
+        raise InputError(f"unknown handcrafted encoder {name!r}; available: {', '.join(HANDCRAFTED)}")
     options = tuple(sorted(parse_qsl(query, keep_blank_values=False)))
     weights = dict(options).get("weights")
     if weights:
@@ -164,6 +192,37 @@ class ImageEncoder:
 
         with torch.inference_mode():
             return self.model(self.preprocess(images)).float().cpu().numpy()
+
+
+class ConcatEncoder:
+    """Several encoders' embeddings of the same tiles, side by side."""
+
+    def __init__(self, spec: ImageEncoderSpec, device: str = "cpu"):
+        self.spec = spec
+        self.encoders = [create_image_encoder(part, device) for part in spec.parts]
+        self.dim = sum(e.dim for e in self.encoders)
+
+    @property
+    def params(self) -> dict:
+        return {"spec": self.spec.text, "parts": [e.params for e in self.encoders]}
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return np.hstack([e.embed(images) for e in self.encoders]).astype(np.float32)
+
+
+def create_image_encoder(spec: ImageEncoderSpec, device: str = "cpu", adapter_dir: Path | None = None):
+    """The encoder a spec names: a timm model (:class:`ImageEncoder`), the weights-free
+    :class:`~hquery.ingest.he_features.HEFeatureEncoder`, or several side by side (:class:`ConcatEncoder`).
+
+    Each has ``dim``, ``params`` and ``embed(uint8 tiles [b, h, w, 3]) -> float32 [b, dim]``.
+    """
+    if spec.source == "handcrafted":
+        return HEFeatureEncoder()
+    if spec.source == "concat":
+        return ConcatEncoder(spec, device)
+    if not spec.runs_model:
+        raise InputError(f"image encoder {spec.text} reads precomputed features; it cannot embed tiles")
+    return ImageEncoder(spec, device=device, adapter_dir=adapter_dir)
 
 
 def _create_model(spec: ImageEncoderSpec):

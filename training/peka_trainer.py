@@ -57,9 +57,9 @@ def frozen_encoder(spec_text: str, device: str = "cpu"):
     """The store's image encoder without any adapter: what PEKA adapts."""
 
     spec = parse_image_encoder(spec_text).with_adapter(None)
-    if not spec.runs_model:
-
-        raise InputError(f"the store's image encoder {spec.text} is precomputed features; PEKA needs a timm backbone")
+    if not spec.adaptable:
+        raise InputError(f"the store's image encoder {spec.text} is not a timm backbone, which PEKA needs to adapt; "
+                         "ingest with one (e.g. --encoder demo-vit or timm:ARCH)")
     return ImageEncoder(spec, device=device)
 
 
