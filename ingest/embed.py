@@ -136,11 +136,10 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     adapter = adapter or store.pointer(Pointer.PEKA_ADAPTER)
     if not adapter:
         raise NotReadyError("no PEKA adapter to re-embed with; train one first", needs="train peka")
-    base = store.pointer(Pointer.IMAGE_ENCODER_SPEC)
-    if not base:
+    if not store.pointer(Pointer.IMAGE_ENCODER_SPEC):
         raise InputError("the store has no slides to re-embed")
-    spec = parse_image_encoder(base).with_adapter(adapter)
     adapter_dir(store, adapter)
+    spec = parse_image_encoder(model_record(store, "peka", adapter).params["base_encoder"]).with_adapter(adapter)
     done = set()
     existing = store.dataset(embedding_table("slide", spec.version))
     if existing is not None:

@@ -90,6 +90,26 @@ def small_demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_demo_b(tmp_path_factory):
+    """World B of the demo (its own renderer and program-to-morphology map), small."""
+    from hquery.demo import generate_demo_cohort
+
+    return generate_demo_cohort(tmp_path_factory.mktemp("demo_b"), size="small", seed=0, world="B")
+
+
+def ingest_demo(files, root: Path, encoder: str | None = None) -> Store:
+    """A store holding a generated demo cohort, its tiles embedded by ``encoder``."""
+    from hquery.ingest import ingest_cohort
+
+    s = Store.init(root)
+    add_builtin_gene_data(s)
+    ingest_cohort(s, files.reference_manifest, expression=files.reference_expression, name="demo_reference")
+    ingest_cohort(s, files.cohort_manifest, expression=files.cohort_expression, spots=files.cohort_spots,
+                  name="demo", encoder=encoder)
+    return s
+
+
+@pytest.fixture(scope="session")
 def demo_store(tmp_path_factory, small_demo) -> Store:
     """The small demo ingested once; tests that write copy it first."""
     from hquery.ingest import ingest_cohort
@@ -123,7 +143,7 @@ def dumps(x) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-E2E_FIXTURES = {"small_demo", "demo_store", "indexed_store"}
+E2E_FIXTURES = {"small_demo", "small_demo_b", "demo_store", "indexed_store"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -54,12 +54,12 @@ class PEKAReport:
 
 
 def frozen_encoder(spec_text: str, device: str = "cpu"):
-    """The store's image encoder without any adapter: what PEKA adapts."""
+    """The image encoder ``spec_text`` names, without any adapter: what PEKA adapts."""
 
     spec = parse_image_encoder(spec_text).with_adapter(None)
     if not spec.adaptable:
-        raise InputError(f"the store's image encoder {spec.text} is not a timm backbone, which PEKA needs to adapt; "
-                         "ingest with one (e.g. --encoder demo-vit or timm:ARCH)")
+        raise InputError(f"image encoder {spec.text} is not a timm backbone, which PEKA needs to adapt; "
+                         "name one with --backbone (e.g. demo-vit or timm:ARCH)")
     return ImageEncoder(spec, device=device)
 
 
@@ -98,7 +98,7 @@ def compare_adapters(tiles: TileImages, encoder, config: PEKAConfig, methods=("n
 
 
 def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool = True, device: str = "cpu",
-               on_step: Callable[[str], None] | None = None) -> PEKAReport:
+               backbone: str | None = None, on_step: Callable[[str], None] | None = None) -> PEKAReport:
     """Fit a PEKA adapter on every tile with expression and record it as the store's current adapter.
 
     Parameters
@@ -108,6 +108,9 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
     compare
         Also run :func:`compare_adapters` (None, LoRA and MiSS on held-out
         patients) and keep its table with the model.
+    backbone
+        The timm encoder spec to adapt (default: the store's image encoder, which
+        must then be a timm backbone; a store embedded with ``he-features`` names one here).
 
     Returns
     -------
@@ -115,7 +118,7 @@ def train_peka(store: Store, config: PEKAConfig = PEKAConfig(), *, compare: bool
     """
     started = time.perf_counter()
     tiles = load_tile_images(store, seed=config.seed)
-    encoder = frozen_encoder(tiles.image_encoder_spec, device)
+    encoder = frozen_encoder(backbone or tiles.image_encoder_spec, device)
     step = on_step or (lambda name: None)
     comparison = compare_adapters(tiles, encoder, config, on_method=lambda m: step(f"compared {m}")) if compare else []
     student, losses = fit_peka(encoder, tiles.images, tiles.teacher, config,

@@ -13,6 +13,7 @@ from hquery.cli.prompt import prompt
 from hquery.cli.refresh import refresh
 from hquery.cli.render import RECALL_COLUMNS, print_rows, recall_rows
 from hquery.cli.train import peka
+from hquery.ingest.image_encoders import parse_image_encoder
 
 
 @click.command()
@@ -20,16 +21,21 @@ from hquery.cli.train import peka
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=Path("hquery-demo"),
               show_default=True, help="Where the synthetic cohort files are written.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--world", type=click.Choice(["A", "B"]), default="A", show_default=True,
+              help="Which synthetic world: A, or B with its own renderer, stain model and program-to-morphology map.")
+@click.option("--encoder", help="Image encoder spec for the demo's tiles [default: he-features, chosen by "
+              "measurement], e.g. demo-vit or concat:he-features+demo-vit.")
 @quiet_option
 @store_option
 @click.pass_context
-def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
+def demo(ctx, size, data_dir, seed, world, encoder, quiet, store_path_) -> None:
     """Generate the synthetic demo cohort, ingest it, train, index, ask a first prompt, evaluate the spectrum,
     compare PEKA adapters, then ingest a second batch and refresh."""
-    from hquery.pipelines.demo import run_demo
+    from hquery.pipelines.demo import DEMO_ENCODER, run_demo
 
+    encoder = encoder or DEMO_ENCODER
     trained, _, files = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
-                          echo=click.echo)
+                                 echo=click.echo, world=world, encoder=encoder)
     click.echo(f"Try: hquery status --store {store_path(store_path_)}")
     click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval recall prints it again):")
     print_rows(RECALL_COLUMNS, recall_rows(trained.cv.as_dict()))
@@ -37,8 +43,9 @@ def demo(ctx, size, data_dir, seed, quiet, store_path_) -> None:
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
     click.echo("\n$ hquery eval spectrum --collection hallmark")
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
-    click.echo("\n$ hquery train peka")
-    ctx.invoke(peka, quiet=quiet, store_path_=store_path_)
+    backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
+    click.echo("\n$ hquery train peka" + (f" --backbone {backbone}" if backbone else ""))
+    ctx.invoke(peka, backbone=backbone, quiet=quiet, store_path_=store_path_)
     if files.later_manifest is not None:
         click.echo(f"\n$ hquery ingest {files.later_manifest} --expression {files.later_expression} --name demo")
         ctx.invoke(ingest, manifest=files.later_manifest, expression=files.later_expression, name="demo", quiet=quiet,

@@ -65,6 +65,8 @@ def align(folds, level, dim, epochs, seed, workers, device, quiet, store_path_) 
 @click.option("--adapter-kind", type=click.Choice(["miss", "lora"]), default="miss", show_default=True,
               help="MiSS (block-affine, the paper's Bone) or LoRA.")
 @click.option("--rank", type=int, default=16, show_default=True, help="Adapter block size or rank.")
+@click.option("--backbone", metavar="SPEC", help="The timm encoder to adapt [default: the store's image encoder], "
+              "e.g. demo-vit for a store embedded with he-features.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 5].")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="First compare None, LoRA and MiSS by a linear probe on held-out patients.")
@@ -72,7 +74,7 @@ def align(folds, level, dim, epochs, seed, workers, device, quiet, store_path_) 
 @device_option("cpu")
 @quiet_option
 @store_option
-def peka(adapter_kind, rank, epochs, compare, seed, device, quiet, store_path_) -> None:
+def peka(adapter_kind, rank, backbone, epochs, compare, seed, device, quiet, store_path_) -> None:
     """A PEKA adapter of the image backbone, distilled from the RNA teacher (then: hquery embed)."""
     from hquery.training.peka import PEKAConfig
     from hquery.training.peka_trainer import train_peka
@@ -82,6 +84,7 @@ def peka(adapter_kind, rank, epochs, compare, seed, device, quiet, store_path_) 
     with progress_bars(not quiet) as progress:
         advance = progress(f"PEKA ({adapter_kind}): {'compare, then ' if compare else ''}fit", steps)
         report = train_peka(open_store(store_path_), config, compare=compare, device=resolve_device(device),
+                            backbone=backbone,
                             on_step=lambda name: advance(1))
     click.echo(f"adapter {report.version}: {adapter_kind}, {report.trainable_fraction * 100:.1f}% of the backbone "
                f"trainable, {report.n_tiles} tiles ({report.target} teacher) from {report.n_patients} patients, "

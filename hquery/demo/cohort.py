@@ -1,4 +1,10 @@
-"""The synthetic demo cohort, written in the manifest format a user would ingest.
+"""The synthetic demo cohorts, written in the manifest format a user would ingest.
+
+Two worlds share the expression model but not the look of their slides:
+world A (:mod:`hquery.demo.render`, the default) and world B
+(:mod:`hquery.demo.render_b`), with its own renderer, stain model, tile size,
+type frequencies and mapping from programs to morphology. A claim made on one
+is checked on the other (:data:`WORLDS`).
 
 Expression is built on real data: each cancer type's baseline is its TCGA
 median expression (pirlygenes 4.0.0, see ``tools/make_demo_baseline.py``) over
@@ -30,6 +36,7 @@ import numpy as np
 import polars as pl
 from scipy.ndimage import gaussian_filter
 
+from hquery.demo import render_b
 from hquery.demo.render import ARCHITECTURES, Stain, render_tile
 from hquery.genesets import hallmark_sets
 
@@ -68,6 +75,32 @@ class DemoSize:
     """Pair patients whose slides and RNA arrive in a second batch (``cohort/batch2.csv``), for ``hquery refresh``."""
 
 
+DEMO_ENCODER = "he-features"
+"""The image encoder ``hquery demo`` ingests with, chosen by measurement on both worlds (README, *Measured*):
+the weights-free statistics beat the random ViT (``demo-vit``), and the two side by side, on the programs the
+tiles draw."""
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """A demo world: which programs its tiles draw, its sizes, and how its cancer types are drawn and weighted."""
+
+    name: str
+    drawn: tuple[str, ...]
+    sizes: dict[str, DemoSize]
+    type_order: tuple[int, ...] | None = None
+    """Which of the baseline's cancer types, in order (default: the first ones)."""
+    type_weights: tuple[float, ...] | None = None
+    """Relative frequency of each type (default: uniform)."""
+
+    def drawn_hallmarks(self) -> list[str]:
+        """The Hallmark sets of the programs this world's tiles show."""
+        return [h for p in PROGRAMS if p.name in self.drawn for h in p.hallmarks]
+
+    def hidden_hallmarks(self) -> list[str]:
+        return [h for p in PROGRAMS if p.name not in self.drawn for h in p.hallmarks]
+
+
 # Alignment needs pairs at the scale of the seed paper (1,720): the contrastive heads
 # are data-hungry (with only programs visible they matched ridge at ~700 pairs), so
 # even "small" has ~1,000.
@@ -77,6 +110,18 @@ SIZES = {
     "default": DemoSize(pair_patients=1390, query_patients=30, reference=480, grid=3, tile_px=64, cancer_types=8,
                         spot_samples=120, later_patients=120),
 }
+
+WORLDS = {
+    "A": World("A", tuple(p.name for p in PROGRAMS if p.visible), SIZES),
+    "B": World("B", render_b.DRAWN, {
+        "small": DemoSize(pair_patients=800, query_patients=4, reference=200, grid=2, tile_px=render_b.TILE_PX,
+                          cancer_types=6, spot_samples=200, later_patients=80),
+        "default": DemoSize(pair_patients=1390, query_patients=30, reference=480, grid=3, tile_px=render_b.TILE_PX,
+                            cancer_types=6, spot_samples=120, later_patients=120),
+    }, type_order=(7, 3, 0, 5, 2, 6), type_weights=(1.0, 0.8, 0.6, 0.45, 0.3, 0.12)),
+}
+"""World A draws proliferation, immune, stroma and hypoxia; world B oxphos, stroma, immune and hormone,
+with six types of unequal frequency (the rarest about 4% of patients)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +166,11 @@ def load_baseline() -> tuple[list[str], list[str], np.ndarray]:
 class _Model:
     """Expression model: baseline x program loadings, shared by every sample."""
 
-    def __init__(self, rng: np.random.Generator, n_types: int):
+    def __init__(self, rng: np.random.Generator, n_types: int, type_order: tuple[int, ...] | None = None):
         self.genes, types, baseline = load_baseline()
-        self.types = types[:n_types]
-        self.rates = np.expm1(baseline[:n_types]) + 0.05
+        order = list(type_order or range(n_types))[:n_types]
+        self.types = [types[i] for i in order]
+        self.rates = np.expm1(baseline[order]) + 0.05
         index = {g: i for i, g in enumerate(self.genes)}
         sets = {gs.name: gs.members for gs in hallmark_sets()}
         self.loadings = np.zeros((len(PROGRAMS), len(self.genes)))
@@ -157,17 +203,23 @@ def generate_demo_cohort(
     size: str = "default",
     seed: int = 0,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    world: str = "A",
 ) -> DemoFiles:
-    """Write the demo cohort to ``out_dir`` (deterministic for a seed) and return its file paths."""
+    """Write the demo cohort of ``world`` (:data:`WORLDS`) to ``out_dir`` (deterministic for a seed)
+    and return its file paths."""
     from PIL import Image
 
-    spec = SIZES[size]
+    if world not in WORLDS:
+        raise ValueError(f"unknown demo world {world!r}; worlds: {', '.join(WORLDS)}")
+    setting = WORLDS[world]
+    spec = setting.sizes[size]
     out = Path(out_dir)
-    rng = np.random.default_rng(seed)
-    model = _Model(rng, spec.cancer_types)
+    rng = np.random.default_rng(seed if world == "A" else [seed, ord(world)])
+    model = _Model(rng, spec.cancer_types, setting.type_order)
+    weights = np.array(setting.type_weights or [1.0] * spec.cancer_types)[: spec.cancer_types]
     n_programs = len(PROGRAMS)
     program_names = [p.name for p in PROGRAMS]
-    visible = {p.name for p in PROGRAMS if p.visible}
+    visible = set(setting.drawn)
     (out / "cohort" / "slides").mkdir(parents=True, exist_ok=True)
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
@@ -178,7 +230,8 @@ def generate_demo_cohort(
     first_batch = spec.pair_patients + spec.query_patients
     for pat in range(first_batch + spec.later_patients):
         n = 2 if rng.random() < spec.second_sample else 1
-        cancer = int(rng.integers(spec.cancer_types))
+        cancer = int(rng.integers(spec.cancer_types)) if world == "A" else \
+            int(rng.choice(spec.cancer_types, p=weights / weights.sum()))
         for k in range(n):
             samples.append((f"DEMO-P{pat:04d}", f"DEMO-S{pat:04d}-{k + 1}", cancer,
                             pat < spec.pair_patients or pat >= first_batch))
@@ -187,18 +240,16 @@ def generate_demo_cohort(
     g = spec.grid
     coords = np.array([(i * spec.tile_px, j * spec.tile_px) for j in range(g) for i in range(g)], dtype=np.int64)
     for patient, sample, cancer, has_rna in samples:
-        srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])])
+        srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])] + ([] if world == "A" else [ord(world)]))
         activity = model.type_means[cancer] + srng.normal(0, 1, n_programs)
         tiles = activity + 0.6 * _spatial_field(srng, g, n_programs)
         noise = srng.normal(0, 0.2, len(model.genes))
-        stain = Stain.sample(srng)
-        density = float(srng.uniform(0.8, 1.2))
-        architecture = ARCHITECTURES.get(model.types[cancer], "solid")
+        paint = _slide_painter(world, srng, spec.tile_px, model.types[cancer])
         folder = out / "cohort" / "slides" / sample
         folder.mkdir(exist_ok=True)
         for t, (x, y) in enumerate(coords):
             act = {name: float(tiles[t, p]) for p, name in enumerate(program_names) if name in visible}
-            Image.fromarray(render_tile(srng, spec.tile_px, act, stain, density, architecture)).save(folder / f"{x}_{y}.png")
+            Image.fromarray(paint(act)).save(folder / f"{x}_{y}.png")
         props = model.proportions(cancer, tiles, noise)
         if has_rna:
             lib_bulk = 1e7 * srng.lognormal(0, 0.3)
@@ -237,8 +288,9 @@ def generate_demo_cohort(
     # the RNA-only reference library, from two other "cohorts"
     ref_manifest, ref_ids, ref_counts = [], [], []
     for i in range(spec.reference):
-        rrng = np.random.default_rng([seed, 10_000 + i])
-        cancer = int(rrng.integers(spec.cancer_types))
+        rrng = np.random.default_rng([seed, 10_000 + i] + ([] if world == "A" else [ord(world)]))
+        cancer = int(rrng.integers(spec.cancer_types)) if world == "A" else \
+            int(rrng.choice(spec.cancer_types, p=weights / weights.sum()))
         activity = model.type_means[cancer] + rrng.normal(0, 1, n_programs)
         props = model.proportions(cancer, activity, rrng.normal(0, 0.2, len(model.genes)))
         sample = f"REF-{i:05d}"
@@ -251,6 +303,17 @@ def generate_demo_cohort(
     _counts_frame(ref_ids, model.genes, np.stack(ref_counts)).write_parquet(out / "reference" / "expression.parquet")
     pl.DataFrame(truth).write_parquet(out / "truth" / "programs.parquet")
     return DemoFiles.at(out)
+
+
+def _slide_painter(world: str, rng: np.random.Generator, tile_px: int, cancer_type: str):
+    """``paint(activity) -> uint8 tile`` for one slide: its stain (or palette) drawn once, then each tile."""
+    if world == "A":
+        stain = Stain.sample(rng)
+        density = float(rng.uniform(0.8, 1.2))
+        architecture = ARCHITECTURES.get(cancer_type, "solid")
+        return lambda activity: render_tile(rng, tile_px, activity, stain, density, architecture)
+    palette = render_b.Palette.sample(rng)
+    return lambda activity: render_b.render_tile_b(rng, activity, palette, cancer_type, tile_px)
 
 
 def _counts_frame(sample_ids: list[str], genes: list[str], counts: np.ndarray) -> pl.DataFrame:

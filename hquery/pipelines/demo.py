@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hquery.demo import generate_demo_cohort
+from hquery.demo import DEMO_ENCODER, generate_demo_cohort
 from hquery.ingest import ingest_cohort
 from hquery.ingest.genesets import add_builtin_gene_data
 from hquery.progress import progress_bars
@@ -16,23 +16,24 @@ from hquery.training.alignment_trainer import train_alignment
 
 
 def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int = 0, progress: bool = True,
-             echo: Callable[[str], None] = print, folds: int = 5):
-    """Generate the demo cohort, ingest it, train the alignment with ``folds``-fold CV and build the index.
+             echo: Callable[[str], None] = print, folds: int = 5, world: str = "A", encoder: str = DEMO_ENCODER):
+    """Generate the demo cohort of ``world``, ingest it (tiles embedded by ``encoder``), train the alignment
+    with ``folds``-fold CV and build the index.
 
     Returns the training report (its ``cv`` holds the recall table), the index report and the cohort's files
     (its second batch, ``later_manifest``, arrives after the first model serves).
     """
     started = time.perf_counter()
     with progress_bars(progress) as bars:
-        files = generate_demo_cohort(data_dir, size=size, seed=seed, progress=bars)
-        echo(f"wrote the {size} demo cohort to {data_dir} ({time.perf_counter() - started:.1f}s)")
+        files = generate_demo_cohort(data_dir, size=size, seed=seed, progress=bars, world=world)
+        echo(f"wrote the {size} demo cohort of world {world} to {data_dir} ({time.perf_counter() - started:.1f}s)")
         store = Store.init(store_path)
         add_builtin_gene_data(store)
         reference = ingest_cohort(store, files.reference_manifest, expression=files.reference_expression,
                                   name="demo_reference", progress=bars)
         echo(reference.summary())
         cohort = ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression,
-                               spots=files.cohort_spots, name="demo", progress=bars)
+                               spots=files.cohort_spots, name="demo", encoder=encoder, progress=bars)
         echo(cohort.summary())
         advance = bars(f"training the alignment ({folds}-fold cross-validation)", folds)
         trained = train_alignment(store, folds=folds, on_fold=lambda i: advance(1))
