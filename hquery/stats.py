@@ -8,6 +8,9 @@
 0.9487
 >>> most_variable(np.array([[0, 1, 5], [0, 3, 5], [0, 2, 9]]), 2).tolist()
 [2, 1]
+>>> slope, intercept = calibration_lines(np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [3.0], [5.0]]))
+>>> apply_lines(np.array([[4.0]]), slope, intercept).tolist()
+[[9.0]]
 """
 
 from __future__ import annotations
@@ -54,6 +57,26 @@ def r_squared(predicted: np.ndarray, truth: np.ndarray) -> float:
     from sklearn.metrics import r2_score
 
     return float(r2_score(truth, predicted))
+
+
+def calibration_lines(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the least-squares line ``truth ~ slope * predicted + intercept``.
+
+    Soft-kNN averages neighbours, so its scores are shrunk toward the library's
+    mean; the line fitted on training slides puts them back on the scale of measured scores.
+    A constant column keeps slope 0 and its truth's mean.
+    """
+    predicted, truth = np.asarray(predicted, float), np.asarray(truth, float)
+    centred = predicted - predicted.mean(0)
+    spread = (centred * centred).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(spread > 1e-12, (centred * (truth - truth.mean(0))).sum(0) / spread, 0.0)
+    return slope, truth.mean(0) - slope * predicted.mean(0)
+
+
+def apply_lines(predicted: np.ndarray, slope: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """``predicted`` through the per-column lines of :func:`calibration_lines`."""
+    return np.asarray(predicted, float) * slope + intercept
 
 
 def finite_mean(values: np.ndarray) -> float:

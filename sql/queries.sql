@@ -159,6 +159,10 @@ DELETE FROM library_scores WHERE library_version <> ?;
 -- name: insert_library_scores
 INSERT OR REPLACE INTO library_scores BY NAME SELECT * FROM staged_library_scores;
 
+-- name: latest_eval_results
+SELECT gene_set, method, r2, r2_calibrated, route, eval_id FROM prompt_eval_latest
+WHERE list_contains(?, gene_set) ORDER BY gene_set, method;
+
 -- name: slide_samples
 SELECT sample_id, patient_id, cohort, cancer_type, has_expression FROM samples WHERE has_slide ORDER BY sample_id;
 

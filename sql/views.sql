@@ -41,7 +41,7 @@ SELECT
     r.run_id, p.created_at, r.gene_set, p.method, p.aggregate, p.level, p.k, p.tau,
     p.model_version, p.index_version,
     r.sample_id, r.tile_index, s.patient_id, s.cohort, s.cancer_type, s.has_expression, s.clinical,
-    r.score, r.dispersion, r.effective_k
+    r.score, r.dispersion, r.effective_k, r.route, r.trust
 FROM prompt_scores r
 JOIN prompt_runs p USING (run_id)
 JOIN samples s USING (sample_id);
@@ -70,3 +70,15 @@ SELECT
     count(*)           AS n_folds
 FROM model_metrics
 GROUP BY ALL;
+
+-- Each gene set's rows (every method) from the newest evaluation that held it, careless
+-- (library_leak) evaluations excluded: what `prompt --method auto` chooses routes and
+-- reports trust from.
+CREATE OR REPLACE VIEW prompt_eval_latest AS
+SELECT * EXCLUDE (newest) FROM (
+    SELECT r.*, e.created_at, e.collection,
+           max(e.created_at) OVER (PARTITION BY r.gene_set) AS newest
+    FROM prompt_eval_results r
+    JOIN prompt_eval_runs e USING (eval_id)
+    WHERE NOT coalesce(CAST(json_extract(e.params, '$.library_leak') AS BOOLEAN), false)
+) WHERE created_at = newest;

@@ -12,8 +12,8 @@ from tests.conftest import write_cohort
 TINY_VIT = "random:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&seed=0"
 
 PURE = ["hquery.errors", "hquery.names", "hquery.stats", "hquery.parallel", "hquery.genesets", "hquery.ingest",
-        "hquery.retrieval.neighbours",
-        "hquery.training"]
+        "hquery.retrieval.neighbours", "hquery.retrieval.routes",
+        "hquery.training", "hquery.training.type_ridge"]
 """Modules whose examples need no store."""
 
 WORKFLOW = ["hquery", "hquery.ingest.cohort.ingest_cohort", "hquery.training.alignment_trainer.train_alignment",

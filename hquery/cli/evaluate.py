@@ -118,7 +118,8 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
     click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
                f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
                f"{comparison.seconds:.0f}s)")
-    routes = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "histoprism": "HistoPrism"}
+    routes = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
+              "auto": "auto", "histoprism": "HistoPrism"}
     metrics = (("r2", "R²"), ("r", "r"), ("r_type", "r in type"))
     print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HistoPrism GPC"],
                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),

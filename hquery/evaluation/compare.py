@@ -36,7 +36,8 @@ from hquery.training.histoprism import HistoPrismConfig
 from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
 from hquery.training.pairs import load_pairs
 
-ROUTES = ("softknn", "mlp", "ridge_type", "histoprism")
+ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "auto", "histoprism")
+"""The spectrum's methods (:data:`hquery.evaluation.spectrum.METHODS`), then HistoPrism."""
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ class RouteComparison:
     collection: str
     rows: list[dict]
     """Per gene set: ``gene_set``, each route's R² (``softknn_r2`` calibrated, ``mlp_r2``, ``ridge_type_r2``,
-    ``histoprism_r2``), Pearson r (``*_r``) and r within cancer type (``*_r_type``), and ``histoprism_gpc``
+    ``ensemble_r2``, ``auto_r2``, ``histoprism_r2``), Pearson r (``*_r``) and r within cancer type (``*_r_type``), and ``histoprism_gpc``
     (slide-level GPC, mean over cancer types)."""
     expression: dict
     """HVG-50 PCC (slide and spot) of HistoPrism, its ablation and the ridge baselines: ``{method: {level: {mean, sd}}}``."""
@@ -92,7 +93,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     for j, name in enumerate(spectrum.gene_sets):
         values = [by_type[name] for by_type in gpc.values() if name in by_type]
         row = {"gene_set": name}
-        for route in ROUTES[:3]:
+        for route in ROUTES[:-1]:
             row[f"{route}_r2"] = spectrum.metric(name, route, "r2_calibrated")
             row[f"{route}_r"] = spectrum.metric(name, route, "pearson_r")
             row[f"{route}_r_type"] = spectrum.metric(name, route, "r_within_type")
@@ -142,9 +143,12 @@ def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
     x = np.arange(len(names))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True, constrained_layout=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
-    for k, (route, label) in enumerate((("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"),
-                                        ("ridge_type", "ridge+type (floor)"), ("histoprism", "HistoPrism"))):
-        top.bar(x + (k - 1.5) * 0.2, [r[f"{route}_r2"] for r in comparison.rows], 0.2, label=label)
+    labels = (("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"), ("ridge_type", "ridge+type (floor)"),
+              ("ensemble", "Soft-kNN+ridge"), ("auto", "auto"), ("histoprism", "HistoPrism"))
+    width = 0.85 / len(labels)
+    for k, (route, label) in enumerate(labels):
+        top.bar(x + (k - (len(labels) - 1) / 2) * width, [r[f"{route}_r2"] for r in comparison.rows], width,
+                label=label)
     top.axhline(0, color="black", linewidth=0.6)
     top.set_ylabel("held-out R² of ssGSEA")
     top.set_title(f"{comparison.collection}: {comparison.n_slides} slides, {comparison.n_folds} patient-level folds")

@@ -15,9 +15,18 @@ Patient-level cross-validation over the paired slides. In every fold:
 5. an MLP from the aligned slide embedding to the collection's standardised scores
    (the seed paper's trained-predictor alternative) is fitted on the training slides;
 6. the floor, ``ridge_type``: a ridge from the frozen slide embedding plus the
-   cancer-type one-hot to every set's score, alpha chosen on the training slides.
-   A route that cannot beat it has learned nothing a linear map of the features
-   and the manifest's type would not.
+   cancer-type one-hot to every set's score, alpha chosen on the training slides
+   (:class:`~hquery.training.type_ridge.TypeRidge`). A route that cannot beat it
+   has learned nothing a linear map of the features and the manifest's type would not;
+7. ``ensemble``: the mean of calibrated Soft-kNN and the floor. Their errors are
+   partly independent (neighbours in the aligned space against a linear map of
+   the raw features), so the mean beats both where each carries signal.
+
+``auto`` is what ``hquery prompt`` answers by default: per gene set, the route
+with the best held-out R². Choosing on the same slides it is scored on would
+flatter it, so its held-out predictions for fold *f* come from the route that
+scored best on the other folds; the route a prompt uses (``Spectrum.routes``) is
+chosen on all of them.
 
 Pooled over folds, each gene set gets Pearson r, R², R² after calibration and
 r within cancer type (each type's mean removed from prediction and truth, so
@@ -43,17 +52,33 @@ from hquery.library import Library
 from hquery.names import embedding_table, eval_artifact
 from hquery.parallel import run_jobs, worker_pool
 from hquery.retrieval.index import build_faiss_index
-from hquery.retrieval.neighbours import NeighbourRule, SampleMetadata, nearest_within, plan_neighbours, search_groups
+from hquery.retrieval.neighbours import (
+    NeighbourRule,
+    SampleMetadata,
+    nearest_within,
+    plan_neighbours,
+    search_groups,
+)
+from hquery.retrieval.routes import ROUTES, best_route
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
-from hquery.stats import finite_mean, pearson_r, pearson_within_groups, r_squared, ridge_regression
+from hquery.stats import (
+    apply_lines,
+    calibration_lines,
+    finite_mean,
+    pearson_r,
+    pearson_within_groups,
+    r_squared,
+)
 from hquery.store import Store, StoreError, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 from hquery.training.predictor import fit_mlp, mlp_predict
 from hquery.training.splits import patient_folds
+from hquery.training.type_ridge import UNKNOWN, TypeRidge
 
-METHODS = ("softknn", "mlp", "ridge_type")
-LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type"}
+METHODS = (*ROUTES, "auto")
+LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
+          "auto": "auto"}
 
 
 @dataclasses.dataclass
@@ -62,11 +87,12 @@ class Spectrum:
 
     eval_id: str | None
     rows: list[dict]
-    """gene_set, method, pearson_r, r2, r2_calibrated, r_within_type, n."""
+    """gene_set, method, pearson_r, r2, r2_calibrated, r_within_type, n, route (the route ``auto`` chose, else None)."""
     calibration: list[dict]
     """Soft-kNN held-out error by dispersion quintile: quintile, dispersion_z (mean), abs_error_z (mean), n."""
     predictions: dict[str, np.ndarray]
-    """``truth``, ``softknn``, ``softknn_calibrated``, ``mlp``, ``ridge_type`` and ``dispersion``, ``[slides, sets]``."""
+    """``truth``, ``softknn``, ``softknn_calibrated``, ``mlp``, ``ridge_type``, ``ensemble``, ``auto`` and
+    ``dispersion``, ``[slides, sets]``."""
     gene_sets: list[str]
     n_slides: int
     n_folds: int
@@ -79,13 +105,18 @@ class Spectrum:
     neighbours: NeighbourRule = NeighbourRule()
     notes: list[str] = dataclasses.field(default_factory=list)
     """Per fold, which held-out slides fell back to the whole library (see :func:`plan_neighbours`)."""
+    routes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Per gene set, the route of :data:`ROUTES` with the best held-out R² over all folds: what ``auto`` answers with."""
+
+    labels = LABELS
+    """Each method's display name."""
 
     def metric(self, gene_set: str, method: str = "softknn", name: str = "r2_calibrated") -> float:
         return next(r[name] for r in self.rows if r["gene_set"] == gene_set and r["method"] == method)
 
     def winner(self, gene_set: str) -> str:
-        """The method with the best calibrated R² for ``gene_set``."""
-        return max(METHODS, key=lambda m: self.metric(gene_set, m))
+        """The route with the best calibrated R² for ``gene_set``."""
+        return best_route({m: self.metric(gene_set, m) for m in ROUTES})
 
     def means(self, gene_sets=None) -> dict[str, dict[str, float]]:
         """``{method: {metric: mean over gene_sets}}`` (all sets by default)."""
@@ -151,8 +182,7 @@ def evaluate_prompts(
     pair_rows = np.array([library.row[s] for s in pairs.sample_ids])
     truth = library_scores[pair_rows]
     type_of = SampleMetadata.load(store, ("cancer_type",)).values
-    types = np.array([type_of[s][0] or "unknown" for s in pairs.sample_ids])
-    floor_features = np.hstack([pairs.image, (types[:, None] == np.unique(types)[None, :]).astype(np.float32)])
+    types = np.array([type_of[s][0] or UNKNOWN for s in pairs.sample_ids])
 
     splits = list(patient_folds(pairs.patients, folds, config.seed))
     with worker_pool(workers) as pool:
@@ -162,6 +192,7 @@ def evaluate_prompts(
         projected = run_jobs(pool, _fit_and_project, jobs)
         n, s = len(pairs), len(gene_sets)
         pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
+        fold_of = np.zeros(n, np.int64)
         dispersion = np.full((n, s), np.nan)
         leaked, notes = 0, []
         for i, ((train, test), (library_vecs, slide_vecs)) in enumerate(zip(splits, projected)):
@@ -180,18 +211,24 @@ def evaluate_prompts(
 
             (on_train, _), (on_test, test_notes) = predict(train), predict(test)
             notes += [f"fold {i + 1}: {note}" for note in test_notes]
+            fold_of[test] = i
             pred["softknn"][test], dispersion[test] = on_test.score, on_test.dispersion
-            pred["softknn_calibrated"][test] = _calibrate(on_train.score, truth[train], on_test.score)
+            pred["softknn_calibrated"][test] = apply_lines(on_test.score, *calibration_lines(on_train.score,
+                                                                                           truth[train]))
             pred["mlp"][test] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], config.seed)[0], slide_vecs[test])
-            pred["ridge_type"][test] = ridge_regression().fit(floor_features[train], truth[train]).predict(
-                floor_features[test])
+            pred["ridge_type"][test] = TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(
+                pairs.image[test], types[test])
             if on_fold:
                 on_fold(i)
 
-    rows = _metrics(truth, pred, [gs.name for gs in gene_sets], types)
+    pred["ensemble"] = (pred["softknn_calibrated"] + pred["ridge_type"]) / 2
+    routed = {"softknn": pred["softknn_calibrated"], **{m: pred[m] for m in ROUTES[1:]}}
+    pred["auto"], routes = choose_routes_by_fold(routed, truth, fold_of, [gs.name for gs in gene_sets])
+    rows = _metrics(truth, pred, [gs.name for gs in gene_sets], types, routes)
     spectrum = Spectrum(None, rows, _dispersion_table(truth, pred["softknn_calibrated"], dispersion),
                         {"truth": truth, **pred, "dispersion": dispersion}, [gs.name for gs in gene_sets],
-                        len(pairs), folds, library_leak, 0.0, leaked, neighbours=neighbours, notes=notes)
+                        len(pairs), folds, library_leak, 0.0, leaked, neighbours=neighbours, notes=notes,
+                        routes=routes)
     spectrum.seconds = time.perf_counter() - started
     if record:
         spectrum.eval_id = _record(store, spectrum, collection, knn, config, pairs.snapshot, library.version)
@@ -243,16 +280,26 @@ def _library_embeddings(store: Store, rna_encoder: str, sample_ids: list[str]) -
     return vectors(data["embedding"])[[row[s] for s in sample_ids]]
 
 
-def _calibrate(train_pred: np.ndarray, train_truth: np.ndarray, test_pred: np.ndarray) -> np.ndarray:
-    """Per column, the least-squares line truth ~ prediction from training slides, applied to test predictions."""
-    out = np.empty_like(test_pred)
-    for j in range(train_pred.shape[1]):
-        slope, intercept = np.polyfit(train_pred[:, j], train_truth[:, j], 1)
-        out[:, j] = intercept + slope * test_pred[:, j]
-    return out
+def choose_routes_by_fold(predictions: dict[str, np.ndarray], truth: np.ndarray, fold_of: np.ndarray,
+                          names: list[str]) -> tuple[np.ndarray, dict[str, str]]:
+    """Held-out ``auto`` predictions, and each set's route chosen on every fold.
+
+    Fold *f*'s predictions for a set come from the route of ``predictions`` with
+    the best R² on the slides of the other folds, so no slide's truth picks its own route.
+    """
+    auto = np.full(truth.shape, np.nan)
+    routes = {}
+    for j, name in enumerate(names):
+        for f in np.unique(fold_of):
+            other, here = fold_of != f, fold_of == f
+            chosen = best_route({m: r_squared(p[other, j], truth[other, j]) for m, p in predictions.items()})
+            auto[here, j] = predictions[chosen][here, j]
+        routes[name] = best_route({m: r_squared(p[:, j], truth[:, j]) for m, p in predictions.items()})
+    return auto, routes
 
 
-def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], types: np.ndarray) -> list[dict]:
+def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], types: np.ndarray,
+             routes: dict[str, str]) -> list[dict]:
     rows = []
     for j, name in enumerate(names):
         y = truth[:, j]
@@ -261,7 +308,8 @@ def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], t
             calibrated = pred["softknn_calibrated"] if method == "softknn" else raw
             rows.append({"gene_set": name, "method": method, "pearson_r": pearson_r(raw[:, j], y),
                          "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y),
-                         "r_within_type": pearson_within_groups(raw[:, j], y, types), "n": len(y)})
+                         "r_within_type": pearson_within_groups(raw[:, j], y, types), "n": len(y),
+                         "route": routes[name] if method == "auto" else None})
     best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
     return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], METHODS.index(r["method"])))
 
@@ -298,7 +346,7 @@ def _record(store: Store, spectrum: Spectrum, collection: str, knn: SoftKNN, con
 
 
 def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
-    """A PNG: calibrated R² per gene set (Soft-kNN, MLP, the floor), and predicted vs true for the best and worst set."""
+    """A PNG: calibrated R² per gene set for every method, and predicted vs true (Soft-kNN) for the best and worst set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,9 +359,10 @@ def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
     grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1])
     bars = fig.add_subplot(grid[0, :])
     x = np.arange(len(names))
+    width = 0.85 / len(METHODS)
     for i, method in enumerate(METHODS):
         label = LABELS[method] + (" (calibrated)" if method == "softknn" else " (floor)" if method == "ridge_type" else "")
-        bars.bar(x + (i - 1) * 0.27, values[method], 0.27, label=label)
+        bars.bar(x + (i - (len(METHODS) - 1) / 2) * width, values[method], width, label=label)
     bars.axhline(0, color="black", linewidth=0.6)
     bars.set_xticks(x, short, rotation=75, ha="right", fontsize=7)
     bars.set_ylabel("held-out R²")

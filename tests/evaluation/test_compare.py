@@ -20,8 +20,9 @@ def test_eval_compare_puts_the_routes_side_by_side(demo_store, tmp_path):
     rows = {r["gene_set"]: r for r in out["gene_sets"]}
     assert len(rows) == 50
     for r in rows.values():
-        assert all(np.isfinite(r[key]) for key in ("softknn_r2", "mlp_r2", "ridge_type_r2", "histoprism_r2",
-                                                    "histoprism_r", "softknn_r_type", "histoprism_r_type"))
+        assert all(np.isfinite(r[key]) for key in ("softknn_r2", "mlp_r2", "ridge_type_r2", "ensemble_r2", "auto_r2",
+                                                    "histoprism_r2", "histoprism_r", "softknn_r_type",
+                                                    "histoprism_r_type"))
     # HistoPrism predicts the whole collection's genes; its held-out ssGSEA follows the measured one
     assert np.mean([r["histoprism_r"] for r in rows.values()]) > 0.3
     assert out["hvg50_pcc"]["histoprism"]["slide"]["mean"] > out["hvg50_pcc"]["ridge"]["slide"]["mean"]
@@ -29,4 +30,5 @@ def test_eval_compare_puts_the_routes_side_by_side(demo_store, tmp_path):
     # HistoPrism's rows sit next to the spectrum's in the catalog
     methods = store.sql(f"select method, count(*) n from prompt_eval_results where eval_id = '{out['eval_id']}' "
                         "group by 1 order by 1").to_pylist()
-    assert methods == [{"method": m, "n": 50} for m in ("histoprism", "mlp", "ridge_type", "softknn")]
+    assert methods == [{"method": m, "n": 50}
+                       for m in ("auto", "ensemble", "histoprism", "mlp", "ridge_type", "softknn")]
