@@ -15,10 +15,20 @@ sample has. They agree when the neighbours agree (``effective_k`` near 1 or a lo
 ``dispersion``). Each prediction carries the weighted standard deviation of the
 neighbours' scores (``dispersion``) and the effective number of neighbours.
 
-``method="mlp"`` answers with the collection's trained predictor instead
-(:mod:`hquery.training.predictor`), and ``method="histoprism"`` scores each gene
-set by the same ssGSEA on the expression HistoPrism predicts for the slide (or
-tile) from its tiles and cancer type (:mod:`hquery.training.histoprism`).
+That is ``method="softknn"``. ``method="mlp"`` answers with the collection's
+trained predictor instead (:mod:`hquery.training.predictor`), and
+``method="histoprism"`` scores each gene set by the same ssGSEA on the expression
+HistoPrism predicts for the slide (or tile) from its tiles and cancer type
+(:mod:`hquery.training.histoprism`). ``method="ridge_type"`` is the evaluations'
+floor fitted on every paired slide (:class:`~hquery.training.type_ridge.TypeRidge`),
+and ``method="ensemble"`` the mean of it and calibrated Soft-kNN: Soft-kNN's
+scores through the line ``truth ~ score`` fitted on the paired slides, each
+predicted from the library without its own patient.
+
+``method="auto"`` (the default) answers each gene set by the route with the best
+held-out R² in its newest ``hquery eval spectrum`` (:mod:`hquery.retrieval.routes`),
+and Soft-kNN, calibrated, where the set was never evaluated. Every score carries
+its ``route`` and that route's held-out R² as ``trust``.
 """
 
 from __future__ import annotations
@@ -31,11 +41,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-
-from hquery.errors import InputError, NotReadyError, PromptError
-from hquery.genesets import GeneSet
-from hquery.library import Library, match_with_minimum
-from hquery.names import projected_table
 from hquery.retrieval.index import RNAIndex
 from hquery.retrieval.neighbours import (
     NeighbourRule,
@@ -44,22 +49,32 @@ from hquery.retrieval.neighbours import (
     plan_neighbours,
     search_groups,
 )
+from hquery.retrieval.routes import RouteChoice, choose_routes, trust_of
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
-from hquery.scoring import GeneSetMatch, ssgsea
-from hquery.store import Store, StoreError, utcnow, vectors
 from hquery.training.bags import load_slide_bags
-from hquery.training.predictor import load_predictor
+from hquery.training.pairs import load_pairs
+from hquery.training.predictor import Predictor, load_predictor
+from hquery.training.type_ridge import TypeRidge
+
+from hquery.errors import InputError, NotReadyError, PromptError
+from hquery.genesets import GeneSet
+from hquery.library import Library, match_with_minimum
+from hquery.names import embedding_table, projected_table
+from hquery.scoring import GeneSetMatch, ssgsea
+from hquery.stats import apply_lines, calibration_lines
+from hquery.store import Store, StoreError, utcnow, vectors
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
-METHODS = ("softknn", "mlp", "histoprism")
+METHODS = ("auto", "softknn", "mlp", "histoprism", "ridge_type", "ensemble")
 
 
 @dataclasses.dataclass
 class PromptRun:
     run_id: str | None
     results: pa.Table
-    """Long format: sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, dispersion, effective_k."""
+    """Long format: sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, dispersion, effective_k,
+    route, trust."""
     matches: list[GeneSetMatch]
     n_members: dict[str, int]
     computed_sets: int
@@ -101,7 +116,7 @@ def run_prompt(
     knn: SoftKNN | None = None,
     neighbours: NeighbourRule | None = None,
     aggregate: str = "score",
-    method: str = "softknn",
+    method: str = "auto",
     samples: Sequence[str] | None = None,
     cohort: str | None = None,
     where: str | None = None,
@@ -123,9 +138,11 @@ def run_prompt(
         those of its own cancer type, where the library holds ``k`` of them; see
         :mod:`hquery.retrieval.neighbours`). The run's notes say which queries fell back.
     aggregate
-        ``score`` or ``expression`` (see the module docstring).
+        ``score`` or ``expression`` (see the module docstring; Soft-kNN only).
     method
-        ``softknn``, or ``mlp``: the collection's trained predictor
+        ``auto``: per gene set, the route with the best held-out R² in its newest
+        evaluation (see the module docstring); ``softknn``; ``ridge_type`` or
+        ``ensemble``; ``mlp``: the collection's trained predictor
         (:func:`~hquery.training.predictor.train_predictor`), which scores only the
         sets it was trained on and carries no dispersion or effective K; or
         ``histoprism``: ssGSEA on HistoPrism's predicted profile
@@ -158,12 +175,18 @@ def run_prompt(
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, not {aggregate!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if aggregate == "expression" and method != "softknn":
+        raise InputError("--aggregate expression averages Soft-kNN neighbours' profiles; use it with --method softknn")
     if method == "histoprism":
         return _run_histoprism(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
                                min_genes=min_genes, record=record, started=started)
     if method == "mlp":
         return _run_predictor(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
                               min_genes=min_genes, record=record, started=started)
+    if method != "softknn":
+        return _run_routes(store, gene_sets, method, level=level, knn=knn, neighbours=neighbours, samples=samples,
+                           cohort=cohort, where=where, min_genes=min_genes, index_version=index_version,
+                           record=record, started=started)
     with store.reading():
         library = Library(store)
         matches = library.match(gene_sets, min_genes)
@@ -185,10 +208,10 @@ def run_prompt(
                                    for i in range(0, len(rows), 256)])
         score = ssgsea(profiles, [m.positions for m in matches])
 
-    if len(index.ids) < len(library):
-        notes.append(f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
-                     "build the index again to search the new ones")
-    results = _results_table(keys, info, patients, matches, score, predicted.dispersion, predicted.effective_k)
+    notes += _stale_index_notes(index, library)
+    trust = trust_of(store, [m.name for m in matches], "softknn_raw")
+    results = _results_table(keys, info, patients, matches, score, predicted.dispersion, predicted.effective_k,
+                             {m.name: RouteChoice("softknn", trust[m.name], None) for m in matches})
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
     run.seconds = time.perf_counter() - started
     if record:
@@ -221,7 +244,7 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
-    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
+    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0], _fixed_route(store, matches, "mlp"))
     notes = [] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"]
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, 0, notes, 0.0)
     run.seconds = time.perf_counter() - started
@@ -253,7 +276,8 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
-    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0])
+    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0],
+                             _fixed_route(store, matches, "histoprism"))
     notes = []
     unknown = sorted({t or "(none)" for t, i in zip(bags.cancer_types, fitted.type_ids(bags.cancer_types)) if i == 0})
     if unknown and fitted.model.conditioning is not None:
@@ -271,7 +295,118 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     return run
 
 
-def _results_table(keys, info, patients, matches, score, dispersion, effective_k) -> pa.Table:
+def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, level, knn, neighbours, samples, cohort,
+                where, min_genes, index_version, record, started) -> PromptRun:
+    """``auto``, ``ridge_type`` and ``ensemble``: the routes fitted on the paired slides at prompt time."""
+    names = [gs.name for gs in gene_sets]
+    with store.reading():
+        library = Library(store)
+        matches = library.match(gene_sets, min_genes)
+        index = RNAIndex.load(store, index_version)
+        slides = select_slides(store, samples=samples, cohort=cohort, where=where)
+        keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
+        predictor = _covering_predictor(store, gene_sets) if method == "auto" else None
+        if method == "auto":
+            available = ["softknn", "ridge_type", "ensemble"] + (["mlp"] if predictor else [])
+            choices, notes = choose_routes(store, names, available)
+        else:
+            trust = trust_of(store, names, method)
+            choices, notes = {n: RouteChoice(method, trust[n], None) for n in names}, []
+        needed = {c.route for c in choices.values()}
+        pairs = load_pairs(store, "slide")
+        cancer_type = {r.sample_id: r.cancer_type for r in store.query("slide_samples")}
+        query_ids = [s for s, _ in keys]
+        if needed & {"softknn", "ensemble"}:
+            rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
+                                                 saved=level == "slide")
+            _, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids)
+            pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, pairs.sample_ids, knn.k,
+                                                  neighbours, saved=True)
+            notes += plan_notes
+        if needed & {"ridge_type", "ensemble"}:
+            frozen = _frozen_vectors(store, pairs.image_encoder, level, keys)
+        if "mlp" in needed:
+            _, aligned = _query_vectors(store, predictor.model_version, level, query_ids)
+        library_scores, todo = library.cached_scores(gene_sets)
+    library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
+    truth = library_scores[[library.row[s] for s in pairs.sample_ids]]
+    nan = np.full((len(keys), len(matches)), np.nan)
+    by_route, dispersion, effective_k = {}, nan.copy(), nan[:, 0]
+    if needed & {"softknn", "ensemble"}:
+        predicted = knn.predict(library_scores[rows], sims)
+        slope, intercept = calibration_lines(knn.predict(library_scores[pair_rows], pair_sims).score, truth)
+        by_route["softknn"] = apply_lines(predicted.score, slope, intercept)
+        dispersion, effective_k = predicted.dispersion * np.abs(slope), predicted.effective_k
+    if needed & {"ridge_type", "ensemble"}:
+        ridge = TypeRidge.fit(pairs.image, [cancer_type.get(s) for s in pairs.sample_ids], truth)
+        by_route["ridge_type"] = ridge.predict(frozen, [cancer_type.get(s) for s in query_ids])
+    if "ensemble" in needed:
+        by_route["ensemble"] = (by_route["softknn"] + by_route["ridge_type"]) / 2
+    if "mlp" in needed:
+        columns = {h: j for j, h in enumerate(predictor.members_hashes)}
+        by_route["mlp"] = predictor.predict(aligned)[:, [columns[gs.members_hash] for gs in gene_sets]]
+    score = np.column_stack([by_route[choices[m.name].route][:, j] for j, m in enumerate(matches)])
+    spread = np.array([choices[m.name].route in ("softknn", "ensemble") for m in matches])
+    dispersion = np.where(spread[None, :], dispersion, np.nan)
+    notes += _stale_index_notes(index, library) if needed & {"softknn", "ensemble"} else []
+    if level == "tile" and needed - {"softknn"}:
+        notes.append("the ridge, the MLP and Soft-kNN's calibration were fitted on slides; tile scores extrapolate them")
+    info = {r.sample_id: r for r in slides}
+    patients = np.array([info[s].patient_id for s in query_ids])
+    results = _results_table(keys, info, patients, matches, score, dispersion, effective_k, choices)
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, len(todo), notes,
+                    0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, method=method, level=level, knn=knn, aggregate=None,
+                             model_version=index.model_version, index_version=index.version,
+                             library_version=library.version, n_samples=len(slides),
+                             extra={"neighbours": neighbours.as_json(), "notes": notes,
+                                    "routes": {n: c.route for n, c in choices.items()},
+                                    **({"predictor": predictor.version} if "mlp" in needed else {})})
+    return run
+
+
+def _stale_index_notes(index: RNAIndex, library: Library) -> list[str]:
+    if len(index.ids) < len(library):
+        return [f"the index holds {len(index.ids)} of the library's {len(library)} profiles; "
+                "build the index again to search the new ones"]
+    return []
+
+
+def _covering_predictor(store: Store, gene_sets: Sequence[GeneSet]) -> Predictor | None:
+    """The trained MLP that scores every one of ``gene_sets``, if the store has one."""
+    collections = {gs.collection for gs in gene_sets}
+    if len(collections) != 1 or "adhoc" in collections:
+        return None
+    try:
+        predictor = load_predictor(store, collections.pop())
+    except NotReadyError:
+        return None
+    return predictor if {gs.members_hash for gs in gene_sets} <= set(predictor.members_hashes) else None
+
+
+def _frozen_vectors(store: Store, image_encoder: str, level: str, keys: list[tuple[str, int | None]]) -> np.ndarray:
+    """The image encoder's own (unprojected) embeddings of ``keys``, in their order."""
+    dataset = store.dataset(embedding_table(level, image_encoder))
+    columns = ["sample_id", "embedding"] + (["tile_index"] if level == "tile" else [])
+    table = dataset.to_table(columns=columns)
+    tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * table.num_rows
+    row = {key: i for i, key in enumerate(zip(table["sample_id"].to_pylist(), tiles))}
+    missing = [s for s, t in keys if (s, t) not in row]
+    if missing:
+        raise NotReadyError(f"{len(missing)} {level}(s) of {', '.join(sorted(set(missing))[:5])} have no "
+                            f"{image_encoder} embedding; ingest them again", needs="ingest")
+    return vectors(table["embedding"])[[row[key] for key in keys]]
+
+
+def _fixed_route(store: Store, matches: Sequence[GeneSetMatch], method: str) -> dict[str, RouteChoice]:
+    trust = trust_of(store, [m.name for m in matches], method)
+    return {m.name: RouteChoice(method, trust[m.name], None) for m in matches}
+
+
+def _results_table(keys, info, patients, matches, score, dispersion, effective_k,
+                   choices: dict[str, RouteChoice]) -> pa.Table:
     n_q, n_s = score.shape
     sample_ids = [s for s, _ in keys]
     return pa.table({
@@ -284,6 +419,8 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
         "score": pa.array(score.reshape(-1), pa.float64()),
         "dispersion": pa.array(dispersion.reshape(-1), pa.float64(), from_pandas=True),
         "effective_k": pa.array(np.repeat(effective_k, n_s), pa.float64(), from_pandas=True),
+        "route": pa.array([choices[m.name].route for m in matches] * n_q, pa.string()),
+        "trust": pa.array([choices[m.name].trust for m in matches] * n_q, pa.float64(), from_pandas=True),
     })
 
 
@@ -380,5 +517,7 @@ def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, metho
                    .append_column("gene_set", run.results["gene_set"])
                    .append_column("score", run.results["score"])
                    .append_column("dispersion", run.results["dispersion"])
-                   .append_column("effective_k", run.results["effective_k"]))
+                   .append_column("effective_k", run.results["effective_k"])
+                   .append_column("route", run.results["route"])
+                   .append_column("trust", run.results["trust"]))
     return run_id

@@ -29,8 +29,8 @@ from hquery.ingest.image_encoders import parse_image_encoder
 @store_option
 @click.pass_context
 def demo(ctx, size, data_dir, seed, world, encoder, quiet, store_path_) -> None:
-    """Generate the synthetic demo cohort, ingest it, train, index, ask a first prompt, evaluate the spectrum,
-    compare PEKA adapters, then ingest a second batch and refresh."""
+    """Generate the synthetic demo cohort, ingest it, train, index, evaluate the spectrum, ask a first prompt
+    (each set by the route the spectrum chose), compare PEKA adapters, then ingest a second batch and refresh."""
     from hquery.pipelines.demo import DEMO_ENCODER, run_demo
 
     encoder = encoder or DEMO_ENCODER
@@ -39,10 +39,10 @@ def demo(ctx, size, data_dir, seed, world, encoder, quiet, store_path_) -> None:
     click.echo(f"Try: hquery status --store {store_path(store_path_)}")
     click.echo("held-out retrieval, mean ± sd over 5 patient-level folds (hquery eval recall prints it again):")
     print_rows(RECALL_COLUMNS, recall_rows(trained.cv.as_dict()))
-    click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
-    ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
     click.echo("\n$ hquery eval spectrum --collection hallmark")
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
+    click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
+    ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
     backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
     click.echo("\n$ hquery train peka" + (f" --backbone {backbone}" if backbone else ""))
     ctx.invoke(peka, backbone=backbone, quiet=quiet, store_path_=store_path_)

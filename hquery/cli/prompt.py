@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import knn_options, neighbour_options, neighbour_rule, open_store, soft_knn, store_option
+from hquery.cli.options import (
+    knn_options,
+    neighbour_options,
+    neighbour_rule,
+    open_store,
+    soft_knn,
+    store_option,
+)
 from hquery.cli.render import FORMATS, print_prompt, write_table
 from hquery.genesets import resolve_prompts
 from hquery.retrieval.prompt import run_prompt
@@ -43,9 +50,13 @@ def index(kind, approximate_above, version, store_path_) -> None:
 @neighbour_options
 @click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
               help="Average the neighbours' scores, or their expression and then score it.")
-@click.option("--method", type=click.Choice(["softknn", "mlp", "histoprism"]), default="softknn", show_default=True,
-              help="Soft-kNN over the RNA library, the collection's trained MLP (`hquery train predictor`), or "
-                   "ssGSEA on the expression HistoPrism predicts (`hquery train histoprism`).")
+@click.option("--method", type=click.Choice(["auto", "softknn", "mlp", "histoprism", "ridge_type", "ensemble"]),
+              default="auto", show_default=True,
+              help="auto: per gene set, the route with the best held-out R² in its latest `hquery eval spectrum` "
+                   "(Soft-kNN where it was never evaluated). Or one route: Soft-kNN over the RNA library, the "
+                   "collection's trained MLP (`hquery train predictor`), ssGSEA on the expression HistoPrism predicts "
+                   "(`hquery train histoprism`), the ridge on slide features + cancer type, or the mean of that "
+                   "ridge and calibrated Soft-kNN.")
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
@@ -77,6 +88,12 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
     cached = ("scored by the trained MLP" if method == "mlp" else
               "ssGSEA on HistoPrism's predicted expression" if method == "histoprism" else
               "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)")
+    if method == "auto":
+        routes = run.results.select(["gene_set", "route"]).to_pylist()
+        counts = {}
+        for route in {r["gene_set"]: r["route"] for r in routes}.values():
+            counts[route] = counts.get(route, 0) + 1
+        cached += "; routes " + ", ".join(f"{route} {n}" for route, n in sorted(counts.items()))
     click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
 
 

@@ -140,6 +140,10 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
             if match.missing else ""
         rows = run.results.filter(pc.equal(run.results["gene_set"], match.name)).sort_by([("score", "descending")])
         click.echo(f"{match.name}: {found}{missing}; {rows.num_rows} {level}s, highest score first")
+        route, trust = (rows["route"][0].as_py(), rows["trust"][0].as_py()) if rows.num_rows else (None, None)
+        if route:
+            held_out = f"held-out R² {trust:.2f}" if trust is not None and trust == trust else "never evaluated"
+            click.echo(f"  by {route} ({held_out})")
         columns = ["sample_id"] + (["tile_index"] if level == "tile" else []) + [
             "cancer_type", "score", "dispersion", "effective_k"]
         shown = rows.slice(0, limit).select(columns).to_pylist()
@@ -150,24 +154,19 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
             click.echo(f"... {rows.num_rows - limit} more; --out FILE or --format csv for all")
 
 
-SPECTRUM_METHODS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type"}
-
-
 def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
-    """Per gene set, each route's calibrated R², r and r within cancer type, the winner; then the means."""
-    columns = ["gene set"] + [f"{label} {metric}" for label in SPECTRUM_METHODS.values()
-                              for metric in ("R²", "r", "r in type")] + ["best"]
+    """Per gene set, each method's calibrated R², r and r within cancer type, the route ``auto`` takes; then the means."""
+    labels = spectrum.labels
+    columns = ["gene set"] + [f"{label} {metric}" for label in labels.values()
+                              for metric in ("R²", "r", "r in type")] + ["auto takes"]
 
     def cells(values: dict) -> list[str]:
-        return [f"{values[m][name]:.3f}" for m in SPECTRUM_METHODS
-                for name in ("r2_calibrated", "pearson_r", "r_within_type")]
+        return [f"{values[m][name]:.3f}" for m in labels for name in ("r2_calibrated", "pearson_r", "r_within_type")]
 
     rows = []
     for name in dict.fromkeys(r["gene_set"] for r in spectrum.rows):
         values = {m: {key: spectrum.metric(name, m, key) for key in ("r2_calibrated", "pearson_r", "r_within_type")}
-                  for m in SPECTRUM_METHODS}
-        rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values),
-                     SPECTRUM_METHODS[spectrum.winner(name)]))
-    means = spectrum.means()
-    rows.append(("mean", *cells(means), SPECTRUM_METHODS[max(means, key=lambda m: means[m]["r2_calibrated"])]))
+                  for m in labels}
+        rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values), labels[spectrum.routes[name]]))
+    rows.append(("mean", *cells(spectrum.means()), ""))
     return columns, rows

@@ -133,6 +133,11 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     assert "hallmark: held-out prediction of 50 gene sets" in result.output and "dispersion quintile" in result.output
     runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
     assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
+    # the prompt follows the spectrum, so G2M is answered by the route it measured best, with that R² as trust
+    chosen = store.sql("select distinct s.route, s.trust, r.r2_calibrated from prompt_scores s join prompt_eval_results r "
+                       "on r.gene_set = s.gene_set and r.method = s.route").to_pylist()
+    assert len(chosen) == 1 and chosen[0]["trust"] == pytest.approx(chosen[0]["r2_calibrated"]), chosen
+    assert f"by {chosen[0]['route']} (held-out R² " in result.output
     # the None / LoRA / PEKA table, from adapters trained on other patients than those probed
     assert "$ hquery train peka" in result.output and "PEKA (MiSS bat)" in result.output
     assert store.setting("peka_adapter").startswith("peka_miss_")

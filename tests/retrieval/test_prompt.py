@@ -50,7 +50,8 @@ def test_every_slide_gets_a_score_with_uncertainty(indexed):
 
 def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
     gene_sets = resolve_prompts(indexed, ["G2M", "HYPOXIA"])
-    run = run_prompt(indexed, gene_sets, knn=SoftKNN(k=8, tau=0.1), neighbours=NeighbourRule(()), record=False)
+    run = run_prompt(indexed, gene_sets, knn=SoftKNN(k=8, tau=0.1), neighbours=NeighbourRule(()), method="softknn",
+                     record=False)
     library = Library(indexed)
     expected_library = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])
     index = RNAIndex.load(indexed)
@@ -107,7 +108,7 @@ def test_cache_is_reused_and_invalidated_by_a_library_change(fresh, tmp_path):
 def test_runs_are_recorded_and_queryable_in_sql(fresh):
     run = run_prompt(fresh, resolve_prompts(fresh, ["G2M", "HYPOXIA"]))
     runs = fresh.sql("select run_id, method, aggregate, level, k, tau, n_samples from prompt_runs").to_pylist()
-    assert runs == [{"run_id": run.run_id, "method": "softknn", "aggregate": "score", "level": "slide", "k": 32,
+    assert runs == [{"run_id": run.run_id, "method": "auto", "aggregate": None, "level": "slide", "k": 32,
                      "tau": 0.05, "n_samples": run.results.num_rows // 2}]
     by_type = fresh.sql(f"select cancer_type, avg(score) s, count(*) n from prompt_results "
                         f"where gene_set = '{G2M}' group by 1 order by 1").to_pylist()
@@ -125,8 +126,9 @@ def test_runs_are_recorded_and_queryable_in_sql(fresh):
 
 def test_expression_aggregate_differs_but_agrees_in_direction(indexed):
     sets = resolve_prompts(indexed, ["G2M"])
-    by_score = run_prompt(indexed, sets, record=False).results["score"].to_numpy()
-    by_profile = run_prompt(indexed, sets, aggregate="expression", record=False).results["score"].to_numpy()
+    by_score = run_prompt(indexed, sets, method="softknn", record=False).results["score"].to_numpy()
+    by_profile = run_prompt(indexed, sets, aggregate="expression", method="softknn", record=False).results["score"]
+    by_profile = by_profile.to_numpy()
     assert not np.allclose(by_score, by_profile)
     assert np.corrcoef(by_score, by_profile)[0, 1] > 0.8
 
