@@ -6,7 +6,15 @@ import time
 
 import click
 
-from hquery.cli.options import device_option, open_store, resolve_device, seed_option, store_option
+from hquery.cli.options import (
+    device_option,
+    neighbour_options,
+    neighbour_rule,
+    open_store,
+    resolve_device,
+    seed_option,
+    store_option,
+)
 
 
 @click.command()
@@ -19,10 +27,11 @@ from hquery.cli.options import device_option, open_store, resolve_device, seed_o
               help="Fraction of the new patients held out to score both models.")
 @click.option("--every", metavar="INTERVAL",
               help="Repeat forever at this interval (30m, 6h, 1d); safe to kill at any moment.")
+@neighbour_options
 @seed_option
 @device_option("cpu")
 @store_option
-def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_path_) -> None:
+def refresh(force, peka, tolerance, eval_fraction, every, match, neighbours_where, seed, device, store_path_) -> None:
     """Retrain on new pairs; promote and reindex only if held-out recall@10 does not fall beyond the tolerance."""
     from hquery.pipelines.refresh import parse_interval
     from hquery.pipelines.refresh import refresh as run_refresh
@@ -42,7 +51,8 @@ def refresh(force, peka, tolerance, eval_fraction, every, seed, device, store_pa
     while True:
         report = run_refresh(store, force=force, tolerance=tolerance, eval_fraction=eval_fraction,
                              config=AlignmentConfig(seed=seed), peka=PEKAConfig(seed=seed) if peka else None,
-                             device=resolve_device(device), echo=lambda line: click.echo(f"  {line}", err=True))
+                             device=resolve_device(device), neighbours=neighbour_rule(match, neighbours_where),
+                             echo=lambda line: click.echo(f"  {line}", err=True))
         click.echo(report.summary())
         if interval is None:
             return

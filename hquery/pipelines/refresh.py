@@ -9,7 +9,10 @@ A refresh, holding the store's refresh lock from start to end:
 3. holds out some patients the service model never saw (half of the new
    patients, by default) and fits a candidate on every other pair;
 4. scores both models on those held-out patients (recall@10, H&E -> RNA, each
-   model on its own encoders' embeddings) and promotes the candidate only if it
+   model on its own encoders' embeddings, each slide ranking its own RNA among
+   the held-out profiles its prompt could draw on: those sharing its cancer type
+   under the default :class:`~hquery.retrieval.neighbours.NeighbourRule`, where
+   there are at least 10) and promotes the candidate only if it
    does not fall more than ``tolerance`` below the service model. The default,
    ``auto``, is two standard errors of the per-query difference in hits: with a
    few dozen held-out patients, recall@10 moves by several points between two
@@ -38,6 +41,7 @@ from hquery.ingest import reembed_slides
 from hquery.names import Pointer
 from hquery.records import ModelRecord, model_record, service_model
 from hquery.retrieval.index_builder import build_index
+from hquery.retrieval.neighbours import NeighbourPlan, NeighbourRule, SampleMetadata, plan_neighbours
 from hquery.store import Store, StoreError, utcnow
 from hquery.training.alignment_trainer import train_alignment
 from hquery.training.fit import fit_alignment, project
@@ -96,7 +100,7 @@ def trained_on(store: Store, record: ModelRecord) -> set[str]:
 
 def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto", eval_fraction: float = 0.5,
             config: AlignmentConfig = AlignmentConfig(), peka: PEKAConfig | None = None, device: str = "cpu",
-            echo: Callable[[str], None] = lambda line: None) -> RefreshReport:
+            neighbours: NeighbourRule | None = None, echo: Callable[[str], None] = lambda line: None) -> RefreshReport:
     """Retrain on new pairs, gate the candidate on held-out recall@10 against the model in service, reindex.
 
     Parameters
@@ -112,6 +116,9 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
         Fraction of the new patients held out to score both models (at least one patient).
     peka
         If given, first fit a PEKA adapter with this config and re-embed the slides with it.
+    neighbours
+        The neighbour rule the gate's recall@10 searches under (default
+        ``NeighbourRule()``, as prompts: the slide's own cancer type).
 
     Returns
     -------
@@ -148,7 +155,8 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
             return report
         _record(store, report, started_at)
         try:
-            _run(store, report, pairs, new, seen, record, force, tolerance, eval_fraction, config, peka, device, step)
+            _run(store, report, pairs, new, seen, record, force, tolerance, eval_fraction, config, peka, device,
+                 neighbours or NeighbourRule(), step)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
@@ -160,7 +168,7 @@ def refresh(store: Store, *, force: bool = False, tolerance: float | str = "auto
 
 def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen: set[str], record: ModelRecord | None,
          force: bool, tolerance: float | str, eval_fraction: float, config: AlignmentConfig,
-         peka: PEKAConfig | None, device: str, step: Callable[[str], None]) -> None:
+         peka: PEKAConfig | None, device: str, rule: NeighbourRule, step: Callable[[str], None]) -> None:
     if peka is not None:
         from hquery.training.peka_trainer import train_peka
 
@@ -180,7 +188,8 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
     train = pairs.subset(np.flatnonzero(~held_out))
     candidate, _ = fit_alignment(train.image, train.rna, train.patients, config, device=device)
     step("fitted the candidate")
-    candidate_hits = _hits(candidate, pairs.subset(eval_ids))
+    plan = _gate_plan(store, pairs.subset(eval_ids), rule)
+    candidate_hits = _hits(candidate, pairs.subset(eval_ids), plan)
     report.candidate_recall_at_10 = float(candidate_hits.mean())
     service, params = load_model(store, "alignment", record.version)[0], record.params
     try:
@@ -195,7 +204,7 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
         report.reason = (f"the model in service cannot score the held-out pairs: its encoder "
                          f"{params['image_encoder']} has no embeddings for some; train the alignment and build the index again")
     else:
-        service_hits = _hits(service, served.subset(np.array([position[s] for s in eval_samples])))
+        service_hits = _hits(service, served.subset(np.array([position[s] for s in eval_samples])), plan)
         report.service_recall_at_10 = float(service_hits.mean())
         report.tolerance = (paired_tolerance(candidate_hits, service_hits) if tolerance == "auto"
                             else float(tolerance))
@@ -216,10 +225,25 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
                 txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, encoder[0].spec)
 
 
-def _hits(model, pairs: Pairs, k: int = 10) -> np.ndarray:
-    """Per held-out slide: is its own RNA profile among its model's top ``k`` (H&E -> RNA)?"""
+def _gate_plan(store: Store, held_out: Pairs, rule: NeighbourRule, k: int = 10) -> NeighbourPlan:
+    """Which held-out profiles each held-out slide ranks its own RNA among, under ``rule``."""
+    values = SampleMetadata.load(store, rule.match).values
+    allowed = None
+    if rule.where:
+        keep = set(store.samples_where(rule.where, library=True))
+        allowed = np.array([s in keep for s in held_out.sample_ids], bool)
+    own = [values[s] for s in held_out.sample_ids]
+    return plan_neighbours(own, own, held_out.patients, k - 1, columns=rule.match, allowed=allowed)
+
+
+def _hits(model, pairs: Pairs, plan: NeighbourPlan, k: int = 10) -> np.ndarray:
+    """Per held-out slide: is its own RNA profile among its model's top ``k`` (H&E -> RNA) in its plan's group?"""
     similarity = project(model, image=pairs.image) @ project(model, rna=pairs.rna).T
-    return target_ranks(similarity) < k
+    searchable = np.zeros(similarity.shape, bool)
+    for q, group in enumerate(plan.group_of):
+        searchable[q, plan.groups[group]] = True
+    searchable[np.arange(len(pairs)), np.arange(len(pairs))] = True
+    return target_ranks(np.where(searchable, similarity, -np.inf)) < k
 
 
 def paired_tolerance(candidate_hits: np.ndarray, service_hits: np.ndarray) -> float:

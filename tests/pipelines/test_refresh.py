@@ -163,3 +163,24 @@ def test_intervals():
     assert parse_interval("6h") == 21600 and parse_interval("30m") == 1800 and parse_interval("1.5s") == 1.5
     with pytest.raises(ValueError, match="e.g. 6h"):
         parse_interval("often")
+
+
+def test_the_gate_ranks_each_slide_among_the_profiles_its_prompt_could_draw_on(batches):
+    import numpy as np
+
+    from hquery.pipelines.refresh import _gate_plan, _hits
+    from hquery.retrieval.neighbours import NeighbourRule
+    from hquery.training.pairs import load_pairs
+    from hquery.training.registry import load_model
+
+    store = batches[1]
+    held = load_pairs(store).subset(np.arange(80))
+    model = load_model(store, "alignment", service_model(store))[0]
+    typed, anywhere = _gate_plan(store, held, NeighbourRule()), _gate_plan(store, held, NeighbourRule(()))
+    types = {r.sample_id: r.cancer_type for r in store.query("slide_samples")}
+    for q, group in enumerate(typed.group_of):
+        if group:
+            assert {types[held.sample_ids[i]] for i in typed.groups[group]} == {types[held.sample_ids[q]]}
+    assert typed.matched().any() and not anywhere.matched().any()
+    by_type, by_all = _hits(model, held, typed), _hits(model, held, anywhere)
+    assert (by_type >= by_all).all() and by_type.mean() > by_all.mean()  # fewer rivals, never a worse rank
