@@ -31,6 +31,7 @@ bench: install
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/filtered_search.py
 	$(PY) benchmarks/he_features.py
+	$(PY) benchmarks/slide_pooling.py
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 
