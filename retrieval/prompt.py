@@ -319,8 +319,11 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         if needed & {"softknn", "ensemble"}:
             rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
                                                  saved=level == "slide")
-            _, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids)
-            pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, pairs.sample_ids, knn.k,
+            # Soft-kNN is calibrated on the paired slides the index has projected; newer pairs wait for a reindex
+            calibrated_on, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids,
+                                                         projected_only=True)
+            calibrated_on = [sample for sample, _ in calibrated_on]
+            pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, calibrated_on, knn.k,
                                                   neighbours, saved=True)
             notes += plan_notes
         if needed & {"ridge_type", "ensemble"}:
@@ -334,7 +337,8 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
     by_route, dispersion, effective_k = {}, nan.copy(), nan[:, 0]
     if needed & {"softknn", "ensemble"}:
         predicted = knn.predict(library_scores[rows], sims)
-        slope, intercept = calibration_lines(knn.predict(library_scores[pair_rows], pair_sims).score, truth)
+        slope, intercept = calibration_lines(knn.predict(library_scores[pair_rows], pair_sims).score,
+                                             library_scores[[library.row[s] for s in calibrated_on]])
         by_route["softknn"] = apply_lines(predicted.score, slope, intercept)
         dispersion, effective_k = predicted.dispersion * np.abs(slope), predicted.effective_k
     if needed & {"ridge_type", "ensemble"}:
@@ -424,8 +428,10 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
     })
 
 
-def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str]
-                   ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str], *,
+                   projected_only: bool = False) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """Keys and projected vectors of ``sample_ids`` (sorted); a slide the model never projected is an error,
+    or, with ``projected_only``, left out."""
     dataset = store.dataset(projected_table(level, model_version))
     if dataset is None:
         raise NotReadyError(f"no projected {level} embeddings for model {model_version}; build the index again",
@@ -438,7 +444,7 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * len(ids)
     keys = [(s, t) for s, t, k in zip(ids, tiles, keep) if k]
     unprojected = sorted(wanted - {s for s, _ in keys})
-    if unprojected:
+    if unprojected and not projected_only:
         raise NotReadyError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
                          f"index was built; build it again so they can be scored", needs="index")
     order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
