@@ -77,8 +77,9 @@ def spectrum(collection, folds, k, tau, match, neighbours_where, plot, workers, 
                f"{result.n_folds} patient-level folds, neighbours by {result.neighbours.describe()} "
                f"(eval {result.eval_id}, {result.seconds:.0f}s)")
     print_rows(*spectrum_table(result, collection))
-    click.echo("R²: calibrated on the training folds for Soft-kNN; r in type: each cancer type's mean removed; "
-               "ridge+type: the floor (ridge on the slide embedding + cancer-type one-hot)")
+    click.echo("kNN: Soft-kNN, R² after a line fitted on the training folds; floor: ridge on the slide embedding + "
+               "cancer-type one-hot;\nens: mean of kNN and floor; auto: per set, the route best on the other folds "
+               "(auto takes: the route a prompt will use); rT: r with each cancer type's mean removed")
     click.echo("held-out error by Soft-kNN dispersion (both in SDs of each set's true score):")
     print_rows(["dispersion quintile", "mean dispersion", "mean |error|", "n"],
                [(r["quintile"], f"{r['dispersion_z']:.3f}", f"{r['abs_error_z']:.3f}", r["n"])
@@ -118,13 +119,15 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
     click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
                f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
                f"{comparison.seconds:.0f}s)")
-    routes = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
-              "auto": "auto", "histoprism": "HistoPrism"}
-    metrics = (("r2", "R²"), ("r", "r"), ("r_type", "r in type"))
+    routes = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "auto": "auto",
+              "histoprism": "HP"}
+    metrics = (("r2", "R²"), ("r", "r"), ("r_type", "rT"))
     print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HistoPrism GPC"],
                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),
                  *(f"{r[f'{route}_{key}']:.3f}" for key, _ in metrics for route in routes),
                  f"{r['histoprism_gpc']:.3f}") for r in comparison.rows])
+    click.echo("kNN: Soft-kNN (R² calibrated); floor: ridge+type; ens: kNN and floor averaged; auto: each set's "
+               "route chosen on the other folds; HP: HistoPrism; rT: r with each cancer type's mean removed")
     click.echo("top-50 HVG Pearson r of the predicted expression, mean ± sd over folds:")
     print_rows(["method", "slide", "spot"], [
         (HISTOPRISM_NAMES[m], *(f"{comparison.expression[m][level]['mean']:.3f} ± "

@@ -156,9 +156,9 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
 
 def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
     """Per gene set, each method's calibrated R², r and r within cancer type, the route ``auto`` takes; then the means."""
-    labels = spectrum.labels
+    labels = spectrum.short_labels
     columns = ["gene set"] + [f"{label} {metric}" for label in labels.values()
-                              for metric in ("R²", "r", "r in type")] + ["auto takes"]
+                              for metric in ("R²", "r", "rT")] + ["auto takes"]
 
     def cells(values: dict) -> list[str]:
         return [f"{values[m][name]:.3f}" for m in labels for name in ("r2_calibrated", "pearson_r", "r_within_type")]

@@ -79,6 +79,8 @@ from hquery.training.type_ridge import UNKNOWN, TypeRidge
 METHODS = (*ROUTES, "auto")
 LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
           "auto": "auto"}
+SHORT_LABELS = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "auto": "auto"}
+"""Column prefixes of the terminal table (``hquery eval spectrum``), which must fit five methods side by side."""
 
 
 @dataclasses.dataclass
@@ -110,6 +112,7 @@ class Spectrum:
 
     labels = LABELS
     """Each method's display name."""
+    short_labels = SHORT_LABELS
 
     def metric(self, gene_set: str, method: str = "softknn", name: str = "r2_calibrated") -> float:
         return next(r[name] for r in self.rows if r["gene_set"] == gene_set and r["method"] == method)
