@@ -8,6 +8,8 @@
 0.9487
 >>> most_variable(np.array([[0, 1, 5], [0, 3, 5], [0, 2, 9]]), 2).tolist()
 [2, 1]
+>>> one_hot(["b", None, "a", "z"], ["a", "b"]).tolist()
+[[0.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
 >>> slope, intercept = calibration_lines(np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [3.0], [5.0]]))
 >>> apply_lines(np.array([[4.0]]), slope, intercept).tolist()
 [[9.0]]
@@ -19,6 +21,12 @@ import numpy as np
 
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)
 """The ridge baselines' alpha grid, chosen by efficient leave-one-out on the training fold."""
+
+
+def one_hot(labels, categories) -> np.ndarray:
+    """``[rows, len(categories)]`` 0/1 indicators (float32); a label not among ``categories`` is all zeros."""
+    labels = np.array(list(labels), dtype=object)
+    return (labels[:, None] == np.array(list(categories), dtype=object)[None, :]).astype(np.float32)
 
 
 def pearson_r(a: np.ndarray, b: np.ndarray) -> float:

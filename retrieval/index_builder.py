@@ -25,6 +25,7 @@ from hquery.retrieval.softknn import most_profiles_per_patient
 from hquery.store import Store, StoreError, utcnow
 from hquery.store import vectors as as_matrix
 from hquery.training.fit import project
+from hquery.training.pairs import cancer_types
 from hquery.training.registry import load_model
 
 NEIGHBOURS_CACHED = 64
@@ -89,9 +90,10 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         faiss.write_index(index, str(folder / "index.faiss"))
         (folder / "ids.json").write_text(json.dumps(library["sample_id"].to_pylist()))
         slides = store.dataset(embedding_table("slide", record.params['image_encoder']))
+        type_of = cancer_types(store)
         if slides is not None:
             _save_slide_neighbours(store, folder, index, model, library["sample_id"].to_pylist(), projected,
-                                   slides.to_table(columns=["sample_id", "embedding"]))
+                                   slides.to_table(columns=["sample_id", "embedding"]), type_of)
         vectors_table = pa.table({
             "sample_id": library["sample_id"].cast(pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), d),
@@ -101,7 +103,8 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         for level in ("slide", "tile"):
             source = store.dataset(embedding_table(level, record.params['image_encoder']))
             if source is not None:
-                txn.write_lance(projected_table(level, record.version), _projected_batches(model, source, level),
+                txn.write_lance(projected_table(level, record.version),
+                                _projected_batches(model, source, level, type_of),
                                 kind=f"{level}_projected", encoder=record.version, mode="overwrite")
         txn.insert("index_versions", pa.Table.from_pylist([{
             "version": version, "model_version": record.version, "kind": kind, "path": index_artifact(version),
@@ -113,10 +116,11 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
 
 
 def _save_slide_neighbours(store: Store, folder, index, model, library_ids: list[str], library_vectors: np.ndarray,
-                           slides: pa.Table) -> None:
+                           slides: pa.Table, type_of: dict[str, str | None]) -> None:
     """Each slide's top neighbours in the whole library and among profiles that match it by the default rule."""
-    queries = np.ascontiguousarray(project(model, image=as_matrix(slides["embedding"])), dtype=np.float32)
     slide_ids = slides["sample_id"].to_pylist()
+    queries = np.ascontiguousarray(project(model, image=as_matrix(slides["embedding"]),
+                                           cancer_types=[type_of[s] for s in slide_ids]), dtype=np.float32)
     metadata = SampleMetadata.load(store, DEFAULT_MATCH)
     patients = np.array([metadata.patient[s] for s in library_ids])
     width = min(len(library_ids), NEIGHBOURS_CACHED + most_profiles_per_patient(patients))
@@ -135,8 +139,10 @@ def _save_slide_neighbours(store: Store, folder, index, model, library_ids: list
              matched_similarities=matched_sims)
 
 
-def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa.RecordBatchReader:
-    """Slide or tile embeddings through the image head, streamed, so prompts need no torch."""
+def _projected_batches(model, dataset, level: str, type_of: dict[str, str | None], batch_size: int = 8192
+                       ) -> pa.RecordBatchReader:
+    """Slide or tile embeddings through the image head (a tile with its slide's type), streamed, so prompts
+    need no torch."""
 
     keys = ["sample_id"] + (["tile_index"] if level == "tile" else [])
     dim = model.image_head.net[-1].out_features
@@ -146,7 +152,8 @@ def _projected_batches(model, dataset, level: str, batch_size: int = 8192) -> pa
 
     def batches():
         for batch in dataset.to_batches(columns=keys + ["embedding"], batch_size=batch_size):
-            projected = project(model, image=as_matrix(batch["embedding"]))
+            projected = project(model, image=as_matrix(batch["embedding"]),
+                                cancer_types=[type_of[s] for s in batch["sample_id"].to_pylist()])
             columns = [batch[k].cast(schema.field(k).type) for k in keys]
             yield pa.RecordBatch.from_arrays(
                 columns + [pa.FixedSizeListArray.from_arrays(pa.array(projected.reshape(-1)), dim)], schema=schema)

@@ -98,28 +98,17 @@ def small_demo_b(tmp_path_factory):
 
 
 def ingest_demo(files, root: Path, encoder: str | None = None) -> Store:
-    """A store holding a generated demo cohort, its tiles embedded by ``encoder``."""
-    from hquery.ingest import ingest_cohort
+    """A store holding a generated demo cohort, its tiles embedded by ``encoder`` (the ingest default if None)."""
+    from hquery.pipelines.demo import ingest_demo_cohort
 
-    s = Store.init(root)
-    add_builtin_gene_data(s)
-    ingest_cohort(s, files.reference_manifest, expression=files.reference_expression, name="demo_reference")
-    ingest_cohort(s, files.cohort_manifest, expression=files.cohort_expression, spots=files.cohort_spots,
-                  name="demo", encoder=encoder)
-    return s
+    return ingest_demo_cohort(root, files, encoder)
 
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory, small_demo) -> Store:
-    """The small demo ingested once; tests that write copy it first."""
-    from hquery.ingest import ingest_cohort
-
-    s = Store.init(tmp_path_factory.mktemp("demo_store") / "store")
-    add_builtin_gene_data(s)
-    ingest_cohort(s, small_demo.reference_manifest, expression=small_demo.reference_expression, name="demo_reference")
-    ingest_cohort(s, small_demo.cohort_manifest, expression=small_demo.cohort_expression,
-                  spots=small_demo.cohort_spots, name="demo")
-    return s
+    """The small demo ingested once, tiles embedded by the random ViT (a timm backbone PEKA can adapt); tests
+    that write copy it first."""
+    return ingest_demo(small_demo, tmp_path_factory.mktemp("demo_store") / "store", "demo-vit")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from hquery.store import Store
 from hquery.training.cv import CVReport, cross_validate
 from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
+from hquery.training.loss import clip_loss
 from hquery.training.metrics import KS
 from hquery.training.pairs import load_pairs
 from hquery.training.registry import save_model, version_id
@@ -67,13 +68,14 @@ def train_alignment(
     started = time.perf_counter()
     pairs = load_pairs(store, level)
     with worker_pool(workers if folds else 1, device) as pool:
-        final = submit(pool, fit_alignment, pairs.image, pairs.rna, pairs.patients, config, device)
+        final = submit(pool, fit_alignment, pairs.image, pairs.rna, pairs.patients, config, device, clip_loss,
+                       pairs.cancer_types)
         cv = cross_validate(pairs, folds, config, KS, device, on_fold=on_fold, executor=pool) if folds else None
         model, history = final.result()
     version = version_id(f"align_{level}", {"config": dataclasses.asdict(config), "data": pairs.snapshot,
                                             "level": level})
     params = {"config": dataclasses.asdict(config), "level": level, "image_dim": model.image_dim,
-              "rna_dim": model.rna_dim, "image_encoder": pairs.image_encoder, "rna_encoder": pairs.rna_encoder,
+              "rna_dim": model.rna_dim, "cancer_types": list(model.cancer_types), "image_encoder": pairs.image_encoder, "rna_encoder": pairs.rna_encoder,
               "n_pairs": len(pairs), "history": {"epochs": history.epochs, "best_epoch": history.best_epoch,
                                                  "best_val_loss": history.best_val_loss}}
     with store.transaction() as txn:

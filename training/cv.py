@@ -65,7 +65,8 @@ def ridge_baseline(train: Pairs, test: Pairs, ks=KS) -> dict[str, dict[str, floa
 
 
 def evaluate_model(model, pairs: Pairs, ks=KS) -> dict[str, dict[str, float]]:
-    return bidirectional_metrics(project(model, image=pairs.image), project(model, rna=pairs.rna), ks)
+    return bidirectional_metrics(project(model, image=pairs.image, cancer_types=pairs.cancer_types),
+                                 project(model, rna=pairs.rna), ks)
 
 
 def cross_validate(
@@ -96,7 +97,7 @@ def cross_validate(
 
 def evaluate_fold(train: Pairs, test: Pairs, config: AlignmentConfig, ks, device: str, fit: Callable) -> dict:
     """Fit on ``train``; metrics of the aligned model, the ridge baseline and chance on ``test``."""
-    model, _ = fit(train.image, train.rna, train.patients, config, device=device)
+    model, _ = fit(train.image, train.rna, train.patients, config, device=device, cancer_types=train.cancer_types)
     aligned = evaluate_model(model, test, ks)
     chance = {d: {k.replace("chance@", "recall@"): v for k, v in aligned[d].items() if k.startswith("chance@")}
               for d in DIRECTIONS}

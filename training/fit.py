@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from hquery.training.heads import AlignmentConfig, AlignmentModel
+from hquery.training.heads import AlignmentConfig, AlignmentModel, conditioning_types
 from hquery.training.loss import clip_loss
 from hquery.training.splits import patient_holdout
 
@@ -31,8 +31,12 @@ def fit_alignment(
     config: AlignmentConfig = AlignmentConfig(),
     device: str = "cpu",
     loss_fn: Callable = clip_loss,
+    cancer_types: Sequence[str | None] | None = None,
 ) -> tuple[AlignmentModel, FitHistory]:
     """Train an :class:`AlignmentModel` on row-aligned ``image``/``rna`` embeddings.
+
+    With each row's ``cancer_types`` (and ``config.condition_on_type``), the image
+    head reads the type beside the embedding (:func:`conditioning_types`).
 
     A ``config.val_fraction`` of the patients is held out for early stopping
     (patience ``config.patience`` epochs on the validation loss); the weights of
@@ -42,16 +46,16 @@ def fit_alignment(
     Parallelism comes from fitting several models at once (:func:`hquery.parallel.worker_pool`).
     """
     with torch_threads(1 if device == "cpu" else torch.get_num_threads()):
-        return _fit(image, rna, patients, config, device, loss_fn)
+        return _fit(image, rna, patients, config, device, loss_fn, cancer_types)
 
 
-def _fit(image, rna, patients, config, device, loss_fn):
+def _fit(image, rna, patients, config, device, loss_fn, cancer_types):
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
-    x_img = torch.tensor(image, dtype=torch.float32)
+    model = AlignmentModel(image.shape[1], rna.shape[1], config, conditioning_types(cancer_types, config))
+    x_img = torch.tensor(model.image_inputs(image, cancer_types), dtype=torch.float32)
     x_rna = torch.tensor(rna, dtype=torch.float32)
-    model = AlignmentModel(x_img.shape[1], x_rna.shape[1], config)
     model.image_head.fit_standardisation(x_img[train_idx])
     model.rna_head.fit_standardisation(x_rna[train_idx])
     model.to(device)
@@ -88,10 +92,13 @@ def _fit(image, rna, patients, config, device, loss_fn):
 
 
 def project(model: AlignmentModel, image: np.ndarray | None = None, rna: np.ndarray | None = None,
-            batch_size: int = 8192) -> np.ndarray:
-    """Aligned, L2-normalised vectors for raw image *or* RNA embeddings."""
+            batch_size: int = 8192, cancer_types: Sequence[str | None] | None = None) -> np.ndarray:
+    """Aligned, L2-normalised vectors for raw image *or* RNA embeddings.
+
+    A model conditioned on cancer type needs each image row's ``cancer_types``.
+    """
     head = model.image_head if image is not None else model.rna_head
-    x = torch.tensor(image if image is not None else rna, dtype=torch.float32)
+    x = torch.tensor(model.image_inputs(image, cancer_types) if image is not None else rna, dtype=torch.float32)
     with torch.no_grad():
         return torch.cat([head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
 

@@ -17,11 +17,13 @@ from hquery.store import Store, StoreError, vectors
 
 @dataclasses.dataclass
 class Pairs:
-    """Row-aligned image and RNA embeddings with each row's sample and patient."""
+    """Row-aligned image and RNA embeddings with each row's sample, patient and cancer type."""
 
     level: str
     sample_ids: list[str]
     patients: np.ndarray
+    cancer_types: np.ndarray
+    """Object array; ``None`` where the manifest gives no type."""
     image: np.ndarray
     rna: np.ndarray
     image_encoder: str
@@ -35,7 +37,7 @@ class Pairs:
     def subset(self, index: np.ndarray) -> Pairs:
         return dataclasses.replace(
             self, sample_ids=[self.sample_ids[i] for i in index], patients=self.patients[index],
-            image=self.image[index], rna=self.rna[index],
+            cancer_types=self.cancer_types[index], image=self.image[index], rna=self.rna[index],
         )
 
 
@@ -52,6 +54,11 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
         raise StoreError("the store has no pairs yet: ingest samples with both a slide and expression")
     tables = store.lance_tables()
     patient_of = {r.sample_id: r.patient_id for r in store.query("sample_patients")}
+    type_of = cancer_types(store)
+
+    def patients_and_types(samples: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([patient_of[s] for s in samples]), np.array([type_of[s] for s in samples], dtype=object)
+
     if level == "slide":
         pair_ids = [r.sample_id for r in store.query("pairs")]
         image_name, rna_name = embedding_table("slide", image_encoder), embedding_table("rna", rna_encoder)
@@ -61,7 +68,7 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
         if len(ids) < 4:
             raise StoreError(f"only {len(ids)} slide/RNA pairs with encoders {image_encoder} and {rna_encoder}; "
                              "training needs at least 4")
-        return Pairs(level, ids, np.array([patient_of[s] for s in ids]), np.stack([image[s] for s in ids]),
+        return Pairs(level, ids, *patients_and_types(ids), np.stack([image[s] for s in ids]),
                      np.stack([rna[s] for s in ids]), image_encoder, rna_encoder,
                      {image_name: tables[image_name].version, rna_name: tables[rna_name].version})
     if level == "tile":
@@ -78,10 +85,16 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
         row = store.query("encoder", [rna_encoder])[0]
         encoder = load_rna_encoder(json.loads(row.params)["name"], store.artifact_path(row.artifact_path))
         return Pairs(level, [f"{s}#{t}" for (s, t), _, _ in matched],
-                     np.array([patient_of[s] for (s, _), _, _ in matched]), vectors(tiles["embedding"])[tile_idx],
+                     *patients_and_types([s for (s, _), _, _ in matched]), vectors(tiles["embedding"])[tile_idx],
                      encoder.encode(vectors(spots["values"])[spot_idx]), image_encoder, rna_encoder,
                      {image_name: tables[image_name].version, SPOT_EXPRESSION: tables[SPOT_EXPRESSION].version})
     raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
+
+
+def cancer_types(store: Store) -> dict[str, str | None]:
+    """Each stored sample's cancer type from its manifest (``None`` where it has none): what a conditioned
+    image head reads beside the embedding."""
+    return {r.sample_id: r.cancer_type or None for r in store.query("sample_metadata")}
 
 
 def _by_sample(table: pa.Table, column: str = "embedding") -> dict[str, np.ndarray]:

@@ -48,7 +48,8 @@ def _read_alignment(folder: Path, record: ModelRecord):
     from hquery.training.heads import AlignmentConfig, AlignmentModel
 
     params = record.params
-    model = AlignmentModel(params["image_dim"], params["rna_dim"], AlignmentConfig(**params["config"]))
+    model = AlignmentModel(params["image_dim"], params["rna_dim"], AlignmentConfig(**params["config"]),
+                           params.get("cancer_types", ()))
     model.load_state_dict(load_file(str(folder / "heads.safetensors")))
     return model.eval()
 

@@ -19,15 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hquery.stats import ridge_regression
+from hquery.stats import one_hot, ridge_regression
 
 UNKNOWN = "unknown"
 
 
 def type_one_hot(cancer_types: Sequence[str | None], known: Sequence[str]) -> np.ndarray:
-    """``[samples, len(known)]`` indicators; a type not in ``known`` (or none) is all zeros."""
-    labels = np.array([t or UNKNOWN for t in cancer_types], dtype=object)
-    return (labels[:, None] == np.array(list(known), dtype=object)[None, :]).astype(np.float32)
+    """``[samples, len(known)]`` indicators; a missing type is :data:`UNKNOWN`, a type not in ``known`` all zeros."""
+    return one_hot([t or UNKNOWN for t in cancer_types], known)
 
 
 @dataclasses.dataclass

@@ -39,17 +39,20 @@ def train() -> None:
 @click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
 @click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
 @click.option("--epochs", type=int, default=None, help="The most epochs (early stopping) [default: 300].")
+@click.option("--type-conditioned/--no-type-conditioned", "type_conditioned", default=True, show_default=True,
+              help="The image head reads each slide's cancer type beside its embedding.")
 @seed_option
 @workers_option
 @device_option("cpu")
 @quiet_option
 @store_option
-def align(folds, level, dim, epochs, seed, workers, device, quiet, store_path_) -> None:
+def align(folds, level, dim, epochs, type_conditioned, seed, workers, device, quiet, store_path_) -> None:
     """The projection heads that align H&E and RNA embeddings (the retrieval model)."""
     from hquery.training.alignment_trainer import train_alignment
     from hquery.training.heads import AlignmentConfig
 
-    config = AlignmentConfig(dim=dim, seed=seed, **({"max_epochs": epochs} if epochs else {}))
+    config = AlignmentConfig(dim=dim, seed=seed, condition_on_type=type_conditioned,
+                             **({"max_epochs": epochs} if epochs else {}))
     with progress_bars(not quiet and bool(folds)) as progress:
         advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
         report = train_alignment(open_store(store_path_), folds=folds, config=config, level=level,

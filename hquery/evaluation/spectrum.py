@@ -184,14 +184,13 @@ def evaluate_prompts(
     library_rna = _library_embeddings(store, pairs.rna_encoder, library.sample_ids)
     pair_rows = np.array([library.row[s] for s in pairs.sample_ids])
     truth = library_scores[pair_rows]
-    type_of = SampleMetadata.load(store, ("cancer_type",)).values
-    types = np.array([type_of[s][0] or UNKNOWN for s in pairs.sample_ids])
+    types = np.array([t or UNKNOWN for t in pairs.cancer_types])
 
     splits = list(patient_folds(pairs.patients, folds, config.seed))
     with worker_pool(workers) as pool:
         fitted_on = [np.arange(len(pairs)) if library_leak else train for train, _ in splits]
-        jobs = [(pairs.image[rows], pairs.rna[rows], pairs.patients[rows], config, library_rna, pairs.image)
-                for rows in fitted_on]
+        jobs = [(pairs.image[rows], pairs.rna[rows], pairs.patients[rows], pairs.cancer_types[rows], config,
+                 library_rna, pairs.image, pairs.cancer_types) for rows in fitted_on]
         projected = run_jobs(pool, _fit_and_project, jobs)
         n, s = len(pairs), len(gene_sets)
         pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
@@ -264,11 +263,11 @@ class _FoldSearch:
         return positions, sims, plan.notes
 
 
-def _fit_and_project(image, rna, patients, config, library_rna, all_image):
+def _fit_and_project(image, rna, patients, types, config, library_rna, all_image, all_types):
     from hquery.training.fit import fit_alignment, project
 
-    model, _ = fit_alignment(image, rna, patients, config)
-    return project(model, rna=library_rna), project(model, image=all_image)
+    model, _ = fit_alignment(image, rna, patients, config, cancer_types=types)
+    return project(model, rna=library_rna), project(model, image=all_image, cancer_types=all_types)
 
 
 def _library_embeddings(store: Store, rna_encoder: str, sample_ids: list[str]) -> np.ndarray:

@@ -6,13 +6,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hquery.demo import DEMO_ENCODER, generate_demo_cohort
+from hquery.demo import DEMO_ENCODER, DemoFiles, generate_demo_cohort
 from hquery.ingest import ingest_cohort
+from hquery.ingest.embed import Progress, no_progress
 from hquery.ingest.genesets import add_builtin_gene_data
 from hquery.progress import progress_bars
 from hquery.retrieval.index_builder import build_index
 from hquery.store import Store, directory_size
 from hquery.training.alignment_trainer import train_alignment
+
+
+def ingest_demo_cohort(store_path: Path, files: DemoFiles, encoder: str | None = DEMO_ENCODER, *,
+                       spots: bool = True, progress: Progress = no_progress,
+                       echo: Callable[[str], None] | None = None) -> Store:
+    """A new store at ``store_path`` holding the generated cohort ``files``: the reference library, then the
+    pairs and query slides (tiles embedded by ``encoder``) with their spots unless ``spots`` is false."""
+    echo = echo or (lambda text: None)
+    store = Store.init(store_path)
+    add_builtin_gene_data(store)
+    echo(ingest_cohort(store, files.reference_manifest, expression=files.reference_expression,
+                       name="demo_reference", progress=progress).summary())
+    echo(ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression,
+                       spots=files.cohort_spots if spots else None, name="demo", encoder=encoder,
+                       progress=progress).summary())
+    return store
 
 
 def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int = 0, progress: bool = True,
@@ -27,14 +44,7 @@ def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int 
     with progress_bars(progress) as bars:
         files = generate_demo_cohort(data_dir, size=size, seed=seed, progress=bars, world=world)
         echo(f"wrote the {size} demo cohort of world {world} to {data_dir} ({time.perf_counter() - started:.1f}s)")
-        store = Store.init(store_path)
-        add_builtin_gene_data(store)
-        reference = ingest_cohort(store, files.reference_manifest, expression=files.reference_expression,
-                                  name="demo_reference", progress=bars)
-        echo(reference.summary())
-        cohort = ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression,
-                               spots=files.cohort_spots, name="demo", encoder=encoder, progress=bars)
-        echo(cohort.summary())
+        store = ingest_demo_cohort(store_path, files, encoder, progress=bars, echo=echo)
         advance = bars(f"training the alignment ({folds}-fold cross-validation)", folds)
         trained = train_alignment(store, folds=folds, on_fold=lambda i: advance(1))
         echo(f"model {trained.version}: {trained.n_pairs} pairs from {trained.n_patients} patients, "

@@ -186,7 +186,8 @@ def _run(store: Store, report: RefreshReport, pairs: Pairs, new: list[int], seen
     held_out = np.zeros(len(pairs), bool)
     held_out[eval_ids] = True
     train = pairs.subset(np.flatnonzero(~held_out))
-    candidate, _ = fit_alignment(train.image, train.rna, train.patients, config, device=device)
+    candidate, _ = fit_alignment(train.image, train.rna, train.patients, config, device=device,
+                                 cancer_types=train.cancer_types)
     step("fitted the candidate")
     plan = _gate_plan(store, pairs.subset(eval_ids), rule)
     candidate_hits = _hits(candidate, pairs.subset(eval_ids), plan)
@@ -238,7 +239,7 @@ def _gate_plan(store: Store, held_out: Pairs, rule: NeighbourRule, k: int = 10) 
 
 def _hits(model, pairs: Pairs, plan: NeighbourPlan, k: int = 10) -> np.ndarray:
     """Per held-out slide: is its own RNA profile among its model's top ``k`` (H&E -> RNA) in its plan's group?"""
-    similarity = project(model, image=pairs.image) @ project(model, rna=pairs.rna).T
+    similarity = project(model, image=pairs.image, cancer_types=pairs.cancer_types) @ project(model, rna=pairs.rna).T
     searchable = np.zeros(similarity.shape, bool)
     for q, group in enumerate(plan.group_of):
         searchable[q, plan.groups[group]] = True

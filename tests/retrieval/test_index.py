@@ -45,7 +45,7 @@ def test_image_queries_retrieve_their_own_rna_above_chance(indexed):
     store, _ = indexed
     pairs = load_pairs(store)
     model, _ = load_model(store, "alignment")
-    ids, _ = RNAIndex.load(store).search(project(model, image=pairs.image), k=50)
+    ids, _ = RNAIndex.load(store).search(project(model, image=pairs.image, cancer_types=pairs.cancer_types), k=50)
     hit = np.mean([sid in row for sid, row in zip(pairs.sample_ids, ids)])
     assert hit > 3 * 50 / len(RNAIndex.load(store).ids)  # trained on these pairs: far above chance
 

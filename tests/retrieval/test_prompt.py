@@ -184,8 +184,11 @@ def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed, rule):
     saved_rows, saved_sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule, saved=True)
     assert index._index is None and index._vectors is None  # answered without reading the FAISS index
     rows, sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule)
-    np.testing.assert_array_equal(saved_rows, rows)
     np.testing.assert_allclose(saved_sims, sims, atol=1e-5)
+    # two candidates whose similarities tie to float precision may trade places, nothing else may differ
+    for q, j in zip(*np.nonzero(saved_rows != rows)):
+        tied = np.flatnonzero(np.abs(saved_sims[q] - saved_sims[q, j]) < 1e-6)
+        assert len(tied) > 1 and set(saved_rows[q, tied]) == set(rows[q, tied]), (q, j)
 
 
 def test_neighbours_share_the_querys_cancer_type_by_default(indexed):

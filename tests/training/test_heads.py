@@ -91,7 +91,42 @@ def test_model_round_trips_through_the_store(store):
                    cv_rows=[{"method": "aligned", "direction": "he_to_rna", "metric": "recall@10", "fold": 0,
                              "value": 0.5}])
     loaded, record = load_model(store, "alignment")
+    assert loaded.cancer_types == ()
     assert record.version == "align_slide_test" and record.params["rna_dim"] == 12 and record.data_snapshot == {"t": 1}
     np.testing.assert_allclose(project(loaded, image=image), project(model, image=image), rtol=1e-6)
     assert store.sql("select value from model_metrics").to_pylist() == [{"value": 0.5}]
     assert AlignmentModel is type(loaded)
+
+
+def _typed_toy(n=480, seed=0):
+    """Pairs whose RNA carries a strong type signal the image barely shows: only the type tells them apart."""
+    rng = np.random.default_rng(seed)
+    types = np.array(["A", "B", "C", "D"])[rng.integers(0, 4, n)]
+    latent = rng.normal(size=(n, 4))
+    offset = {t: rng.normal(size=12) * 3 for t in "ABCD"}
+    image = latent @ rng.normal(size=(4, 20)) + 0.5 * rng.normal(size=(n, 20))
+    rna = latent @ rng.normal(size=(4, 12)) + np.stack([offset[t] for t in types]) + 0.5 * rng.normal(size=(n, 12))
+    return image, rna, np.array([f"p{i}" for i in range(n)]), types
+
+
+def test_a_type_conditioned_image_head_reads_the_type():
+    image, rna, patients, types = _typed_toy()
+    (image, test_image), (rna, test_rna), (types, test_types) = ((x[:240], x[240:]) for x in (image, rna, types))
+    patients = patients[:240]
+    config = AlignmentConfig(dim=16, hidden=32, max_epochs=80, batch_size=32, seed=0)
+    conditioned, _ = fit_alignment(image, rna, patients, config, cancer_types=types)
+    plain, _ = fit_alignment(image, rna, patients, dataclasses.replace(config, condition_on_type=False),
+                             cancer_types=types)
+    assert conditioned.cancer_types == ("A", "B", "C", "D") and plain.cancer_types == ()
+    with pytest.raises(ValueError, match="cancer type"):
+        project(conditioned, image=image)
+
+    def same_type_top1(model):
+        sim = project(model, image=test_image, cancer_types=test_types) @ project(model, rna=test_rna).T
+        return (test_types[sim.argmax(axis=1)] == test_types).mean()
+
+    assert same_type_top1(conditioned) > same_type_top1(plain) + 0.2
+    assert same_type_top1(conditioned) > 0.9
+    # an unknown or missing type is all zeros: still a vector, just without the type's pull
+    projected = project(conditioned, image=test_image[:2], cancer_types=["Z", None])
+    np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0, rtol=1e-5)
