@@ -41,7 +41,11 @@ PRESETS = {
 }
 SOURCES = ("timm", "hf-hub", "random", "precomputed", "handcrafted", "concat")
 HANDCRAFTED = ("he-features",)
-DEFAULT_IMAGE_ENCODER = "demo-vit"
+DEFAULT_IMAGE_ENCODER = "he-features"
+"""What an ingest embeds with when neither ``--encoder`` nor the store names one. No pretrained pathology
+weights ship with hquery; the weights-free statistics beat a random ViT on both demo worlds (README,
+*Measured*), and unlike one they mean the same on a user's slides. A pathology foundation model
+(``hf-hub:...`` or a local checkpoint) is the better choice wherever its weights can be had."""
 
 
 def _typed(value: str):

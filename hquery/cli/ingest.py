@@ -25,8 +25,8 @@ from hquery.progress import progress_bars
 @click.option("--expression", type=click.Path(path_type=Path), help="Bulk expression file (samples as rows).")
 @click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
 @click.option("--name", help="Cohort name [default: the manifest's file name].")
-@click.option("--encoder", help="Image encoder spec, e.g. timm:vit_small_patch16_224, hf-hub:ORG/NAME, demo-vit, "
-              "he-features (no weights), concat:he-features+demo-vit.")
+@click.option("--encoder", help="Image encoder spec [default: the store's, else he-features, which needs no "
+              "weights], e.g. hf-hub:ORG/NAME, timm:ARCH?weights=FILE, demo-vit, concat:he-features+demo-vit.")
 @click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")
 @click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
 @click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
