@@ -13,6 +13,9 @@
 >>> slope, intercept = calibration_lines(np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [3.0], [5.0]]))
 >>> apply_lines(np.array([[4.0]]), slope, intercept).tolist()
 [[9.0]]
+>>> cross_fitted_lines(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[1.0], [3.0], [5.0], [7.0]]),
+...                    np.array([0, 0, 1, 1])).ravel().tolist()
+[1.0, 3.0, 5.0, 7.0]
 """
 
 from __future__ import annotations
@@ -85,6 +88,19 @@ def calibration_lines(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndar
 def apply_lines(predicted: np.ndarray, slope: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """``predicted`` through the per-column lines of :func:`calibration_lines`."""
     return np.asarray(predicted, float) * slope + intercept
+
+
+def cross_fitted_lines(predicted: np.ndarray, truth: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
+    """``predicted`` on the truth's scale, each fold through the :func:`calibration_lines` of the other folds.
+
+    For held-out predictions whose raw scale differs from the truth's (a score of
+    a predicted profile, say): no slide's truth shapes its own line.
+    """
+    predicted, out = np.asarray(predicted, float), np.full(np.shape(predicted), np.nan)
+    for fold in np.unique(fold_of):
+        here = fold_of == fold
+        out[here] = apply_lines(predicted[here], *calibration_lines(predicted[~here], np.asarray(truth)[~here]))
+    return out
 
 
 def finite_mean(values: np.ndarray) -> float:

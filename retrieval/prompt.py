@@ -26,9 +26,12 @@ scores through the line ``truth ~ score`` fitted on the paired slides, each
 predicted from the library without its own patient.
 
 ``method="auto"`` (the default) answers each gene set by the route with the best
-held-out R² in its newest ``hquery eval spectrum`` (:mod:`hquery.retrieval.routes`),
-and Soft-kNN, calibrated, where the set was never evaluated. Every score carries
-its ``route`` and that route's held-out R² as ``trust``.
+held-out R² in its newest ``hquery eval spectrum`` or ``eval compare``
+(:mod:`hquery.retrieval.routes`), and Soft-kNN, calibrated, where the set was
+never evaluated. HistoPrism is among the routes where ``eval compare`` scored
+it on the deployed model's gene panel; its scores then go through that
+evaluation's line onto the truth's scale. Every score carries its ``route`` and
+that route's held-out R² as ``trust``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +52,7 @@ from hquery.retrieval.neighbours import (
     plan_neighbours,
     search_groups,
 )
-from hquery.retrieval.routes import RouteChoice, choose_routes, trust_of
+from hquery.retrieval.routes import Evaluated, RouteChoice, choose_routes, trust_of
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.training.bags import load_slide_bags
 from hquery.training.pairs import load_pairs
@@ -60,6 +63,7 @@ from hquery.errors import InputError, NotReadyError, PromptError
 from hquery.genesets import GeneSet
 from hquery.library import Library, match_with_minimum
 from hquery.names import embedding_table, projected_table
+from hquery.records import model_record
 from hquery.scoring import GeneSetMatch, ssgsea
 from hquery.stats import apply_lines, calibration_lines
 from hquery.store import Store, StoreError, utcnow, vectors
@@ -183,43 +187,9 @@ def run_prompt(
     if method == "mlp":
         return _run_predictor(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
                               min_genes=min_genes, record=record, started=started)
-    if method != "softknn":
-        return _run_routes(store, gene_sets, method, level=level, knn=knn, neighbours=neighbours, samples=samples,
-                           cohort=cohort, where=where, min_genes=min_genes, index_version=index_version,
-                           record=record, started=started)
-    with store.reading():
-        library = Library(store)
-        matches = library.match(gene_sets, min_genes)
-        index = RNAIndex.load(store, index_version)
-        slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
-        info = {r.sample_id: r for r in slides}
-        patients = np.array([info[s].patient_id for s, _ in keys])
-        rows, similarities, notes = _neighbours(store, index, library, queries, [s for s, _ in keys], knn.k,
-                                                neighbours, saved=level == "slide")
-        library_scores, todo = library.cached_scores(gene_sets)
-    library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
-    computed = len(todo)
-    predicted = knn.predict(library_scores[rows], similarities)
-    score = predicted.score
-    if aggregate == "expression":
-        expression = library.expression()
-        profiles = np.concatenate([knn.average(expression[rows[i : i + 256]], similarities[i : i + 256])
-                                   for i in range(0, len(rows), 256)])
-        score = ssgsea(profiles, [m.positions for m in matches])
-
-    notes += _stale_index_notes(index, library)
-    trust = trust_of(store, [m.name for m in matches], "softknn_raw")
-    results = _results_table(keys, info, patients, matches, score, predicted.dispersion, predicted.effective_k,
-                             {m.name: RouteChoice("softknn", trust[m.name], None) for m in matches})
-    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes, 0.0)
-    run.seconds = time.perf_counter() - started
-    if record:
-        run.run_id = _record(store, run, gene_sets, method="softknn", level=level, knn=knn, aggregate=aggregate,
-                             model_version=index.model_version, index_version=index.version,
-                             library_version=library.version, n_samples=len(slides),
-                             extra={"neighbours": neighbours.as_json(), "notes": notes})
-    return run
+    return _run_routes(store, gene_sets, method, level=level, knn=knn, neighbours=neighbours, aggregate=aggregate,
+                       samples=samples, cohort=cohort, where=where, min_genes=min_genes,
+                       index_version=index_version, record=record, started=started)
 
 
 def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
@@ -264,27 +234,13 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
         fitted, params = load_histoprism(store)
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
         bags = load_slide_bags(store, [r.sample_id for r in slides], image_encoder=params["image_encoder"])
-    matches = match_with_minimum(fitted.genes, gene_sets, min_genes, f"HistoPrism {params['version']}'s",
-                                 "; train it on more genes, e.g. the panel collection:hallmark", needs="train histoprism --panel collection")
-    slide_profiles, tile_profiles = fitted.predict(bags, tiles=level == "tile")
-    score = ssgsea(slide_profiles if level == "slide" else tile_profiles, [m.positions for m in matches])
-    if level == "slide":
-        keys = [(s, None) for s in bags.sample_ids]
-    else:
-        slide_of = np.repeat(np.arange(len(bags)), bags.n_tiles)
-        keys = [(bags.sample_ids[i], int(t)) for i, t in zip(slide_of, bags.tile_index)]
+    matches = _panel_matches(fitted, params, gene_sets, min_genes)
+    keys, score, notes = _histoprism_scores(fitted, params, bags, level, matches)
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
     results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0],
-                             _fixed_route(store, matches, "histoprism"))
-    notes = []
-    unknown = sorted({t or "(none)" for t, i in zip(bags.cancer_types, fitted.type_ids(bags.cancer_types)) if i == 0})
-    if unknown and fitted.model.conditioning is not None:
-        notes.append(f"cancer type(s) {', '.join(unknown)} were not among HistoPrism's "
-                     f"({', '.join(fitted.cancer_types)}); those slides were predicted as type unknown")
-    if level == "tile" and not params.get("n_spot_tiles"):
-        notes.append("HistoPrism was trained without spot expression; tile scores extrapolate from bulk")
+                             _fixed_route(store, matches, "histoprism_raw"))
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, len(matches),
                     notes, 0.0)
     run.seconds = time.perf_counter() - started
@@ -295,10 +251,73 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     return run
 
 
-def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, level, knn, neighbours, samples, cohort,
-                where, min_genes, index_version, record, started) -> PromptRun:
-    """``auto``, ``ridge_type`` and ``ensemble``: the routes fitted on the paired slides at prompt time."""
+def _panel_matches(fitted, params: dict, gene_sets: Sequence[GeneSet], min_genes: int) -> list[GeneSetMatch]:
+    return match_with_minimum(fitted.genes, gene_sets, min_genes, f"HistoPrism {params['version']}'s",
+                              "; train it on more genes, e.g. the panel collection:hallmark",
+                              needs="train histoprism --panel collection")
+
+
+def _histoprism_scores(fitted, params: dict, bags, level: str, matches: Sequence[GeneSetMatch]
+                       ) -> tuple[list[tuple[str, int | None]], np.ndarray, list[str]]:
+    """Keys (in the bags' order), raw ssGSEA of HistoPrism's predicted profiles ``[keys, matches]``, and notes."""
+    slide_profiles, tile_profiles = fitted.predict(bags, tiles=level == "tile")
+    score = ssgsea(slide_profiles if level == "slide" else tile_profiles, [m.positions for m in matches])
+    if level == "slide":
+        keys = [(s, None) for s in bags.sample_ids]
+    else:
+        slide_of = np.repeat(np.arange(len(bags)), bags.n_tiles)
+        keys = [(bags.sample_ids[i], int(t)) for i, t in zip(slide_of, bags.tile_index)]
+    notes = []
+    unknown = sorted({t or "(none)" for t, i in zip(bags.cancer_types, fitted.type_ids(bags.cancer_types)) if i == 0})
+    if unknown and fitted.model.conditioning is not None:
+        notes.append(f"cancer type(s) {', '.join(unknown)} were not among HistoPrism's "
+                     f"({', '.join(fitted.cancer_types)}); those slides were predicted as type unknown")
+    if level == "tile" and not params.get("n_spot_tiles"):
+        notes.append("HistoPrism was trained without spot expression; tile scores extrapolate from bulk")
+    return keys, score, notes
+
+
+def _histoprism_route(store: Store, keys: list[tuple[str, int | None]], level: str, gene_sets: Sequence[GeneSet],
+                      choices: dict[str, RouteChoice], min_genes: int) -> tuple[np.ndarray, list[str], str]:
+    """HistoPrism's scores of ``keys`` on the truth's scale (each set through its evaluation's line), ``NaN``
+    for the sets another route answers; notes; the model version."""
+    from hquery.training.histoprism_trainer import load_histoprism
+
+    fitted, params = load_histoprism(store)
+    bags = load_slide_bags(store, sorted({s for s, _ in keys}), image_encoder=params["image_encoder"])
+    wanted = [j for j, gs in enumerate(gene_sets) if choices[gs.name].route == "histoprism"]
+    matches = _panel_matches(fitted, params, [gene_sets[j] for j in wanted], min_genes)
+    found, raw, notes = _histoprism_scores(fitted, params, bags, level, matches)
+    row = {key: i for i, key in enumerate(found)}
+    scores = np.full((len(keys), len(gene_sets)), np.nan)
+    for column, j in enumerate(wanted):
+        slope, intercept = choices[gene_sets[j].name].line
+        scores[:, j] = raw[[row[key] for key in keys], column] * slope + intercept
+    return scores, notes, params["version"]
+
+
+def _usable_histoprism(store: Store) -> Callable[[str, Evaluated], bool] | None:
+    """Which HistoPrism evaluations the deployed model answers as evaluated (its gene panel and image encoder);
+    ``None`` when the store has no HistoPrism."""
+    try:
+        deployed = model_record(store, "histoprism").params
+    except NotReadyError:
+        return None
+
+    def usable(route: str, evaluated: Evaluated) -> bool:
+        return route != "histoprism" or all(evaluated.params.get(key) == deployed[key]
+                                            for key in ("panel", "image_encoder"))
+
+    return usable
+
+
+def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, level, knn, neighbours, aggregate,
+                samples, cohort, where, min_genes, index_version, record, started) -> PromptRun:
+    """``auto``, ``softknn``, ``ridge_type`` and ``ensemble``: Soft-kNN over the index, and the routes fitted on
+    the paired slides at prompt time. ``softknn`` returns raw scores; elsewhere Soft-kNN is calibrated."""
     names = [gs.name for gs in gene_sets]
+    raw = method == "softknn"
+    by_route: dict[str, np.ndarray] = {}
     with store.reading():
         library = Library(store)
         matches = library.match(gene_sets, min_genes)
@@ -306,42 +325,54 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
         keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
         predictor = _covering_predictor(store, gene_sets) if method == "auto" else None
+        usable = _usable_histoprism(store) if method == "auto" else None
         if method == "auto":
-            available = ["softknn", "ridge_type", "ensemble"] + (["mlp"] if predictor else [])
-            choices, notes = choose_routes(store, names, available)
+            available = (["softknn", "ridge_type", "ensemble"] + (["mlp"] if predictor else [])
+                         + (["histoprism"] if usable else []))
+            choices, notes = choose_routes(store, names, available, usable)
         else:
-            trust = trust_of(store, names, method)
+            trust = trust_of(store, names, "softknn_raw" if raw else method)
             choices, notes = {n: RouteChoice(method, trust[n], None) for n in names}, []
         needed = {c.route for c in choices.values()}
-        pairs = load_pairs(store, "slide")
+        pairs = None if raw else load_pairs(store, "slide")
         cancer_type = {r.sample_id: r.cancer_type for r in store.query("slide_samples")}
         query_ids = [s for s, _ in keys]
         if needed & {"softknn", "ensemble"}:
             rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
                                                  saved=level == "slide")
-            # Soft-kNN is calibrated on the paired slides the index has projected; newer pairs wait for a reindex
-            calibrated_on, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids,
-                                                         projected_only=True)
-            calibrated_on = [sample for sample, _ in calibrated_on]
-            pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, calibrated_on, knn.k,
-                                                  neighbours, saved=True)
             notes += plan_notes
+            if not raw:
+                # calibrated on the paired slides the index has projected; newer pairs wait for a reindex
+                calibrated_on, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids,
+                                                             projected_only=True)
+                calibrated_on = [sample for sample, _ in calibrated_on]
+                pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, calibrated_on, knn.k,
+                                                      neighbours, saved=True)
         if needed & {"ridge_type", "ensemble"}:
             frozen = _frozen_vectors(store, pairs.image_encoder, level, keys)
         if "mlp" in needed:
             _, aligned = _query_vectors(store, predictor.model_version, level, query_ids)
+        if "histoprism" in needed:
+            by_route["histoprism"], histoprism_notes, histoprism = _histoprism_route(store, keys, level, gene_sets,
+                                                                                     choices, min_genes)
+            notes += histoprism_notes
         library_scores, todo = library.cached_scores(gene_sets)
     library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
-    truth = library_scores[[library.row[s] for s in pairs.sample_ids]]
     nan = np.full((len(keys), len(matches)), np.nan)
-    by_route, dispersion, effective_k = {}, nan.copy(), nan[:, 0]
+    dispersion, effective_k = nan.copy(), nan[:, 0]
     if needed & {"softknn", "ensemble"}:
         predicted = knn.predict(library_scores[rows], sims)
-        slope, intercept = calibration_lines(knn.predict(library_scores[pair_rows], pair_sims).score,
-                                             library_scores[[library.row[s] for s in calibrated_on]])
-        by_route["softknn"] = apply_lines(predicted.score, slope, intercept)
-        dispersion, effective_k = predicted.dispersion * np.abs(slope), predicted.effective_k
+        dispersion, effective_k = predicted.dispersion, predicted.effective_k
+        if raw:
+            by_route["softknn"] = predicted.score if aggregate == "score" else _expression_scores(
+                library, knn, rows, sims, matches)
+        else:
+            slope, intercept = calibration_lines(knn.predict(library_scores[pair_rows], pair_sims).score,
+                                                 library_scores[[library.row[s] for s in calibrated_on]])
+            by_route["softknn"] = apply_lines(predicted.score, slope, intercept)
+            dispersion = dispersion * np.abs(slope)
     if needed & {"ridge_type", "ensemble"}:
+        truth = library_scores[[library.row[s] for s in pairs.sample_ids]]
         ridge = TypeRidge.fit(pairs.image, [cancer_type.get(s) for s in pairs.sample_ids], truth)
         by_route["ridge_type"] = ridge.predict(frozen, [cancer_type.get(s) for s in query_ids])
     if "ensemble" in needed:
@@ -354,7 +385,8 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
     dispersion = np.where(spread[None, :], dispersion, np.nan)
     notes += _stale_index_notes(index, library) if needed & {"softknn", "ensemble"} else []
     if level == "tile" and needed - {"softknn"}:
-        notes.append("the ridge, the MLP and Soft-kNN's calibration were fitted on slides; tile scores extrapolate them")
+        notes.append("the ridge, the MLP and the calibration lines were fitted on slides; tile scores extrapolate "
+                     "them")
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s in query_ids])
     results = _results_table(keys, info, patients, matches, score, dispersion, effective_k, choices)
@@ -362,13 +394,23 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
                     0.0)
     run.seconds = time.perf_counter() - started
     if record:
-        run.run_id = _record(store, run, gene_sets, method=method, level=level, knn=knn, aggregate=None,
-                             model_version=index.model_version, index_version=index.version,
-                             library_version=library.version, n_samples=len(slides),
+        run.run_id = _record(store, run, gene_sets, method=method, level=level, knn=knn,
+                             aggregate=aggregate if raw else None, model_version=index.model_version,
+                             index_version=index.version, library_version=library.version, n_samples=len(slides),
                              extra={"neighbours": neighbours.as_json(), "notes": notes,
-                                    "routes": {n: c.route for n, c in choices.items()},
-                                    **({"predictor": predictor.version} if "mlp" in needed else {})})
+                                    **({} if raw else {"routes": {n: c.route for n, c in choices.items()}}),
+                                    **({"predictor": predictor.version} if "mlp" in needed else {}),
+                                    **({"histoprism": histoprism} if "histoprism" in needed else {})})
     return run
+
+
+def _expression_scores(library: Library, knn: SoftKNN, rows: np.ndarray, sims: np.ndarray,
+                       matches: Sequence[GeneSetMatch]) -> np.ndarray:
+    """ssGSEA of each query's neighbour profiles averaged with the Soft-kNN weights (``aggregate="expression"``)."""
+    expression = library.expression()
+    profiles = np.concatenate([knn.average(expression[rows[i : i + 256]], sims[i : i + 256])
+                               for i in range(0, len(rows), 256)])
+    return ssgsea(profiles, [m.positions for m in matches])
 
 
 def _stale_index_notes(index: RNAIndex, library: Library) -> list[str]:

@@ -1,15 +1,17 @@
 """Which route answers each gene set, and how far its answer can be trusted.
 
-Four routes reach a gene-set score from a slide: Soft-kNN over the aligned RNA
+Five routes reach a gene-set score from a slide: Soft-kNN over the aligned RNA
 library (``softknn``), the trained MLP on the aligned embedding (``mlp``), the
 ridge from frozen slide features plus cancer type (``ridge_type``, the floor of
-every evaluation) and the mean of calibrated Soft-kNN and that ridge
-(``ensemble``). No route wins every set: an immune program may be retrieved best
-and a stromal one read best linearly. ``hquery eval spectrum`` measures each
-route's held-out R² per set; :func:`choose_routes` takes the newest measurement
-of each set and picks its best route among those the store can run now. That R²
-travels with every score as its ``trust``: a set no route predicts gets a score
-whose trust says so.
+every evaluation), the mean of calibrated Soft-kNN and that ridge (``ensemble``)
+and ssGSEA on the expression HistoPrism predicts (``histoprism``, through the
+line its evaluation fitted onto the truth's scale). No route wins every set: an
+immune program may be retrieved best and a stromal one read best linearly.
+``hquery eval spectrum`` measures the first four routes' held-out R² per set and
+``hquery eval compare`` all five; :func:`choose_routes` takes the newest
+measurement of each set and picks its best route among those the store can run
+now. That R² travels with every score as its ``trust``: a set no route predicts
+gets a score whose trust says so.
 
 >>> choice = best_route({"softknn": 0.41, "mlp": float("nan"), "ridge_type": 0.52, "ensemble": 0.55})
 >>> choice
@@ -19,23 +21,37 @@ whose trust says so.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from hquery.store import Store
 
-ROUTES = ("softknn", "mlp", "ridge_type", "ensemble")
+ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "histoprism")
 """The routes ``auto`` chooses among, in order of preference on a tie."""
 
 
 @dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """A method's held-out R² for one gene set in evaluation ``eval_id``, and what a prompt needs to answer the
+    same way: the line from raw scores to the truth's scale, and the route's recorded settings."""
+
+    r2: float
+    eval_id: str | None
+    line: tuple[float, float] | None = None
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class RouteChoice:
-    """One gene set's route, its held-out R² in evaluation ``eval_id`` (NaN with no evaluation)."""
+    """One gene set's route, its held-out R² in evaluation ``eval_id`` (NaN with no evaluation), and the line
+    from the route's raw scores to the truth's scale where the evaluation fitted one."""
 
     route: str
     trust: float
     eval_id: str | None
+    line: tuple[float, float] | None = None
 
 
 def best_route(r2: dict[str, float]) -> str:
@@ -44,38 +60,51 @@ def best_route(r2: dict[str, float]) -> str:
     return max(finite, key=lambda m: (finite[m], -ROUTES.index(m))) if finite else "softknn"
 
 
-def evaluated_r2(store: Store, gene_sets: Sequence[str]) -> dict[str, dict[str, tuple[float, str]]]:
-    """``{gene_set: {method: (R², eval_id)}}`` from each set's newest evaluation.
+def evaluated_r2(store: Store, gene_sets: Sequence[str]) -> dict[str, dict[str, Evaluated]]:
+    """``{gene_set: {method: Evaluated}}`` from each set's newest evaluation.
 
     The R² is of the scores as that method's prompt returns them: calibrated for the
-    routes of :data:`ROUTES` (``auto`` calibrates Soft-kNN), raw for ``softknn_raw``
-    (``--method softknn``) and ``histoprism``.
+    routes of :data:`ROUTES` (``auto`` calibrates Soft-kNN, HistoPrism goes through
+    its evaluation's line), raw for ``softknn_raw`` (``--method softknn``) and
+    ``histoprism_raw`` (``--method histoprism``). HistoPrism counts as a route only
+    where its evaluation fitted that line (``hquery eval compare``).
     """
-    out: dict[str, dict[str, tuple[float, str]]] = {}
+    out: dict[str, dict[str, Evaluated]] = {}
     for row in store.query("latest_eval_results", [list(gene_sets)]):
         by_method = out.setdefault(row.gene_set, {})
+        line = (row.line_slope, row.line_intercept) if row.line_slope is not None else None
+        params = json.loads(row.route_params) if row.route_params else {}
+        if row.method == "histoprism":
+            by_method["histoprism_raw"] = Evaluated(_float(row.r2), row.eval_id)
+            if line is None:
+                continue
         calibrated = row.r2_calibrated if row.r2_calibrated is not None else row.r2
-        by_method[row.method] = (_float(calibrated), row.eval_id)
+        by_method[row.method] = Evaluated(_float(calibrated), row.eval_id, line, params)
         if row.method == "softknn":
-            by_method["softknn_raw"] = (_float(row.r2), row.eval_id)
+            by_method["softknn_raw"] = Evaluated(_float(row.r2), row.eval_id)
     return out
 
 
-def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[str] = ROUTES
+def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[str] = ROUTES,
+                  usable: Callable[[str, Evaluated], bool] | None = None
                   ) -> tuple[dict[str, RouteChoice], list[str]]:
     """Each set's best evaluated route among ``available``, and notes for the sets never evaluated.
 
+    ``usable(route, evaluated)`` may refuse a measurement the store cannot answer
+    by (a HistoPrism evaluated on another gene panel than the one deployed, say).
     A set without an evaluation is answered by Soft-kNN, with NaN trust.
     """
     available = [r for r in ROUTES if r in set(available)]
     measured = evaluated_r2(store, gene_sets)
     choices, unmeasured = {}, []
     for name in gene_sets:
-        r2 = {m: measured.get(name, {}).get(m, (float("nan"), None)) for m in available}
-        route = best_route({m: v for m, (v, _) in r2.items()})
+        candidates = {m: e for m, e in measured.get(name, {}).items()
+                      if m in available and (usable is None or usable(m, e))}
+        route = best_route({m: e.r2 for m, e in candidates.items()})
         if name not in measured:
             unmeasured.append(name)
-        choices[name] = RouteChoice(route, *r2.get(route, (float("nan"), None)))
+        chosen = candidates.get(route, Evaluated(float("nan"), None))
+        choices[name] = RouteChoice(route, chosen.r2, chosen.eval_id, chosen.line)
     notes = []
     if unmeasured:
         notes.append(f"{len(unmeasured)} gene set(s) ({', '.join(unmeasured[:3])}{', ...' if len(unmeasured) > 3 else ''})"
@@ -87,7 +116,7 @@ def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[st
 def trust_of(store: Store, gene_sets: Sequence[str], method: str) -> dict[str, float]:
     """Each set's held-out R² for ``method`` in its newest evaluation (NaN where none)."""
     measured = evaluated_r2(store, gene_sets)
-    return {name: measured.get(name, {}).get(method, (float("nan"), None))[0] for name in gene_sets}
+    return {name: measured.get(name, {}).get(method, Evaluated(float("nan"), None)).r2 for name in gene_sets}
 
 
 def _float(value) -> float:

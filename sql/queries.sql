@@ -160,8 +160,11 @@ DELETE FROM library_scores WHERE library_version <> ?;
 INSERT OR REPLACE INTO library_scores BY NAME SELECT * FROM staged_library_scores;
 
 -- name: latest_eval_results
-SELECT gene_set, method, r2, r2_calibrated, route, eval_id FROM prompt_eval_latest
-WHERE list_contains(?, gene_set) ORDER BY gene_set, method;
+-- route_params: what a prompt needs to answer by this method as it was evaluated (JSON; NULL for most).
+SELECT l.gene_set, l.method, l.r2, l.r2_calibrated, l.route, l.eval_id, l.line_slope, l.line_intercept,
+       json_extract_string(e.params, '$.routes.' || l.method) AS route_params
+FROM prompt_eval_latest l JOIN prompt_eval_runs e USING (eval_id)
+WHERE list_contains(?, l.gene_set) ORDER BY l.gene_set, l.method;
 
 -- name: slide_samples
 SELECT sample_id, patient_id, cohort, cancer_type, has_expression FROM samples WHERE has_slide ORDER BY sample_id;

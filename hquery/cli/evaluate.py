@@ -102,7 +102,8 @@ def spectrum(collection, folds, k, tau, match, neighbours_where, plot, workers, 
 @store_option
 def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, workers, fmt, quiet, store_path_) -> None:
     """The routes side by side on the same folds: Soft-kNN, the MLP and the ridge+type floor against HistoPrism."""
-    from hquery.evaluation.compare import compare_routes
+    from hquery.evaluation.compare import ROUTES, compare_routes
+    from hquery.evaluation.spectrum import SHORT_LABELS
     from hquery.training.histoprism import HistoPrismConfig
 
     with progress_bars(not quiet) as progress:
@@ -119,15 +120,16 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
     click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
                f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
                f"{comparison.seconds:.0f}s)")
-    routes = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "auto": "auto",
-              "histoprism": "HP"}
+    routes = {route: SHORT_LABELS[route] for route in ROUTES}
     metrics = (("r2", "R²"), ("r", "r"), ("r_type", "rT"))
-    print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HistoPrism GPC"],
+    print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HP GPC",
+                "auto takes"],
                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),
                  *(f"{r[f'{route}_{key}']:.3f}" for key, _ in metrics for route in routes),
-                 f"{r['histoprism_gpc']:.3f}") for r in comparison.rows])
-    click.echo("kNN: Soft-kNN (R² calibrated); floor: ridge+type; ens: kNN and floor averaged; auto: each set's "
-               "route chosen on the other folds; HP: HistoPrism; rT: r with each cancer type's mean removed")
+                 f"{r['histoprism_gpc']:.3f}", SHORT_LABELS[r["route"]]) for r in comparison.rows])
+    click.echo("kNN: Soft-kNN and HP: HistoPrism, R² after a line fitted on the other folds; floor: ridge+type; "
+               "ens: kNN and floor averaged;\nauto: each set's route chosen on the other folds (auto takes: the "
+               "route a prompt will use); rT: r with each cancer type's mean removed")
     click.echo("top-50 HVG Pearson r of the predicted expression, mean ± sd over folds:")
     print_rows(["method", "slide", "spot"], [
         (HISTOPRISM_NAMES[m], *(f"{comparison.expression[m][level]['mean']:.3f} ± "

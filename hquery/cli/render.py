@@ -156,7 +156,7 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
 
 def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
     """Per gene set, each method's calibrated R², r and r within cancer type, the route ``auto`` takes; then the means."""
-    labels = spectrum.short_labels
+    labels = {m: spectrum.short_labels[m] for m in spectrum.methods}
     columns = ["gene set"] + [f"{label} {metric}" for label in labels.values()
                               for metric in ("R²", "r", "rT")] + ["auto takes"]
 
@@ -167,6 +167,7 @@ def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
     for name in dict.fromkeys(r["gene_set"] for r in spectrum.rows):
         values = {m: {key: spectrum.metric(name, m, key) for key in ("r2_calibrated", "pearson_r", "r_within_type")}
                   for m in labels}
-        rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values), labels[spectrum.routes[name]]))
+        rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values),
+                     spectrum.short_labels[spectrum.routes[name]]))
     rows.append(("mean", *cells(spectrum.means()), ""))
     return columns, rows

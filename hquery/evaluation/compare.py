@@ -8,8 +8,14 @@ the same ssGSEA on its held-out predicted profile; the truth for all routes is
 the ssGSEA of the slide's measured RNA.
 
 When the library's gene universe is larger than the collection's genes, ssGSEA
-on the panel ranks fewer genes, and HistoPrism's raw scores sit on another scale:
-its Pearson r stays comparable, its R² does not.
+on the panel ranks fewer genes, and HistoPrism's raw scores sit on another scale.
+So they are put on the truth's scale as Soft-kNN's are, by a line, here fitted
+for each fold on the other folds' held-out scores
+(:meth:`~hquery.evaluation.spectrum.Spectrum.add_route`). HistoPrism then joins
+the spectrum as a fifth route: ``auto`` chooses among all five, the whole
+comparison is recorded as one evaluation, and the line fitted on every held-out
+score is kept for prompts by the deployed HistoPrism (when it was trained on the
+same panel).
 """
 
 from __future__ import annotations
@@ -20,14 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from hquery.errors import NotReadyError
-from hquery.evaluation.spectrum import evaluate_prompts
+from hquery.evaluation.spectrum import evaluate_prompts, record_spectrum
 from hquery.genesets import resolve_prompts
 from hquery.names import eval_artifact
 from hquery.scoring import match_gene_sets, ssgsea
-from hquery.stats import finite_mean, pearson_r, pearson_within_groups, r_squared
+from hquery.stats import finite_mean
 from hquery.store import Store
 from hquery.training.bags import load_slide_bags
 from hquery.training.coherence import gene_pathway_coherence
@@ -36,17 +41,18 @@ from hquery.training.histoprism import HistoPrismConfig
 from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
 from hquery.training.pairs import load_pairs
 
-ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "auto", "histoprism")
-"""The spectrum's methods (:data:`hquery.evaluation.spectrum.METHODS`), then HistoPrism."""
+ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "histoprism", "auto")
+"""The spectrum's routes with HistoPrism, then ``auto`` among all of them."""
 
 
 @dataclasses.dataclass
 class RouteComparison:
     collection: str
     rows: list[dict]
-    """Per gene set: ``gene_set``, each route's R² (``softknn_r2`` calibrated, ``mlp_r2``, ``ridge_type_r2``,
-    ``ensemble_r2``, ``auto_r2``, ``histoprism_r2``), Pearson r (``*_r``) and r within cancer type (``*_r_type``), and ``histoprism_gpc``
-    (slide-level GPC, mean over cancer types)."""
+    """Per gene set: ``gene_set``, each route's held-out R² (``softknn_r2`` and ``histoprism_r2`` after their
+    lines, ``mlp_r2``, ``ridge_type_r2``, ``ensemble_r2``, ``auto_r2``), Pearson r (``*_r``) and r within cancer
+    type (``*_r_type``), the route ``auto`` takes (``route``) and ``histoprism_gpc`` (slide-level GPC, mean over
+    cancer types)."""
     expression: dict
     """HVG-50 PCC (slide and spot) of HistoPrism, its ablation and the ridge baselines: ``{method: {level: {mean, sd}}}``."""
     n_slides: int
@@ -75,7 +81,8 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     config = config or HistoPrismConfig()
     alignment = dataclasses.replace(alignment or AlignmentConfig(), seed=config.seed)
     spectrum = evaluate_prompts(store, collection, folds=folds, knn=knn, neighbours=neighbours, config=alignment,
-                                workers=workers, on_fold=(lambda i: on_step("spectrum")) if on_step else None)
+                                workers=workers, record=False,
+                                on_fold=(lambda i: on_step("spectrum")) if on_step else None)
     panel = gene_panel(store, f"collection:{collection}")
     bags = load_slide_bags(store, genes=panel.positions)
     _check_same_slides(store, bags.sample_ids)
@@ -83,44 +90,34 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
                                       on_fit=(lambda: on_step("histoprism")) if on_step else None)
     sets = resolve_prompts(store, collection=collection)
     matches = match_gene_sets(panel.genes, {gs.name: gs.members for gs in sets})
-    positions = [m.positions for m in matches]
-    predicted = ssgsea(cv.slide_predictions["histoprism"], positions)
-    truth = spectrum.predictions["truth"]
+    spectrum.add_route("histoprism", ssgsea(cv.slide_predictions["histoprism"], [m.positions for m in matches]),
+                       {"panel": panel.spec, "image_encoder": bags.image_encoder,
+                        "config": dataclasses.asdict(config)})
     types = np.array([t or "unknown" for t in bags.cancer_types])
     pathways = {m.name: m.positions for m in matches if m.n_found >= 3}
     gpc = gene_pathway_coherence(cv.slide_predictions["histoprism"], bags.bulk, types, pathways)
     rows = []
-    for j, name in enumerate(spectrum.gene_sets):
+    for name in spectrum.gene_sets:
         values = [by_type[name] for by_type in gpc.values() if name in by_type]
-        row = {"gene_set": name}
-        for route in ROUTES[:-1]:
+        row = {"gene_set": name, "route": spectrum.routes[name]}
+        for route in ROUTES:
             row[f"{route}_r2"] = spectrum.metric(name, route, "r2_calibrated")
             row[f"{route}_r"] = spectrum.metric(name, route, "pearson_r")
             row[f"{route}_r_type"] = spectrum.metric(name, route, "r_within_type")
-        row.update({"histoprism_r2": r_squared(predicted[:, j], truth[:, j]),
-                    "histoprism_r": pearson_r(predicted[:, j], truth[:, j]),
-                    "histoprism_r_type": pearson_within_groups(predicted[:, j], truth[:, j], types),
-                    "histoprism_gpc": finite_mean(np.array(values, dtype=float))})
+        row["histoprism_gpc"] = finite_mean(np.array(values, dtype=float))
         rows.append(row)
     rows.sort(key=lambda r: -r["softknn_r2"])
     summary = cv.summary()
     expression = {m: {level: v["pcc_hvg50"] for level, v in by_level.items()} for m, by_level in summary.items()}
-    comparison = RouteComparison(collection, rows, expression, len(bags), folds, spectrum.eval_id,
-                                 time.perf_counter() - started)
-    comparison.plot = _record(store, comparison)
+    comparison = RouteComparison(collection, rows, expression, len(bags), folds, None, 0.0)
+    spectrum.seconds = comparison.seconds = time.perf_counter() - started
+
+    def write_plot(txn, eval_id: str) -> None:
+        plot_routes(comparison, txn.stage_artifact(eval_artifact(f"{eval_id}_routes")) / "routes.png")
+
+    comparison.eval_id = record_spectrum(store, spectrum, write_plot)
+    comparison.plot = store.artifact_path(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png"
     return comparison
-
-
-def _record(store: Store, comparison: RouteComparison) -> Path:
-    """HistoPrism's rows join the spectrum's in ``prompt_eval_results``; the PNG goes next to its plot."""
-    with store.transaction() as txn:
-        plot_routes(comparison, txn.stage_artifact(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png")
-        txn.insert("prompt_eval_results", pa.Table.from_pylist([{
-            "eval_id": comparison.eval_id, "gene_set": r["gene_set"], "method": "histoprism",
-            "pearson_r": r["histoprism_r"], "r2": r["histoprism_r2"], "r2_calibrated": None,
-            "r_within_type": r["histoprism_r_type"], "n": comparison.n_slides,
-        } for r in comparison.rows]))
-    return store.artifact_path(eval_artifact(f"{comparison.eval_id}_routes")) / "routes.png"
 
 
 def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
@@ -144,7 +141,7 @@ def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True, constrained_layout=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
     labels = (("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"), ("ridge_type", "ridge+type (floor)"),
-              ("ensemble", "Soft-kNN+ridge"), ("auto", "auto"), ("histoprism", "HistoPrism"))
+              ("ensemble", "Soft-kNN+ridge"), ("histoprism", "HistoPrism (calibrated)"), ("auto", "auto"))
     width = 0.85 / len(labels)
     for k, (route, label) in enumerate(labels):
         top.bar(x + (k - (len(labels) - 1) / 2) * width, [r[f"{route}_r2"] for r in comparison.rows], width,

@@ -64,23 +64,27 @@ from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.stats import (
     apply_lines,
     calibration_lines,
+    cross_fitted_lines,
     finite_mean,
     pearson_r,
     pearson_within_groups,
     r_squared,
 )
-from hquery.store import Store, StoreError, utcnow, vectors
+from hquery.store import Store, StoreError, Transaction, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 from hquery.training.predictor import fit_mlp, mlp_predict
 from hquery.training.splits import patient_folds
 from hquery.training.type_ridge import UNKNOWN, TypeRidge
 
-METHODS = (*ROUTES, "auto")
+SPECTRUM_ROUTES = ("softknn", "mlp", "ridge_type", "ensemble")
+"""The routes every spectrum scores; ``hquery eval compare`` adds ``histoprism`` (:meth:`Spectrum.add_route`)."""
+METHODS = (*SPECTRUM_ROUTES, "auto")
 LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
-          "auto": "auto"}
-SHORT_LABELS = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "auto": "auto"}
-"""Column prefixes of the terminal table (``hquery eval spectrum``), which must fit five methods side by side."""
+          "histoprism": "HistoPrism", "auto": "auto"}
+SHORT_LABELS = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "histoprism": "HP",
+                "auto": "auto"}
+"""Column prefixes of the terminal tables (``hquery eval spectrum``/``compare``), which fit six methods side by side."""
 
 
 @dataclasses.dataclass
@@ -93,8 +97,9 @@ class Spectrum:
     calibration: list[dict]
     """Soft-kNN held-out error by dispersion quintile: quintile, dispersion_z (mean), abs_error_z (mean), n."""
     predictions: dict[str, np.ndarray]
-    """``truth``, ``softknn``, ``softknn_calibrated``, ``mlp``, ``ridge_type``, ``ensemble``, ``auto`` and
-    ``dispersion``, ``[slides, sets]``."""
+    """``truth``; each route's held-out scores (``softknn``, ``mlp``, ``ridge_type``, ``ensemble``, and any
+    added), with ``ROUTE_calibrated`` where a line maps them onto the truth's scale (``softknn``); ``auto`` and
+    ``dispersion``. All ``[slides, sets]``."""
     gene_sets: list[str]
     n_slides: int
     n_folds: int
@@ -108,25 +113,72 @@ class Spectrum:
     notes: list[str] = dataclasses.field(default_factory=list)
     """Per fold, which held-out slides fell back to the whole library (see :func:`plan_neighbours`)."""
     routes: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Per gene set, the route of :data:`ROUTES` with the best held-out R² over all folds: what ``auto`` answers with."""
+    """Per gene set, the route with the best held-out R² over all folds: what ``auto`` answers with."""
+    fold_of: np.ndarray | None = None
+    """Each slide's held-out fold."""
+    cancer_types: np.ndarray | None = None
+    route_params: dict[str, dict] = dataclasses.field(default_factory=dict)
+    """What a prompt needs to answer by an added route as it was evaluated, kept with the run (e.g. HistoPrism's
+    panel)."""
+    lines: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    """Per added route, the line (slope, intercept per set) from its raw scores to the truth's scale, fitted on
+    every held-out prediction: what a prompt by that route's deployed model applies."""
+    record_params: dict = dataclasses.field(default_factory=dict)
+    """The settings and data versions the run is recorded with."""
 
     labels = LABELS
     """Each method's display name."""
     short_labels = SHORT_LABELS
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The routes scored, then ``auto``."""
+        return (*self.route_names, "auto")
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        return tuple(m for m in ROUTES if m in self.predictions)
 
     def metric(self, gene_set: str, method: str = "softknn", name: str = "r2_calibrated") -> float:
         return next(r[name] for r in self.rows if r["gene_set"] == gene_set and r["method"] == method)
 
     def winner(self, gene_set: str) -> str:
         """The route with the best calibrated R² for ``gene_set``."""
-        return best_route({m: self.metric(gene_set, m) for m in ROUTES})
+        return best_route({m: self.metric(gene_set, m) for m in self.route_names})
 
     def means(self, gene_sets=None) -> dict[str, dict[str, float]]:
         """``{method: {metric: mean over gene_sets}}`` (all sets by default)."""
         wanted = set(gene_sets or self.gene_sets)
         return {m: {name: finite_mean(np.array([r[name] for r in self.rows if r["method"] == m
                                                  and r["gene_set"] in wanted], float))
-                    for name in ("r2_calibrated", "pearson_r", "r_within_type")} for m in METHODS}
+                    for name in ("r2_calibrated", "pearson_r", "r_within_type")} for m in self.methods}
+
+    def calibrated(self, route: str) -> np.ndarray:
+        """``route``'s held-out scores on the truth's scale."""
+        return self.predictions.get(f"{route}_calibrated", self.predictions[route])
+
+    def add_route(self, route: str, scores: np.ndarray, params: dict | None = None) -> None:
+        """Score another route on the same held-out slides; ``auto`` then chooses among it too.
+
+        ``scores`` are raw (``[slides, sets]``, in this spectrum's slide order). Each
+        fold's are put on the truth's scale by a line fitted on the other folds'
+        held-out scores (:func:`~hquery.stats.cross_fitted_lines`), so the R² is
+        held-out twice over; the line on all of them is kept (:attr:`lines`) for
+        prompts by the route's deployed model.
+        """
+        truth = self.predictions["truth"]
+        self.predictions[route] = scores
+        self.predictions[f"{route}_calibrated"] = cross_fitted_lines(scores, truth, self.fold_of)
+        self.lines[route] = calibration_lines(scores, truth)
+        self.route_params[route] = params or {}
+        self._score()
+
+    def _score(self) -> None:
+        """Choose ``auto``'s routes and compute every row from the predictions."""
+        truth = self.predictions["truth"]
+        self.predictions["auto"], self.routes = choose_routes_by_fold(
+            {m: self.calibrated(m) for m in self.route_names}, truth, self.fold_of, self.gene_sets)
+        self.rows = _metrics(truth, self.predictions, self.gene_sets, self.cancer_types, self.routes, self.methods)
 
 
 def evaluate_prompts(
@@ -224,17 +276,17 @@ def evaluate_prompts(
                 on_fold(i)
 
     pred["ensemble"] = (pred["softknn_calibrated"] + pred["ridge_type"]) / 2
-    routed = {"softknn": pred["softknn_calibrated"], **{m: pred[m] for m in ROUTES[1:]}}
-    pred["auto"], routes = choose_routes_by_fold(routed, truth, fold_of, [gs.name for gs in gene_sets])
-    rows = _metrics(truth, pred, [gs.name for gs in gene_sets], types, routes)
-    spectrum = Spectrum(None, rows, _dispersion_table(truth, pred["softknn_calibrated"], dispersion),
+    spectrum = Spectrum(None, [], _dispersion_table(truth, pred["softknn_calibrated"], dispersion),
                         {"truth": truth, **pred, "dispersion": dispersion}, [gs.name for gs in gene_sets],
                         len(pairs), folds, library_leak, 0.0, leaked, neighbours=neighbours, notes=notes,
-                        routes=routes)
+                        fold_of=fold_of, cancer_types=types,
+                        record_params={"collection": collection, "k": knn.k, "tau": knn.tau,
+                                       "config": dataclasses.asdict(config), "data": pairs.snapshot,
+                                       "library_version": library.version})
+    spectrum._score()
     spectrum.seconds = time.perf_counter() - started
     if record:
-        spectrum.eval_id = _record(store, spectrum, collection, knn, config, pairs.snapshot, library.version)
-        spectrum.plot = store.artifact_path(f"{eval_artifact(spectrum.eval_id)}/spectrum.png")
+        record_spectrum(store, spectrum)
     return spectrum
 
 
@@ -301,19 +353,19 @@ def choose_routes_by_fold(predictions: dict[str, np.ndarray], truth: np.ndarray,
 
 
 def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], types: np.ndarray,
-             routes: dict[str, str]) -> list[dict]:
+             routes: dict[str, str], methods: tuple[str, ...]) -> list[dict]:
     rows = []
     for j, name in enumerate(names):
         y = truth[:, j]
-        for method in METHODS:
+        for method in methods:
             raw = pred[method]
-            calibrated = pred["softknn_calibrated"] if method == "softknn" else raw
+            calibrated = pred.get(f"{method}_calibrated", raw)
             rows.append({"gene_set": name, "method": method, "pearson_r": pearson_r(raw[:, j], y),
                          "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y),
                          "r_within_type": pearson_within_groups(raw[:, j], y, types), "n": len(y),
                          "route": routes[name] if method == "auto" else None})
     best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
-    return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], METHODS.index(r["method"])))
+    return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], methods.index(r["method"])))
 
 
 def _dispersion_table(truth: np.ndarray, calibrated: np.ndarray, dispersion: np.ndarray, bins: int = 5) -> list[dict]:
@@ -327,23 +379,38 @@ def _dispersion_table(truth: np.ndarray, calibrated: np.ndarray, dispersion: np.
              "abs_error_z": float(error[which == q].mean()), "n": int((which == q).sum())} for q in range(bins)]
 
 
-def _record(store: Store, spectrum: Spectrum, collection: str, knn: SoftKNN, config: AlignmentConfig,
-            snapshot: dict, library_version: int) -> str:
+def record_spectrum(store: Store, spectrum: Spectrum, write: Callable[[Transaction, str], None] | None = None) -> str:
+    """Write ``spectrum`` to ``prompt_eval_runs`` / ``prompt_eval_results`` / ``prompt_eval_calibration`` and its
+    plot to ``artifacts/evals/<eval_id>/spectrum.png``, in one transaction with ``write(txn, eval_id)`` if given.
+
+    Sets :attr:`Spectrum.eval_id` and :attr:`Spectrum.plot`; returns the eval id.
+    """
     created = utcnow()
     eval_id = f"eval_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
-    params = {"config": dataclasses.asdict(config), "data": snapshot, "library_version": library_version,
-              "library_leak": spectrum.library_leak, "neighbours": spectrum.neighbours.as_json(),
-              "notes": spectrum.notes, "plot": f"{eval_artifact(eval_id)}/spectrum.png"}
+    settings = dict(spectrum.record_params)
+    collection, k, tau = settings.pop("collection"), settings.pop("k"), settings.pop("tau")
+    params = {**settings, "library_leak": spectrum.library_leak, "neighbours": spectrum.neighbours.as_json(),
+              "notes": spectrum.notes, "plot": f"{eval_artifact(eval_id)}/spectrum.png",
+              "routes": spectrum.route_params}
+    lines = {(m, name): (float(slope[j]), float(intercept[j])) for m, (slope, intercept) in spectrum.lines.items()
+             for j, name in enumerate(spectrum.gene_sets)}
     with store.transaction() as txn:
         plot_spectrum(spectrum, txn.stage_artifact(eval_artifact(eval_id)) / "spectrum.png")
         txn.insert("prompt_eval_runs", pa.Table.from_pylist([{
             "eval_id": eval_id, "created_at": created, "collection": collection, "folds": spectrum.n_folds,
-            "k": knn.k, "tau": knn.tau, "n_slides": spectrum.n_slides, "seconds": spectrum.seconds,
+            "k": k, "tau": tau, "n_slides": spectrum.n_slides, "seconds": spectrum.seconds,
             "params": json.dumps(params),
         }]))
-        txn.insert("prompt_eval_results", pa.Table.from_pylist([{"eval_id": eval_id, **r} for r in spectrum.rows]))
+        txn.insert("prompt_eval_results", pa.Table.from_pylist([
+            {"eval_id": eval_id, **r, **dict(zip(("line_slope", "line_intercept"),
+                                                 lines.get((r["method"], r["gene_set"]), (None, None))))}
+            for r in spectrum.rows]))
         txn.insert("prompt_eval_calibration",
                    pa.Table.from_pylist([{"eval_id": eval_id, **r} for r in spectrum.calibration]))
+        if write:
+            write(txn, eval_id)
+    spectrum.eval_id = eval_id
+    spectrum.plot = store.artifact_path(f"{eval_artifact(eval_id)}/spectrum.png")
     return eval_id
 
 
@@ -356,15 +423,17 @@ def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
 
     names = list(dict.fromkeys(r["gene_set"] for r in spectrum.rows))
     short = [n.removeprefix("HALLMARK_") for n in names]
-    values = {m: [spectrum.metric(n, m) for n in names] for m in METHODS}
+    methods = spectrum.methods
+    values = {m: [spectrum.metric(n, m) for n in names] for m in methods}
     fig = plt.figure(figsize=(14, 9), constrained_layout=True)
     grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1])
     bars = fig.add_subplot(grid[0, :])
     x = np.arange(len(names))
-    width = 0.85 / len(METHODS)
-    for i, method in enumerate(METHODS):
-        label = LABELS[method] + (" (calibrated)" if method == "softknn" else " (floor)" if method == "ridge_type" else "")
-        bars.bar(x + (i - (len(METHODS) - 1) / 2) * width, values[method], width, label=label)
+    width = 0.85 / len(methods)
+    for i, method in enumerate(methods):
+        label = LABELS[method] + (" (floor)" if method == "ridge_type" else " (calibrated)"
+                                  if f"{method}_calibrated" in spectrum.predictions else "")
+        bars.bar(x + (i - (len(methods) - 1) / 2) * width, values[method], width, label=label)
     bars.axhline(0, color="black", linewidth=0.6)
     bars.set_xticks(x, short, rotation=75, ha="right", fontsize=7)
     bars.set_ylabel("held-out R²")

@@ -32,3 +32,12 @@ def test_eval_compare_puts_the_routes_side_by_side(demo_store, tmp_path):
                         "group by 1 order by 1").to_pylist()
     assert methods == [{"method": m, "n": 50}
                        for m in ("auto", "ensemble", "histoprism", "mlp", "ridge_type", "softknn")]
+    # HistoPrism is a fifth route: R² after a line from the other folds, the line on all of them kept for prompts,
+    # auto choosing among all five
+    lines = store.sql(f"select line_slope, line_intercept, r2, r2_calibrated from prompt_eval_results "
+                      f"where eval_id = '{out['eval_id']}' and method = 'histoprism'").to_pylist()
+    assert all(r["line_slope"] is not None and r["r2_calibrated"] is not None for r in lines)
+    assert np.mean([r["r2_calibrated"] for r in lines]) > np.mean([r["r2"] for r in lines])
+    assert {r["route"] for r in rows.values()} <= {"softknn", "mlp", "ridge_type", "ensemble", "histoprism"}
+    params = store.sql(f"select params from prompt_eval_runs where eval_id = '{out['eval_id']}'").to_pylist()[0]
+    assert json.loads(params["params"])["routes"]["histoprism"]["panel"] == "collection:hallmark"

@@ -19,15 +19,19 @@ from tests.conftest import copy_store
 G2M, HYPOXIA, E2F = "HALLMARK_G2M_CHECKPOINT", "HALLMARK_HYPOXIA", "HALLMARK_E2F_TARGETS"
 
 
-def record_eval(store, r2: dict[str, dict[str, float]], *, leak: bool = False, eval_id: str = "eval_hand") -> None:
-    """A hand-made evaluation: ``{gene_set: {method: R²}}`` as `eval spectrum` records it."""
+def record_eval(store, r2: dict[str, dict[str, float]], *, leak: bool = False, eval_id: str = "eval_hand",
+                lines: dict[str, tuple[float, float]] | None = None, routes: dict | None = None) -> None:
+    """A hand-made evaluation: ``{gene_set: {method: R²}}`` as `eval spectrum` records it; ``lines`` per set for
+    HistoPrism and its ``routes`` params as `eval compare` records them."""
     with store.transaction() as txn:
         txn.insert("prompt_eval_runs", pa.Table.from_pylist([{
             "eval_id": eval_id, "created_at": utcnow(), "collection": "hallmark", "folds": 5, "k": 32, "tau": 0.05,
-            "n_slides": 10, "seconds": 1.0, "params": json.dumps({"library_leak": leak})}]))
+            "n_slides": 10, "seconds": 1.0, "params": json.dumps({"library_leak": leak, "routes": routes or {}})}]))
         txn.insert("prompt_eval_results", pa.Table.from_pylist([{
             "eval_id": eval_id, "gene_set": name, "method": method, "pearson_r": 0.5, "r2": value - 0.2,
-            "r2_calibrated": value, "r_within_type": 0.4, "n": 10, "route": None}
+            "r2_calibrated": value, "r_within_type": 0.4, "n": 10, "route": None,
+            **dict(zip(("line_slope", "line_intercept"),
+                       (lines or {}).get(name, (None, None)) if method == "histoprism" else (None, None)))}
             for name, by_method in r2.items() for method, value in by_method.items()]))
 
 
@@ -104,3 +108,28 @@ def test_auto_without_an_evaluation_calibrates_soft_knn_and_says_so(fresh):
         [library.row[s] for s in pairs.sample_ids], 0]
     paired = frame.filter(pl.col("sample_id").is_in(pairs.sample_ids))["score"].to_numpy()
     assert abs(paired.mean() - truth.mean()) < 0.05 * truth.std()
+
+
+def test_auto_answers_by_histoprism_through_its_evaluations_line(fresh):
+    """HistoPrism is a route where its evaluation fitted a line and used the deployed model's gene panel."""
+    from hquery.training.histoprism import HistoPrismConfig
+    from hquery.training.histoprism_trainer import train_histoprism
+
+    trained = train_histoprism(fresh, "collection:hallmark", HistoPrismConfig(dim=32, max_epochs=3), folds=None)
+    encoder = fresh.setting("image_encoder")
+    sets = resolve_prompts(fresh, ["G2M", "HYPOXIA"])
+    r2 = {G2M: {"softknn": 0.2, "ridge_type": 0.3, "histoprism": 0.6}, HYPOXIA: {"softknn": 0.5, "histoprism": 0.7}}
+    record_eval(fresh, r2, lines={G2M: (2.0, 100.0)}, eval_id="eval_compare",
+                routes={"histoprism": {"panel": "collection:hallmark", "image_encoder": encoder}})
+    auto = pl.from_arrow(run_prompt(fresh, sets, record=False).results)
+    assert dict(auto.select("gene_set", "route").unique().iter_rows()) == {G2M: "histoprism", HYPOXIA: "softknn"}
+    assert auto.filter(pl.col("gene_set") == G2M)["trust"].unique().to_list() == [pytest.approx(0.6)]
+    raw = pl.from_arrow(run_prompt(fresh, sets, method="histoprism", record=False).results)
+    by_sample = lambda frame: frame.filter(pl.col("gene_set") == G2M).sort("sample_id")["score"].to_numpy()
+    np.testing.assert_allclose(by_sample(auto), 2.0 * by_sample(raw) + 100.0, rtol=1e-6)
+    # HYPOXIA's HistoPrism row has no line (an older evaluation): it cannot be answered on the truth's scale
+    # evaluated on another panel than the deployed model's, HistoPrism is not a route either
+    record_eval(fresh, r2, lines={G2M: (2.0, 100.0)}, eval_id="eval_other_panel",
+                routes={"histoprism": {"panel": "hvg:2000", "image_encoder": encoder}})
+    choices = pl.from_arrow(run_prompt(fresh, sets, record=False).results).select("gene_set", "route").unique()
+    assert dict(choices.iter_rows()) == {G2M: "ridge_type", HYPOXIA: "softknn"} and trained.panel != "hvg:2000"
