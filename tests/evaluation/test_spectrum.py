@@ -1,10 +1,11 @@
 """The predictability spectrum on the small demo: grounded programs predictable, hidden ones not, no leakage.
 
-Measured on the small demo (992 pairs, seed 0, 5 folds), calibrated Soft-kNN R²
-with neighbours of the slide's own cancer type (the default): visible programs'
-hallmarks mean 0.344, hidden ones 0.026; from the whole library (``match none``)
-0.278 and -0.008. The ridge+type floor of the same folds: 0.414 and 0.019; within
-cancer type, r 0.44 (Soft-kNN) against 0.52 (floor). A careless evaluation
+Measured on the small demo with demo-vit (992 pairs, seed 0, 5 folds), calibrated
+Soft-kNN R² with type-conditioned heads and neighbours of the slide's own cancer
+type (the defaults): visible programs' hallmarks mean 0.360, hidden ones 0.041.
+With heads that do not read the type, 0.344 and 0.026, and from the whole library
+(``match none``) 0.278 and -0.008. The ridge+type floor of the same folds: 0.414;
+within cancer type, r 0.45 (Soft-kNN) against 0.52 (floor). A careless evaluation
 (heads fitted on every pair, held-out RNA searchable) lifts the hidden sets' raw
 R². Thresholds keep a margin below those values.
 """
@@ -123,10 +124,10 @@ def he_spectra(small_demo, small_demo_b, tmp_path_factory):
 
 
 def test_the_weights_free_encoder_wins_on_both_worlds_and_auto_clears_the_floor(spectrum, he_spectra):
-    """Measured (small, seed 0), mean over the Hallmarks of the programs each world draws, Soft-kNN / floor / auto:
-    A with he-features R² 0.620 / 0.658 / 0.675, r within type 0.739 / 0.768 / 0.782; B with he-features
-    0.613 / 0.667 / 0.682 and 0.660 / 0.705 / 0.731; with demo-vit, Soft-kNN / floor A 0.344 / 0.414 and
-    B 0.369 / 0.481."""
+    """Measured (small, seed 0, type-conditioned heads), mean over the Hallmarks of the programs each world draws,
+    Soft-kNN / floor / auto: A with he-features R² 0.638 / 0.658 / 0.679, r within type 0.752 / 0.768 / 0.784;
+    B with he-features 0.643 / 0.667 / 0.692 and 0.677 / 0.705 / 0.736; with demo-vit, Soft-kNN / floor
+    A 0.360 / 0.414 and B 0.410 / 0.481."""
     from hquery.demo import WORLDS
 
     vit = {"A": spectrum}
@@ -138,5 +139,5 @@ def test_the_weights_free_encoder_wins_on_both_worlds_and_auto_clears_the_floor(
         assert he["softknn"]["r2_calibrated"] > 0.5 and he["softknn"]["r_within_type"] > 0.55, (world, he)
         for metric in ("r2_calibrated", "r_within_type"):
             assert he["softknn"][metric] > he["ridge_type"][metric] - 0.1, (world, metric, he)  # near the floor
-            assert he["auto"][metric] > he["ridge_type"][metric] + 0.005, (world, metric, he)  # the default clears it
+            assert he["auto"][metric] > he["ridge_type"][metric] + 0.01, (world, metric, he)  # the default clears it
         assert he_spectra[world, "he-features"].means(hidden)["softknn"]["r2_calibrated"] < 0.2, world
