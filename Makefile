@@ -32,6 +32,7 @@ bench: install
 	$(PY) benchmarks/filtered_search.py
 	$(PY) benchmarks/he_features.py
 	$(PY) benchmarks/slide_pooling.py
+	$(PY) benchmarks/type_conditioning.py
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 

@@ -35,22 +35,16 @@ def pooled(tiles: np.ndarray, how: str) -> np.ndarray:
 def measure(world: str, root: Path) -> dict[str, tuple[float, float]]:
     from hquery.demo import WORLDS, generate_demo_cohort
     from hquery.genesets import resolve_prompts
-    from hquery.ingest import ingest_cohort
-    from hquery.ingest.genesets import add_builtin_gene_data
     from hquery.library import Library
+    from hquery.pipelines.demo import ingest_demo_cohort
     from hquery.stats import pearson_within_groups, r_squared
-    from hquery.store import Store
     from hquery.training.bags import load_slide_bags
     from hquery.training.pairs import load_pairs
     from hquery.training.splits import patient_folds
     from hquery.training.type_ridge import TypeRidge
 
     files = generate_demo_cohort(root / "data", size="small", seed=0, world=world)
-    store = Store.init(root / "store")
-    add_builtin_gene_data(store)
-    ingest_cohort(store, files.reference_manifest, expression=files.reference_expression, name="demo_reference")
-    ingest_cohort(store, files.cohort_manifest, expression=files.cohort_expression, name="demo",
-                  encoder="he-features")
+    store = ingest_demo_cohort(root / "store", files, "he-features", spots=False)
     pairs = load_pairs(store, "slide")
     bags = load_slide_bags(store, pairs.sample_ids)
     sets = resolve_prompts(store, collection="hallmark")
