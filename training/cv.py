@@ -4,7 +4,8 @@ Each fold trains on the other folds' pairs only and retrieves among the held-out
 fold's RNA profiles (the targets). Baselines on the same folds:
 
 * ``ridge``: no alignment; a ridge map from image embedding to RNA embedding,
-  retrieval by cosine in RNA space;
+  retrieval by cosine in RNA space. It reads what the image head reads: with
+  type-conditioned heads, the embedding beside the cancer-type one-hot;
 * ``chance``: the recall of a random ranking, ``k / n_heldout``.
 """
 
@@ -17,7 +18,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from hquery.parallel import run_jobs
-from hquery.stats import ridge_regression
+from hquery.stats import one_hot, ridge_regression
 from hquery.training.fit import fit_alignment, project
 from hquery.training.heads import AlignmentConfig
 from hquery.training.metrics import KS, bidirectional_metrics
@@ -57,10 +58,16 @@ class CVReport:
         return out
 
 
-def ridge_baseline(train: Pairs, test: Pairs, ks=KS) -> dict[str, dict[str, float]]:
-    """Retrieval without alignment: ridge image->RNA embedding, cosine in RNA space."""
-    model = ridge_regression().fit(train.image, train.rna)
-    predicted = _unit(model.predict(test.image))
+def ridge_baseline(train: Pairs, test: Pairs, ks=KS, cancer_types: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Retrieval without alignment: ridge image->RNA embedding, cosine in RNA space.
+
+    With ``cancer_types`` (those a conditioned image head reads), the ridge reads their one-hot too.
+    """
+    def inputs(pairs: Pairs) -> np.ndarray:
+        return np.hstack([pairs.image, one_hot(pairs.cancer_types, cancer_types)]) if cancer_types else pairs.image
+
+    model = ridge_regression().fit(inputs(train), train.rna)
+    predicted = _unit(model.predict(inputs(test)))
     return bidirectional_metrics(predicted, _unit(test.rna), ks)
 
 
@@ -101,7 +108,7 @@ def evaluate_fold(train: Pairs, test: Pairs, config: AlignmentConfig, ks, device
     aligned = evaluate_model(model, test, ks)
     chance = {d: {k.replace("chance@", "recall@"): v for k, v in aligned[d].items() if k.startswith("chance@")}
               for d in DIRECTIONS}
-    return {"aligned": aligned, "ridge": ridge_baseline(train, test, ks), "chance": chance}
+    return {"aligned": aligned, "ridge": ridge_baseline(train, test, ks, model.cancer_types), "chance": chance}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

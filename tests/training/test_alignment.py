@@ -1,11 +1,11 @@
 """Recall@K regression tests: alignment trained on the small demo cohort (about 1,000 pairs).
 
-Measured with seed 0 on CPU (5 patient-level folds):
-H&E -> RNA recall@10 aligned 0.368, ridge 0.395, chance 0.050;
-RNA -> H&E aligned 0.386, ridge 0.377. The demo's tiles show each cancer type's
-architecture, which a ridge map from the frozen features already reads, so on
-about 1,000 pairs the heads only keep up with it; the README has the default
-demo's margins. Floors keep a margin for CPU nondeterminism.
+Measured with seed 0 on CPU (5 patient-level folds), type-conditioned heads against
+a ridge that reads the type too: H&E -> RNA recall@10 aligned 0.613, ridge 0.520,
+chance 0.050; RNA -> H&E aligned 0.635, ridge 0.672. (Plain heads against a plain
+ridge: 0.368 / 0.395 and 0.386 / 0.377.) On about 1,000 pairs of the random ViT's
+features the heads keep up with a linear map that knows what they know; the
+README has the default demo's margins. Floors keep a margin for CPU nondeterminism.
 """
 
 import functools
@@ -51,7 +51,7 @@ def test_recall_floor_well_above_chance(honest):
 
 
 def test_alignment_keeps_up_with_a_ridge_map(honest):
-    for direction, share in (("he_to_rna", 0.85), ("rna_to_he", 0.95)):
+    for direction, share in (("he_to_rna", 1.0), ("rna_to_he", 0.9)):
         for metric in ("recall@10", "recall@50"):
             aligned, _ = honest.summary("aligned", direction, metric)
             ridge, _ = honest.summary("ridge", direction, metric)
