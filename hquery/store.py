@@ -32,13 +32,14 @@ import dataclasses
 import fcntl
 import functools
 import json
+import logging
 import os
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ REFRESH_LOCK_FILE = ".refresh.lock"
 STORE_FORMAT = "hquery-store"
 
 _LOCK_WAIT_S = 30.0
+DEFAULT_LOCK_WAIT_S = 600.0
+"""How long a writer waits for another writer's lock before it gives up (``$HQUERY_LOCK_WAIT`` overrides)."""
+LOG = logging.getLogger("hquery")
 
 
 def default_store_path() -> Path:
@@ -117,8 +121,32 @@ def vector_table(columns: dict[str, list], vectors: np.ndarray, name: str = "val
     return pa.table(data)
 
 
+def _check_single_query(text: str) -> None:
+    """Refuse anything but one ``SELECT`` (or ``EXPLAIN``) statement."""
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise InputError(str(exc)) from exc
+    if len(statements) != 1:
+        raise InputError(f"give one statement, not {len(statements)}")
+    if statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise InputError(f"only a query (SELECT) can run here, not {statements[0].type.name}")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def content_digest(key: Any) -> str:
+    """A short digest of a JSON-able ``key`` (config, data versions): what a version was built from."""
+    import hashlib
+
+    return hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=5).hexdigest()
+
+
+def build_id() -> str:
+    """A part of a version id that no other build shares: the UTC time to the second and a random suffix."""
+    return f"{utcnow():%y%m%d%H%M%S}{uuid.uuid4().hex[:4]}"
 
 
 @functools.cache
@@ -175,15 +203,26 @@ class Store:
             raise StoreError(
                 f"{root} exists and is not an empty directory; a new store needs a new or empty directory"
             )
-        root.mkdir(parents=True, exist_ok=True)
-        (root / LANCE_DIR).mkdir()
-        (root / ARTIFACTS_DIR).mkdir()
-        store = cls(root)
-        with store._write_lock():
-            store._migrate()
-            marker = {"format": STORE_FORMAT, "created_by": __version__, "created_at": utcnow().isoformat()}
-            (root / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        return store
+        # built whole in a hidden sibling, then renamed into place: a kill leaves no half-made store at root
+        root.parent.mkdir(parents=True, exist_ok=True)
+        building = root.parent / f".{root.name}.init-{uuid.uuid4().hex[:8]}"
+        try:
+            building.mkdir()
+            (building / LANCE_DIR).mkdir()
+            (building / ARTIFACTS_DIR).mkdir()
+            partial = cls(building)
+            with partial._write_lock():
+                partial._migrate()
+                marker = {"format": STORE_FORMAT, "created_by": __version__, "created_at": utcnow().isoformat()}
+                (building / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            os.rename(building, root)
+        except OSError as exc:
+            if (root / MARKER).exists():  # another process made it first
+                return cls.open(root)
+            raise StoreError(f"cannot create a store at {root}: {exc}") from exc
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return cls(root)
 
     @staticmethod
     def is_store(root: str | Path) -> bool:
@@ -305,13 +344,16 @@ class Store:
 
     def samples_where(self, predicate: str, *, library: bool = False) -> list[str]:
         """Slide samples (or, with ``library``, expression profiles) matching a user's SQL predicate over
-        ``samples`` columns (read-only)."""
-        statement = "library_samples_where" if library else "slide_samples_where"
-        with self.connect() as con:
-            try:
-                rows = _named_rows(con.execute(_queries()[statement].format(predicate=predicate)))
-            except duckdb.Error as exc:
-                raise InputError(f"the sample filter {predicate!r} is not valid SQL over samples: {exc}") from exc
+        ``samples`` columns. The predicate runs where user SQL runs (:meth:`sandbox`): one expression, read-only."""
+        statement = _queries()["library_samples_where" if library else "slide_samples_where"].format(
+            predicate=predicate)
+        try:
+            _check_single_query(statement)
+            with self.sandbox() as con:
+                rows = _named_rows(con.execute(statement))
+        except (duckdb.Error, InputError) as exc:
+            raise InputError(f"the sample filter {predicate!r} is not one valid SQL condition over samples: "
+                             f"{exc}") from exc
         return [r.sample_id for r in rows]
 
     def setting(self, key: str) -> str | None:
@@ -335,26 +377,53 @@ class Store:
         )
 
     def sql(self, text: str) -> pa.Table:
-        """Run a user's read-only SQL over the catalog, its views and every Lance table.
+        """Run one read-only query of a user's over the catalog, its views and every Lance table.
 
         Each committed Lance table is visible by its name (``expression``,
         ``tile_embeddings__<encoder>`` ...), and the default encoders' tables also as
-        ``tile_embeddings``, ``slide_embeddings`` and ``rna_embeddings``.
+        ``tile_embeddings``, ``slide_embeddings`` and ``rna_embeddings``. The query
+        runs in :meth:`sandbox`: one ``SELECT`` (or ``EXPLAIN``), no files read or
+        written outside the store's tables, no settings changed.
         """
-        with self.connect() as con:
-            relations = self.lance_relations()
-            for name, dataset in relations.items():
-                con.register(name, dataset)
+        try:
+            _check_single_query(text)
+        except InputError as exc:
+            raise StoreError(f"SQL error: {exc}") from exc
+        with self.sandbox(lance=True) as con:
             try:
                 relation = con.sql(text)
+                return relation.to_arrow_table() if relation is not None else pa.table({})
             except duckdb.Error as exc:
                 raise StoreError(f"SQL error: {exc}") from exc
-            if relation is None:
-                return pa.table({})
-            try:
-                return relation.to_arrow_table()
-            except duckdb.Error as exc:
-                raise StoreError(f"SQL error: {exc}") from exc
+
+    @contextlib.contextmanager
+    def sandbox(self, lance: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for a user's SQL: the catalog attached read-only, external access and settings locked.
+
+        It can read the catalog (and, with ``lance``, every committed Lance table,
+        handed in as Arrow datasets) and nothing else: no ``COPY``, ``EXPORT``,
+        ``ATTACH``, ``INSTALL``/``LOAD``, file-reading functions or ``SET``.
+        """
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        con = duckdb.connect(":memory:")
+        try:
+            while True:
+                try:
+                    con.execute(f"ATTACH '{self.catalog_path}' AS catalog (READ_ONLY)")
+                    break
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                        raise StoreError(f"cannot open the catalog {self.catalog_path}: {exc}") from exc
+                    time.sleep(0.2)
+            con.execute("USE catalog")
+            if lance:
+                for name, dataset in self.lance_relations().items():
+                    con.register(name, dataset)
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            yield con
+        finally:
+            con.close()
 
     def lance_relations(self) -> dict[str, Any]:
         """Committed Lance datasets by SQL relation name (aliases for the default encoders included)."""
@@ -393,7 +462,10 @@ class Store:
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
-        with _exclusive(self.root / LOCK_FILE, f"is writing to {self.root}; wait for it to finish"):
+        """The one-writer lock; another writer holding it is waited for (``$HQUERY_LOCK_WAIT`` seconds, default
+        600), with a note on stderr, before this one gives up."""
+        wait = float(os.environ.get("HQUERY_LOCK_WAIT", DEFAULT_LOCK_WAIT_S))
+        with _exclusive(self.root / LOCK_FILE, f"is writing to {self.root}", wait=wait):
             self._writing = True
             try:
                 yield
@@ -409,26 +481,37 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """Hold the write lock, undo any earlier interrupted write, and commit on success.
+        """Stage changes and commit them on success, all at once.
 
         Everything staged on the yielded :class:`Transaction` becomes visible at
-        once when the block exits normally, and none of it does if it raises.
-        An interrupted write is undone before this one writes Lance tables or
-        artifacts; a catalog-only transaction needs no undo and skips it.
+        once when the block exits normally, and none of it does if it raises. A
+        transaction that writes Lance tables or artifacts takes the write lock at
+        its first such write and first undoes any earlier interrupted write; a
+        catalog-only one (a prompt's record, an evaluation's results) never takes
+        it, so it commits while a long ingest or training runs, waiting only the
+        moment another commit holds the catalog.
         """
         if self._session is not None:
             raise RuntimeError("a write inside Store.reading(); close the reading block first")
-        with self._write_lock():
-            txn = Transaction(self)
-            try:
-                yield txn
-                txn._commit()
-            except BaseException:
-                txn._abort()
-                raise
+        txn = Transaction(self)
+        try:
+            yield txn
+            txn._commit()
+        except BaseException:
+            txn._abort()
+            raise
+        finally:
+            txn._release()
 
     def _recover(self) -> None:
-        """Roll Lance tables back to their catalog-recorded versions; drop uncommitted ones."""
+        """Roll Lance tables back to their catalog-recorded versions and delete what uncommitted writes left.
+
+        A version past the committed one (a write whose catalog commit never came)
+        is restored away and its data files deleted; data files no version refers
+        to (a write killed before Lance committed it) are deleted too. Committed
+        versions, older ones included, stay readable. Runs under the write lock, so
+        no other process is writing these tables.
+        """
         import lance
 
         committed = self.lance_tables()
@@ -441,9 +524,13 @@ class Store:
                 shutil.rmtree(path)
                 continue
             latest = lance.dataset(str(path))
-            if latest.version != table.version:
+            uncommitted = [v["version"] for v in latest.versions() if v["version"] > table.version]
+            if uncommitted:
                 lance.dataset(str(path), version=table.version).restore()
-                moved.append((table, lance.dataset(str(path)).version))
+                latest = lance.dataset(str(path))
+                latest.cleanup_old_versions(versions=uncommitted, delete_unverified=True)
+                moved.append((table, latest.version))
+            latest.cleanup_old_versions(older_than=timedelta(days=365_000), delete_unverified=True)
         for staging in (self.root / ARTIFACTS_DIR).glob(".staging-*"):
             shutil.rmtree(staging, ignore_errors=True)
         if moved:
@@ -466,12 +553,20 @@ class Transaction:
         self._lance_before: dict[str, LanceTable | None] = {}
         self._artifacts: list[tuple[Path, Path]] = []
         self.lance_versions: dict[str, int] = {}
-        self._recovered = False
+        self._lock: contextlib.ExitStack | None = None
 
-    def _recover_once(self) -> None:
-        if not self._recovered:
+    def _take_write_lock(self) -> None:
+        """Before the first Lance or artifact write: the write lock, then undo any interrupted write."""
+        if self._lock is None:
+            lock = contextlib.ExitStack()
+            lock.enter_context(self.store._write_lock())
+            self._lock = lock
             self.store._recover()
-            self._recovered = True
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def execute(self, name: str, params: Sequence[Any] = (), **staged: pa.Table) -> None:
         """Stage a named statement; ``staged`` Arrow tables are visible to it by name."""
@@ -507,7 +602,7 @@ class Transaction:
         """
         import lance
 
-        self._recover_once()
+        self._take_write_lock()
         path = self.store.lance_path(name)
         if name not in self._lance_before:
             self._lance_before[name] = self.store.lance_tables().get(name)
@@ -521,16 +616,18 @@ class Transaction:
 
     def stage_artifact(self, relative: str) -> Path:
         """A fresh directory to write an artifact into; it moves to ``artifacts/relative`` on commit."""
-        self._recover_once()
+        self._take_write_lock()
         staging = self.store.root / ARTIFACTS_DIR / f".staging-{self.id}" / relative
         staging.mkdir(parents=True, exist_ok=False)
         self._artifacts.append((staging, self.store.artifact_path(relative)))
         return staging
 
     def _commit(self) -> None:
+        taken = [final for _, final in self._artifacts if final.exists()]
+        if taken:  # versions are immutable: what a committed version serves is never deleted or rewritten
+            raise StoreError(f"artifact {taken[0].relative_to(self.store.root)} exists already; a version is "
+                             "written once, so this build needs a new version id")
         for staging, final in self._artifacts:
-            if final.exists():
-                shutil.rmtree(final)
             final.parent.mkdir(parents=True, exist_ok=True)
             staging.rename(final)
         with self.store.connect(write=True) as con:
@@ -554,6 +651,8 @@ class Transaction:
         shutil.rmtree(self.store.root / ARTIFACTS_DIR / f".staging-{self.id}", ignore_errors=True)
 
     def _abort(self) -> None:
+        if self._lock is None:  # catalog-only: nothing was written
+            return
         shutil.rmtree(self.store.root / ARTIFACTS_DIR / f".staging-{self.id}", ignore_errors=True)
         try:
             self.store._recover()
@@ -562,16 +661,28 @@ class Transaction:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path, busy: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``lock_path``; the holder's pid is written in it for the error message."""
+def _exclusive(lock_path: Path, busy: str, wait: float = 0.0) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock_path``, waited for up to ``wait`` seconds (a note on stderr says so);
+    the holder's pid is written in it for the messages."""
     fh = open(lock_path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise StoreError(f"another hquery process ({holder}) {busy}") from None
+    deadline, pause, noted = time.monotonic() + wait, 0.05, False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fh.close()
+                raise StoreError(f"another hquery process ({holder}) {busy}; wait for it to finish"
+                                 + (f" (waited {wait:.0f}s)" if wait else "")) from None
+            if not noted:
+                LOG.warning("waiting for another hquery process (%s) that %s", holder, busy)
+                noted = True
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}")

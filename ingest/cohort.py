@@ -390,11 +390,12 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     enc = create_rna_encoder(spec)
     enc.fit(values[reference] if reference.sum() >= 3 else values)
     version = enc.version
-    enc.save(txn.stage_artifact(encoder_artifact(version)))
-    txn.insert("encoders", pa.Table.from_pylist([{
-        "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
-        "dim": enc.dim, "artifact_path": encoder_artifact(version), "created_at": utcnow(),
-    }]))
+    if not store.query("encoder", [version]):  # the version is the fitted content's hash: stored once
+        enc.save(txn.stage_artifact(encoder_artifact(version)))
+        txn.insert("encoders", pa.Table.from_pylist([{
+            "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
+            "dim": enc.dim, "artifact_path": encoder_artifact(version), "created_at": utcnow(),
+        }]))
     table = vector_table({"sample_id": ids}, enc.encode(values), "embedding")
     txn.write_lance(embedding_table("rna", version), table, kind="rna_embeddings", encoder=version, mode="overwrite")
     txn.move_pointer(Pointer.RNA_ENCODER, version)

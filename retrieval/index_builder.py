@@ -22,7 +22,7 @@ from hquery.names import Pointer, embedding_table, index_artifact, projected_tab
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
 from hquery.retrieval.neighbours import DEFAULT_MATCH, SampleMetadata, nearest_within, plan_neighbours
 from hquery.retrieval.softknn import most_profiles_per_patient
-from hquery.store import Store, StoreError, utcnow
+from hquery.store import Store, StoreError, build_id, utcnow
 from hquery.store import vectors as as_matrix
 from hquery.training.fit import project
 from hquery.training.pairs import cancer_types
@@ -84,7 +84,7 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
     index = build_faiss_index(projected, kind)
     recall = recall_against_exact(index, projected) if kind != "flat" else None
     snapshot = {embedding_table("rna", rna_encoder): store.lance_tables()[embedding_table("rna", rna_encoder)].version}
-    version = f"idx_{record.version.removeprefix('align_')}_{kind}_{n}"
+    version = f"idx_{record.version.removeprefix('align_')}_{kind}_{n}_{build_id()}"
     with store.transaction() as txn:
         folder = txn.stage_artifact(index_artifact(version))
         faiss.write_index(index, str(folder / "index.faiss"))

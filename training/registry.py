@@ -20,20 +20,19 @@ Loading a ``predictor`` needs numpy only; the other kinds import torch when used
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from hquery.names import Pointer
 from hquery.records import ModelRecord, model_record, record_model
-from hquery.store import Store, Transaction
+from hquery.store import Store, Transaction, build_id, content_digest
 
 
 def version_id(prefix: str, key: dict) -> str:
-    """A deterministic version: the same config, data and seed give the same id (and weights)."""
-    digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=5).hexdigest()
-    return f"{prefix}_{digest}"
+    """``PREFIX_DIGEST_BUILD``: the digest names what was fitted (the same config, data and seed give the same
+    one, and on CPU the same weights); the build part is new every time, so a committed version is never
+    written again, even by a rerun of the same fit."""
+    return f"{prefix}_{content_digest(key)}_{build_id()}"
 
 
 def _write_alignment(folder: Path, model) -> None:

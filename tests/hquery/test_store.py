@@ -80,12 +80,19 @@ def test_uncommitted_lance_writes_are_invisible_then_rolled_back(store):
     assert store.dataset("expression").count_rows() == 4
 
 
-def test_one_writer_at_a_time(store):
-    with store.transaction():
+def test_one_writer_at_a_time_and_catalog_records_never_wait_for_it(store, monkeypatch, caplog):
+    monkeypatch.setenv("HQUERY_LOCK_WAIT", "0.3")
+    with store.transaction() as txn:
+        txn.write_lance("expression", _table(3), kind="expression")
         other = Store.open(store.root)
-        with pytest.raises(StoreError, match="another hquery process"):
-            with other.transaction():
-                pass
+        with pytest.raises(StoreError, match=r"another hquery process \(pid \d+\) is writing .* \(waited 0s\)"):
+            with other.transaction() as second:
+                second.write_lance("expression", _table(1, start=9), kind="expression")
+        assert "waiting for another hquery process" in caplog.text
+        with other.transaction() as record:  # a prompt's record, say: catalog only, no lock to wait for
+            record.put_setting("note", "recorded while a writer works")
+    assert store.setting("note") == "recorded while a writer works"
+    assert store.dataset("expression").count_rows() == 3
 
 
 def test_user_sql_is_read_only_and_sees_lance(store):
