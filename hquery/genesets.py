@@ -66,22 +66,33 @@ def read_gmt(path: str | Path, collection: str | None = None, source: str | None
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such gene-set file")
+    if not path.is_file():
+        raise InputError(f"{path}: a gene-set file must be a file")
     collection = collection or _collection_from_name(path.name)
     sets: list[GeneSet] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         if not line.strip() or line.startswith("#"):
             continue
-        fields = line.rstrip("\n").split("\t")
-        if len(fields) < 3:
-            raise InputError(f"{path}:{lineno}: a GMT line needs a name, a description and genes, tab-separated")
+        fields = line.split("\t")
         name = fields[0].strip()
+        if len(fields) < 3:
+            raise InputError(f"{path}:{lineno}: gene set {name!r}: a GMT line needs a name, a description and "
+                             "genes, tab-separated")
         if name in seen:
             raise InputError(f"{path}:{lineno}: gene set {name} already defined on line {seen[name]}")
         seen[name] = lineno
         members = tuple(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
         if not members:
             raise InputError(f"{path}:{lineno}: gene set {name} has no genes")
+        spaced = next((g for g in members if any(c.isspace() for c in g)), None)
+        if spaced:
+            raise InputError(f"{path}:{lineno}: gene set {name}: member {spaced!r} holds a space; a GMT file "
+                             "separates genes with tabs")
         sets.append(GeneSet(name, members, collection, source or str(path.name), fields[1].strip()))
     if not sets:
         raise InputError(f"{path}: no gene sets found")

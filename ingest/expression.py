@@ -59,13 +59,30 @@ class ExpressionMatrix:
         return out, int(keep.sum()), int((~keep).sum())
 
 
-def read_table(path: Path) -> pl.DataFrame:
+@dataclasses.dataclass
+class Table:
+    """A file's columns by position (``c0``, ``c1`` ...) and its header as written: duplicated names are kept,
+    so two columns of one gene can be summed, and the first column is read as text, so ``0010`` stays ``0010``."""
+
+    frame: pl.DataFrame
+    names: list[str]
+
+    def column(self, name: str) -> str:
+        """The positional column of the first header cell called ``name``."""
+        return self.frame.columns[self.names.index(name)]
+
+
+def read_table(path: Path) -> Table:
+    """Read an expression file (CSV, TSV, optionally gzipped, parquet or .h5ad) into a :class:`Table`."""
     import polars as pl
 
     name = path.name.lower()
     try:
         if name.endswith(".parquet"):
-            return pl.read_parquet(path)
+            frame = pl.read_parquet(path)
+            names = frame.columns
+            frame = frame.rename(dict(zip(names, _positional(len(names)))))
+            return Table(frame.with_columns(pl.col("c0").cast(pl.String)), names)
         if name.endswith(".h5ad"):
             return _read_h5ad(path)
         separator = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".txt.gz")) else ","
@@ -73,15 +90,43 @@ def read_table(path: Path) -> pl.DataFrame:
             import gzip
 
             with gzip.open(path, "rb") as fh:
-                return pl.read_csv(fh.read(), separator=separator, infer_schema_length=None)
-        return pl.read_csv(path, separator=separator, infer_schema_length=None)
+                source = fh.read()
+            first = source.split(b"\n", 1)[0]
+        else:
+            source = path
+            with open(path, "rb") as fh:
+                first = fh.readline()
+        names = _header(first, separator, path)
+        frame = pl.read_csv(source, separator=separator, infer_schema_length=None, new_columns=_positional(len(names)),
+                            schema_overrides={"c0": pl.String})
+        return Table(frame, names)
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"{path}: cannot read expression file: {exc}") from exc
 
 
-def _read_h5ad(path: Path) -> pl.DataFrame:
+def _positional(n: int) -> list[str]:
+    return [f"c{i}" for i in range(n)]
+
+
+def _header(line: bytes, separator: str, path: Path) -> list[str]:
+    """The names in a CSV header line, as written."""
+    import csv
+    import io
+
+    line = line.rstrip(b"\r\n")
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the header is not UTF-8 text ({exc})") from exc
+    names = next(csv.reader(io.StringIO(text), delimiter=separator), [])
+    if not names:
+        raise InputError(f"{path}: the file is empty")
+    return [n.strip() for n in names]
+
+
+def _read_h5ad(path: Path) -> Table:
     import polars as pl
 
     try:
@@ -90,8 +135,9 @@ def _read_h5ad(path: Path) -> pl.DataFrame:
         raise InputError(f"{path}: reading .h5ad needs anndata (pip install 'hquery[h5ad]')") from exc
     adata = anndata.read_h5ad(path)
     matrix = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    frame = pl.DataFrame(matrix, schema=[str(v) for v in adata.var_names], orient="row")
-    return frame.insert_column(0, pl.Series("sample_id", [str(o) for o in adata.obs_names]))
+    names = ["sample_id"] + [str(v) for v in adata.var_names]
+    frame = pl.DataFrame(matrix, schema=_positional(len(names))[1:], orient="row")
+    return Table(frame.insert_column(0, pl.Series("c0", [str(o) for o in adata.obs_names])), names)
 
 
 def read_expression(
@@ -124,25 +170,32 @@ def read_expression(
         raise InputError(f"unknown units {units!r}; use one of {', '.join(UNITS)}")
     if not path.is_file():
         raise InputError(f"{path}: expression file not found")
-    df = read_table(path)
+    table = read_table(path)
+    df = table.frame
     if df.width < 2:
         raise InputError(f"{path}: needs a sample_id column and at least one gene column")
-    id_col = df.columns[0]
-    sample_ids = [str(s) if s is not None else "" for s in df[id_col].to_list()]
+    sample_ids = [s.strip() if s is not None else "" for s in df["c0"].to_list()]
     for i, sid in enumerate(sample_ids):
-        if not sid.strip():
+        if not sid:
             raise InputError(f"{path}: row {i + 1} has an empty sample id")
-    meta = [id_col]
+    meta = ["c0"]
     coords = None
     if spots:
-        missing = [c for c in SPOT_COORDS if c not in df.columns]
+        missing = [c for c in SPOT_COORDS if c not in table.names]
         if missing:
             raise InputError(f"{path}: a spot file needs columns sample_id, x, y; missing {', '.join(missing)}")
+        columns = [table.column(c) for c in SPOT_COORDS]
         try:
-            coords = df.select(pl.col(list(SPOT_COORDS)).cast(pl.Int64, strict=True)).to_numpy()
+            given = df.select(pl.col(columns).cast(pl.Float64, strict=True)).to_numpy()
         except Exception as exc:
             raise InputError(f"{path}: spot coordinates x, y must be integers: {exc}") from exc
-        meta += list(SPOT_COORDS)
+        bad = np.argwhere(~np.isfinite(given) | (given != np.round(given)))
+        if len(bad):
+            r, c = bad[0]
+            raise InputError(f"{path}: spot coordinates x, y must be integers; row {r + 1} (sample "
+                             f"{sample_ids[r]}) has {SPOT_COORDS[c]}={given[r, c]:g}")
+        coords = given.astype(np.int64)
+        meta += columns
         keys = list(zip(sample_ids, map(tuple, coords)))
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
@@ -153,10 +206,11 @@ def read_expression(
             if sid in seen:
                 raise InputError(f"{path}: duplicated sample_id {sid} (rows {seen[sid] + 1} and {i + 1})")
             seen[sid] = i
-    gene_cols = [c for c in df.columns if c not in meta]
-    if not gene_cols:
+    positions = [i for i, c in enumerate(df.columns) if c not in meta]
+    if not positions:
         raise InputError(f"{path}: no gene columns")
-    values = _numeric_matrix(df.select(gene_cols), path, sample_ids)
+    gene_cols = [table.names[i] for i in positions]
+    values = _numeric_matrix(df.select([df.columns[i] for i in positions]), gene_cols, path, sample_ids)
     if units in ("counts", "tpm"):
         neg = np.argwhere(values < 0)
         if len(neg):
@@ -169,7 +223,17 @@ def read_expression(
     for col, sym in zip(gene_cols, symbols):
         if not sym:
             raise InputError(f"{path}: column {col!r} has an empty gene symbol")
-    linear = np.expm1(values) if units == "log" else values
+    if units == "log":
+        with np.errstate(over="ignore"):
+            linear = np.expm1(values)
+        overflow = np.argwhere(~np.isfinite(linear))
+        if len(overflow):
+            r, c = overflow[0]
+            raise InputError(f"{path}: log value {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
+                             f"is too large to be log expression ({len(overflow)} such values); are these counts? "
+                             "give units 'counts' or 'tpm'")
+    else:
+        linear = values
     genes, linear = _sum_duplicates(symbols, linear)
     if units == "counts":
         libsize = linear.sum(axis=1, keepdims=True)
@@ -181,24 +245,24 @@ def read_expression(
     return ExpressionMatrix(path, sample_ids, genes, logged, coords)
 
 
-def _numeric_matrix(df: pl.DataFrame, path: Path, sample_ids: list[str]) -> np.ndarray:
+def _numeric_matrix(df: pl.DataFrame, genes: list[str], path: Path, sample_ids: list[str]) -> np.ndarray:
     import polars as pl
 
-    for col, dtype in zip(df.columns, df.dtypes):
+    for col, gene, dtype in zip(df.columns, genes, df.dtypes):
         if not dtype.is_numeric():
             cast = df[col].cast(pl.Float64, strict=False)
             bad = (cast.is_null() & df[col].is_not_null()).arg_true()
             if len(bad):
                 i = bad[0]
                 raise InputError(
-                    f"{path}: non-numeric value {df[col][i]!r} for sample {sample_ids[i]}, gene {col}"
+                    f"{path}: non-numeric value {df[col][i]!r} for sample {sample_ids[i]}, gene {gene}"
                 )
     matrix = df.cast(pl.Float64, strict=False).to_numpy()
     missing = np.argwhere(~np.isfinite(matrix))
     if len(missing):
         r, c = missing[0]
         raise InputError(
-            f"{path}: missing or non-finite value for sample {sample_ids[r]}, gene {df.columns[c]} "
+            f"{path}: missing or non-finite value for sample {sample_ids[r]}, gene {genes[c]} "
             f"({len(missing)} in all)"
         )
     return matrix

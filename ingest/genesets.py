@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hquery.errors import InputError
 from hquery.genes import aliases_table, read_hgnc_aliases, resolve_symbols, shipped_aliases
 from hquery.genesets import GeneSet, hallmark_sets, members_hash
 from hquery.store import Store, utcnow
@@ -29,7 +30,18 @@ def gene_sets_table(sets: Sequence[GeneSet], aliases: Mapping[str, str]) -> pa.T
 
 
 def add_gene_sets(store: Store, sets: Sequence[GeneSet]) -> int:
-    """Store ``sets`` (members resolved through the store's aliases); same-named sets are replaced."""
+    """Store ``sets`` (members resolved through the store's aliases).
+
+    A set of the same name in the same collection is replaced (importing a file
+    again updates it); one in another collection is refused, since every prompt
+    by that name would silently change meaning.
+    """
+    existing = {r.name: r.collection for r in store.query("gene_set_names")}
+    taken = [(gs.name, existing[gs.name]) for gs in sets if existing.get(gs.name, gs.collection) != gs.collection]
+    if taken:
+        name, collection = taken[0]
+        raise InputError(f"gene set {name} is already in collection {collection} ({len(taken)} such name(s)); "
+                         "rename the set(s) in the file")
     aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
     with store.transaction() as txn:
         txn.insert("gene_sets", gene_sets_table(sets, aliases))

@@ -36,8 +36,11 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     import polars as pl
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a manifest is a CSV file, not a folder")
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
+    _check_rows(path)
     try:
         df = pl.read_csv(path, infer_schema_length=10_000, schema_overrides={c: pl.String for c in KNOWN_COLUMNS})
     except Exception as exc:
@@ -74,3 +77,22 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             ManifestRow(sample_id, patient_id, (record.get("cancer_type") or "").strip() or None, slide_path, clinical, line)
         )
     return rows
+
+
+def _check_rows(path: Path) -> None:
+    """Refuse text that is not UTF-8 and rows whose field count differs from the header's, naming the line."""
+    import csv
+    import io
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the manifest as UTF-8") from exc
+    if not text.strip():
+        raise InputError(f"{path}: the manifest is empty; it needs a header with sample_id and patient_id")
+    reader = csv.reader(io.StringIO(text))
+    width = len(next(reader))
+    for row in reader:
+        if row and len(row) != width:
+            raise InputError(f"{path}:{reader.line_num}: {len(row)} fields where the header has {width}")

@@ -91,10 +91,18 @@ class TileFolder(SlideSource):
         from PIL import Image
 
         found = []
+        at: dict[tuple[int, int], Path] = {}
         for entry in sorted(path.iterdir()):
             m = TILE_NAME.match(entry.name)
             if m:
-                found.append((int(m.group(1)), int(m.group(2)), entry))
+                if not entry.is_file():  # a FIFO, a device or a link to one would hang the hashing
+                    raise InputError(f"{entry}: a tile must be a regular image file")
+                x, y = int(m.group(1)), int(m.group(2))
+                if (x, y) in at:
+                    raise InputError(f"{entry}: a second tile at x={x}, y={y} (the first is {at[x, y].name}); "
+                                     "each position holds one tile")
+                at[x, y] = entry
+                found.append((x, y, entry))
             elif entry.suffix.lower() in IMAGE_SUFFIXES:
                 raise InputError(f"{entry}: tile images must be named <x>_<y>.png or .jpg (level-0 pixels)")
         if not found:
@@ -128,7 +136,7 @@ class TileFolder(SlideSource):
             for f in self.files[start : start + batch_size]:
                 try:
                     with Image.open(f) as im:
-                        arr = np.asarray(im.convert("RGB"))
+                        arr = np.asarray(on_white(im))
                 except Exception as exc:
                     raise InputError(f"{f}: cannot read image: {exc}") from exc
                 if arr.shape[:2] != self.tile_shape:
@@ -196,8 +204,7 @@ class WholeSlide(SlideSource):
                         region = slide.read_region((int(x), int(y)), self.level, (read, read))
                     except Exception as exc:
                         raise InputError(f"{self.path}: cannot read tile at x={x}, y={y}: {exc}") from exc
-                    rgb = Image.new("RGB", region.size, (255, 255, 255))
-                    rgb.paste(region, mask=region.split()[3])
+                    rgb = on_white(region)
                     if rgb.size != (self.tile_size, self.tile_size):
                         rgb = rgb.resize((self.tile_size, self.tile_size), Image.Resampling.BILINEAR)
                     images.append(np.asarray(rgb))
@@ -226,6 +233,8 @@ class FeatureFile(SlideSource):
             raise InputError(f"{path}: cannot read HDF5 features: {exc}") from exc
         if len(fshape) != 2 or len(cshape) != 2 or cshape[1] != 2 or fshape[0] != cshape[0]:
             raise InputError(f"{path}: features {fshape} and coords {cshape} must be [N, D] and [N, 2] with the same N")
+        if fshape[0] == 0:
+            raise InputError(f"{path}: the features file holds no tiles")
         size = attrs.get("patch_size_level0", attrs.get("patch_size"))
         return cls(path=path, kind="features", coords=coords, tile_size=int(size) if size is not None else None, dim=fshape[1])
 
@@ -244,6 +253,18 @@ class FeatureFile(SlideSource):
                 if not np.isfinite(block).all():
                     raise InputError(f"{self.path}: non-finite feature values in tiles {start}..{start + len(block) - 1}")
                 yield np.arange(start, start + len(block)), block
+
+
+def on_white(image):
+    """An RGB PIL image; transparent pixels (RGBA, LA, palette transparency) over white, as a slide's glass."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.split()[3])
+        return white
+    return image.convert("RGB")
 
 
 def open_slide(path: Path, tiling: TilingOptions | None = None) -> SlideSource:

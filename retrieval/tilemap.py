@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hquery.ingest.slides import _openslide
+from hquery.ingest.slides import _openslide, on_white
 from hquery.store import Store, StoreError
 
 
@@ -39,7 +39,7 @@ def slide_thumbnail(source_path: str, kind: str, x: np.ndarray, y: np.ndarray, s
             scale = max(width, height) / max_px
             level = slide.get_best_level_for_downsample(scale)
             ds = slide.level_downsamples[level]
-            region = slide.read_region((left, top), level, (int(width / ds), int(height / ds))).convert("RGB")
+            region = on_white(slide.read_region((left, top), level, (int(width / ds), int(height / ds))))
             return np.asarray(region.resize((max(1, int(width / scale)), max(1, int(height / scale)))))
     if kind == "tiles":
         cols, rows = int((x.max() - x.min()) // step) + 1, int((y.max() - y.min()) // step) + 1
@@ -50,7 +50,7 @@ def slide_thumbnail(source_path: str, kind: str, x: np.ndarray, y: np.ndarray, s
                      if p.exists()]
             if found:
                 with Image.open(found[0]) as tile:
-                    canvas.paste(tile.convert("RGB").resize((px, px)),
+                    canvas.paste(on_white(tile).resize((px, px)),
                                  (int((xi - x.min()) // step) * px, int((yi - y.min()) // step) * px))
         return np.asarray(canvas)
     return None
