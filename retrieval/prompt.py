@@ -204,7 +204,9 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
         matches = library.match(gene_sets, min_genes)
         predictor = load_predictor(store, collections.pop())
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        keys, queries = _query_vectors(store, predictor.model_version, level, [r.sample_id for r in slides])
+        late: list[str] = []
+        keys, queries = _query_vectors(store, predictor.model_version, level, [r.sample_id for r in slides],
+                                       notes=late)
     columns = {h: j for j, h in enumerate(predictor.members_hashes)}
     unknown = [gs.name for gs in gene_sets if gs.members_hash not in columns]
     if unknown:
@@ -215,7 +217,7 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
     results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0], _fixed_route(store, matches, "mlp"))
-    notes = [] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"]
+    notes = late + ([] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"])
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, 0, notes, 0.0)
     run.seconds = time.perf_counter() - started
     if record:
@@ -323,7 +325,8 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         matches = library.match(gene_sets, min_genes)
         index = RNAIndex.load(store, index_version)
         slides = select_slides(store, samples=samples, cohort=cohort, where=where)
-        keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides])
+        late: list[str] = []
+        keys, queries = _query_vectors(store, index.model_version, level, [r.sample_id for r in slides], notes=late)
         predictor = _covering_predictor(store, gene_sets) if method == "auto" else None
         usable = _usable_histoprism(store) if method == "auto" else None
         if method == "auto":
@@ -333,6 +336,7 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         else:
             trust = trust_of(store, names, "softknn_raw" if raw else method)
             choices, notes = {n: RouteChoice(method, trust[n], None) for n in names}, []
+        notes = late + notes
         needed = {c.route for c in choices.values()}
         pairs = None if raw else load_pairs(store, "slide")
         cancer_type = {r.sample_id: r.cancer_type for r in store.query("slide_samples")}
@@ -351,7 +355,7 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         if needed & {"ridge_type", "ensemble"}:
             frozen = _frozen_vectors(store, pairs.image_encoder, level, keys)
         if "mlp" in needed:
-            _, aligned = _query_vectors(store, predictor.model_version, level, query_ids)
+            _, aligned = _query_vectors(store, predictor.model_version, level, query_ids, notes=[])
         if "histoprism" in needed:
             by_route["histoprism"], histoprism_notes, histoprism = _histoprism_route(store, keys, level, gene_sets,
                                                                                      choices, min_genes)
@@ -471,9 +475,15 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
 
 
 def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str], *,
-                   projected_only: bool = False) -> tuple[list[tuple[str, int | None]], np.ndarray]:
-    """Keys and projected vectors of ``sample_ids`` (sorted); a slide the model never projected is an error,
-    or, with ``projected_only``, left out."""
+                   projected_only: bool = False, notes: list[str] | None = None
+                   ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """Keys and projected vectors of ``sample_ids`` (sorted).
+
+    The index build projected every slide stored then. A slide ingested since is
+    projected now, through the same model's image head (``notes`` says so), so
+    only a new model needs a new index; with ``projected_only`` such slides are
+    left out instead.
+    """
     dataset = store.dataset(projected_table(level, model_version))
     if dataset is None:
         raise NotReadyError(f"no projected {level} embeddings for model {model_version}; build the index again",
@@ -485,12 +495,43 @@ def _query_vectors(store: Store, model_version: str, level: str, sample_ids: lis
     keep = np.array([s in wanted for s in ids], dtype=bool)
     tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * len(ids)
     keys = [(s, t) for s, t, k in zip(ids, tiles, keep) if k]
+    found = vectors(table["vector"])[keep]
     unprojected = sorted(wanted - {s for s, _ in keys})
     if unprojected and not projected_only:
-        raise NotReadyError(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:5])}) were ingested after the "
-                         f"index was built; build it again so they can be scored", needs="index")
+        late_keys, late = _project_now(store, model_version, level, unprojected)
+        keys, found = keys + late_keys, np.concatenate([found, late])
+        if notes is not None:
+            notes.append(f"{len(unprojected)} slide(s) ({', '.join(unprojected[:3])}"
+                         f"{', ...' if len(unprojected) > 3 else ''}) were ingested after the index was built; "
+                         f"projected now through {model_version}'s image head")
     order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1] or 0))
-    return [keys[i] for i in order], vectors(table["vector"])[keep][order]
+    return [keys[i] for i in order], found[order]
+
+
+def _project_now(store: Store, model_version: str, level: str, sample_ids: list[str]
+                 ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """Slides (or their tiles) the index never saw, through the alignment model's image head."""
+    import pyarrow.compute as pc
+
+    from hquery.training.fit import project
+    from hquery.training.pairs import cancer_types
+    from hquery.training.registry import load_model
+
+    model, record = load_model(store, "alignment", model_version)
+    encoder = record.params["image_encoder"]
+    dataset = store.dataset(embedding_table(level, encoder))
+    columns = ["sample_id", "embedding"] + (["tile_index"] if level == "tile" else [])
+    table = dataset.to_table(columns=columns, filter=pc.field("sample_id").isin(sample_ids)) if dataset else None
+    missing = sorted(set(sample_ids) - set(table["sample_id"].to_pylist() if table is not None else []))
+    if missing:
+        raise NotReadyError(f"{len(missing)} slide(s) ({', '.join(missing[:5])}) have no {encoder} embedding, which "
+                            f"model {model_version} reads; train the alignment and build the index again",
+                            needs="train align")
+    ids = table["sample_id"].to_pylist()
+    type_of = cancer_types(store)
+    projected = project(model, image=vectors(table["embedding"]), cancer_types=[type_of[s] for s in ids])
+    tiles = table["tile_index"].to_pylist() if level == "tile" else [None] * len(ids)
+    return list(zip(ids, tiles)), projected
 
 
 def _neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray, query_samples: list[str],

@@ -217,7 +217,8 @@ def test_neighbours_where_restricts_the_library(indexed):
         _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule(("no_such_field",)))
 
 
-def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
+def test_slides_ingested_after_the_index_are_scored_at_once(fresh, tmp_path):
+    """A new slide needs no new index: the prompt projects it through the index's model, as a rebuild would."""
     from hquery.retrieval import build_index
     from tests.conftest import write_tiles
 
@@ -226,8 +227,13 @@ def test_slides_ingested_after_the_index_ask_for_a_reindex(fresh, tmp_path):
                    "slide_path": "slides/LATE1"}]).write_csv(tmp_path / "late.csv")
     ingest_cohort(fresh, tmp_path / "late.csv", name="late")
     sets = resolve_prompts(fresh, ["G2M"])
-    with pytest.raises(NotReadyError, match=r"LATE1\) were ingested after the index was built; build it again"):
-        run_prompt(fresh, sets, record=False)
+    for level in ("slide", "tile"):
+        run = run_prompt(fresh, sets, method="softknn", level=level, record=False)
+        assert "LATE1" in run.results["sample_id"].to_pylist(), level
+        assert any("LATE1) were ingested after the index was built; projected now" in n for n in run.notes)
+    now = pl.from_arrow(run_prompt(fresh, sets, method="softknn", samples=["LATE1"], record=False).results)
     build_index(fresh)
-    run = run_prompt(fresh, sets, samples=["LATE1"], record=False)
-    assert run.results["sample_id"].to_pylist() == ["LATE1"]
+    rebuilt = run_prompt(fresh, sets, method="softknn", samples=["LATE1"], record=False)
+    assert not any("ingested after" in n for n in rebuilt.notes)
+    np.testing.assert_allclose(now["score"].to_numpy(), pl.from_arrow(rebuilt.results)["score"].to_numpy(),
+                               rtol=1e-5)
