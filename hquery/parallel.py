@@ -29,14 +29,31 @@ def worker_pool(workers: int | None = None, device: str = "cpu") -> Iterator[Exe
 
     ``workers`` defaults to the CPUs this process may use. On CUDA, or with one
     worker, there is no pool: the GPU is shared and a pool would only add start-up.
-    Workers are spawned (not forked), which is safe after torch has started threads.
+    Workers are spawned (not forked), which is safe after torch has started threads,
+    and exit by themselves when the parent dies (a killed ``train --folds`` leaves
+    no workers behind).
     """
     workers = available_cpus() if workers is None else workers
     if device != "cpu" or workers <= 1:
         yield None
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         yield pool
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that made the pool is gone (killed, say), instead of
+    waiting forever for work that will never come."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hquery-parent-watch", daemon=True).start()
 
 
 def submit(pool: Executor | None, fn: Callable, *args) -> Future:
