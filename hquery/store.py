@@ -292,14 +292,16 @@ class Store:
         """A short-lived catalog connection; read-only unless this process holds the write lock.
 
         DuckDB lets one process write or many read a database file, so connections
-        are held only as long as a statement needs them, and a busy catalog is
-        retried for up to 30 s before failing with a clear message.
+        are held only as long as a statement needs them. A reader retries a busy
+        catalog for up to 30 s; a commit waits for readers (a long ``hquery sql``)
+        as long as a writer waits for another writer (``$HQUERY_LOCK_WAIT``).
         """
         if self._session is not None and not (write or self._writing):
             yield self._session
             return
         read_only = not (write or self._writing) and self.catalog_path.exists()
-        deadline = time.monotonic() + _LOCK_WAIT_S
+        wait = _LOCK_WAIT_S if read_only else float(os.environ.get("HQUERY_LOCK_WAIT", DEFAULT_LOCK_WAIT_S))
+        deadline, noted = time.monotonic() + wait, False
         while True:
             try:
                 con = duckdb.connect(str(self.catalog_path), read_only=read_only)
@@ -307,6 +309,9 @@ class Store:
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise StoreError(f"cannot open the catalog {self.catalog_path}: {exc}") from exc
+                if not read_only and not noted and time.monotonic() > deadline - wait + 5:
+                    LOG.warning("waiting for readers of %s to finish before committing", self.catalog_path)
+                    noted = True
                 time.sleep(0.2)
         try:
             yield con
@@ -404,26 +409,21 @@ class Store:
         handed in as Arrow datasets) and nothing else: no ``COPY``, ``EXPORT``,
         ``ATTACH``, ``INSTALL``/``LOAD``, file-reading functions or ``SET``.
         """
-        deadline = time.monotonic() + _LOCK_WAIT_S
         con = duckdb.connect(":memory:")
-        try:
-            while True:
-                try:
-                    con.execute(f"ATTACH '{self.catalog_path}' AS catalog (READ_ONLY)")
-                    break
-                except duckdb.IOException as exc:
-                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                        raise StoreError(f"cannot open the catalog {self.catalog_path}: {exc}") from exc
-                    time.sleep(0.2)
-            con.execute("USE catalog")
-            if lance:
-                for name, dataset in self.lance_relations().items():
-                    con.register(name, dataset)
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-            yield con
-        finally:
-            con.close()
+        # An attached catalog takes no file lock, so a read-only connection is held beside it for the query:
+        # writers in other processes wait for it, as for any reader, instead of changing pages under it.
+        with self.connect():
+            try:
+                con.execute(f"ATTACH '{self.catalog_path}' AS catalog (READ_ONLY)")
+                con.execute("USE catalog")
+                if lance:
+                    for name, dataset in self.lance_relations().items():
+                        con.register(name, dataset)
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+                yield con
+            finally:
+                con.close()
 
     def lance_relations(self) -> dict[str, Any]:
         """Committed Lance datasets by SQL relation name (aliases for the default encoders included)."""
@@ -623,10 +623,15 @@ class Transaction:
         return staging
 
     def _commit(self) -> None:
-        taken = [final for _, final in self._artifacts if final.exists()]
-        if taken:  # versions are immutable: what a committed version serves is never deleted or rewritten
-            raise StoreError(f"artifact {taken[0].relative_to(self.store.root)} exists already; a version is "
-                             "written once, so this build needs a new version id")
+        for _, final in self._artifacts:
+            if not final.exists():
+                continue
+            relative = final.relative_to(self.store.root / ARTIFACTS_DIR).as_posix()
+            if self.store.query("artifact_referenced", [relative])[0].n:
+                # versions are immutable: what a committed version serves is never deleted or rewritten
+                raise StoreError(f"artifact {relative} belongs to a committed version; a version is written "
+                                 "once, so this build needs a new version id")
+            shutil.rmtree(final)  # left by a commit killed before the catalog took it: nothing refers to it
         for staging, final in self._artifacts:
             final.parent.mkdir(parents=True, exist_ok=True)
             staging.rename(final)

@@ -212,3 +212,13 @@ SELECT refresh_id, started_at, status, reason, service_model, candidate_model, s
 SELECT t.sample_id, t.tile_index, t.x, t.y, s.tile_size
 FROM tiles t JOIN slides s USING (sample_id)
 WHERE list_contains(?, t.sample_id);
+
+-- name: artifact_referenced
+-- How many committed rows refer to an artifact folder (relative to artifacts/): 0 for an orphan of a killed commit.
+SELECT count(*) AS n FROM (
+    SELECT artifact_path AS path FROM encoders
+    UNION ALL SELECT artifact_path FROM models
+    UNION ALL SELECT path FROM index_versions
+    UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
+    UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs
+) WHERE path = ?;

@@ -176,3 +176,30 @@ def test_model_versions_are_recorded_and_found_one_way(store):
     assert json.loads((record.folder(store) / "config.json").read_text()) == {"a": 1}
     with pytest.raises(StoreError, match="no PEKA adapter 'histoprism_x'"):
         model_record(store, "peka", "histoprism_x")
+
+
+def test_a_committed_artifact_is_never_rewritten_and_an_orphan_is_replaced(store):
+    import pyarrow as pa
+
+    from hquery.store import utcnow
+
+    def record_eval(txn, eval_id):
+        txn.insert("prompt_eval_runs", pa.Table.from_pylist([{
+            "eval_id": eval_id, "created_at": utcnow(), "collection": "c", "folds": 2, "k": 1, "tau": 0.1,
+            "n_slides": 1, "seconds": 0.0, "params": "{}"}]))
+
+    with store.transaction() as txn:
+        (txn.stage_artifact("evals/e1") / "plot.png").write_text("first")
+        record_eval(txn, "e1")
+    with pytest.raises(StoreError, match="evals/e1 belongs to a committed version"):
+        with store.transaction() as txn:
+            (txn.stage_artifact("evals/e1") / "plot.png").write_text("second")
+    assert (store.artifact_path("evals/e1") / "plot.png").read_text() == "first"
+    # a commit killed after moving its files but before the catalog took them leaves an orphan: replaced
+    orphan = store.artifact_path("evals/e2")
+    orphan.mkdir(parents=True)
+    (orphan / "plot.png").write_text("orphan")
+    with store.transaction() as txn:
+        (txn.stage_artifact("evals/e2") / "plot.png").write_text("new")
+        record_eval(txn, "e2")
+    assert (orphan / "plot.png").read_text() == "new"
