@@ -27,12 +27,12 @@ def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], mi
     """Each set's members in ``universe``; :class:`GeneSetTooSmall`, naming the set, if one has under ``min_genes``."""
     matches = match_gene_sets(universe, {gs.name: gs.members for gs in gene_sets})
     for m in matches:
-        if m.n_found < min_genes:
+        if m.n_found < max(min_genes, 1):  # a set with no gene found scores nothing, whatever the minimum
             total = m.n_found + len(m.missing)
             shown = ", ".join(m.missing[:10]) + (" ..." if len(m.missing) > 10 else "")
             raise GeneSetTooSmall(
                 f"gene set {m.name}: only {m.n_found} of its {total} genes are in {whose} {len(universe)}-gene "
-                f"universe, fewer than the minimum of {min_genes} (missing: {shown}){hint}", needs=needs)
+                f"universe, fewer than the minimum of {max(min_genes, 1)} (missing: {shown}){hint}", needs=needs)
     return matches
 
 

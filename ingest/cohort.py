@@ -124,7 +124,7 @@ def ingest_cohort(
     started = time.perf_counter()
     started_at = utcnow()
     manifest = Path(manifest)
-    cohort = name or manifest.stem
+    cohort = name or cohort_name(manifest)
     rows = read_manifest(manifest)
     by_id = {r.sample_id: r for r in rows}
     aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
@@ -177,6 +177,9 @@ def ingest_cohort(
             spot_values[spot_rows[row.sample_id]] if row.sample_id in spot_rows else None,
         )
         prior = stored.get(row.sample_id)
+        if prior is None and row.slide_path is None and row.sample_id not in bulk_rows:
+            raise InputError(f"{row.where(manifest)}: has neither a slide_path nor a profile in "
+                             f"{bulk.source if bulk else 'an expression file (--expression)'}; a sample needs one")
         if prior is None:
             new_rows.append(row)
             hashes[row.sample_id] = digest
@@ -244,6 +247,18 @@ def _check_known(sample_ids: list[str], by_id: dict[str, ManifestRow], source: P
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise InputError(f"{source}: sample(s) {', '.join(unknown[:5])}{more} are not in the manifest {manifest}")
+
+
+GENERIC_MANIFEST_NAMES = ("manifest", "cohort", "samples", "metadata", "sample_sheet")
+
+
+def cohort_name(manifest: Path) -> str:
+    """The default cohort name: the manifest's file name, or its folder's where the file name says nothing
+    (``lab_a/manifest.csv`` is cohort ``lab_a``, not ``manifest``)."""
+    stem = manifest.stem
+    if stem.lower() in GENERIC_MANIFEST_NAMES and manifest.resolve().parent.name:
+        return manifest.resolve().parent.name
+    return stem
 
 
 def _image_spec(

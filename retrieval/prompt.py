@@ -345,6 +345,10 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
             rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
                                                  saved=level == "slide")
             notes += plan_notes
+            if rows.shape[1] < knn.k:
+                notes.append(f"k={knn.k} is more than the {rows.shape[1]} library profiles a query can draw on; "
+                             f"used k={rows.shape[1]}")
+                knn = dataclasses.replace(knn, k=rows.shape[1])
             if not raw:
                 # calibrated on the paired slides the index has projected; newer pairs wait for a reindex
                 calibrated_on, pair_queries = _query_vectors(store, index.model_version, "slide", pairs.sample_ids,

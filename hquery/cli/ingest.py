@@ -24,7 +24,7 @@ from hquery.progress import progress_bars
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--expression", type=click.Path(path_type=Path), help="Bulk expression file (samples as rows).")
 @click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
-@click.option("--name", help="Cohort name [default: the manifest's file name].")
+@click.option("--name", help="Cohort name [default: the manifest's file name, or its folder's for manifest.csv].")
 @click.option("--encoder", help="Image encoder spec [default: the store's, else he-features, which needs no "
               "weights], e.g. hf-hub:ORG/NAME, timm:ARCH?weights=FILE, demo-vit, concat:he-features+demo-vit.")
 @click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")

@@ -14,7 +14,7 @@ from hquery.cli.options import (
     soft_knn,
     store_option,
 )
-from hquery.cli.render import FORMATS, print_prompt, write_table
+from hquery.cli.render import FORMATS, check_out, print_prompt, write_table
 from hquery.genesets import resolve_prompts
 from hquery.retrieval.prompt import run_prompt
 from hquery.retrieval.tilemap import render_tile_map
@@ -60,7 +60,7 @@ def index(kind, approximate_above, version, store_path_) -> None:
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
-@click.option("--min-genes", type=int, default=5, show_default=True,
+@click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
               help="A gene set with fewer genes in the library is an error.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -74,11 +74,15 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
     """
     store = open_store(store_path_)
     knn = soft_knn(k, tau)
+    check_out(out)
+    wanted = None
+    if samples is not None:
+        wanted = [s.strip() for s in samples.split(",") if s.strip()]
+        if not wanted:
+            raise click.BadParameter("names no sample; leave it out to score every slide", param_hint="--samples")
     run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn,
                      neighbours=neighbour_rule(match, neighbours_where), aggregate=aggregate,
-                     method=method, cohort=cohort,
-                     samples=[s.strip() for s in samples.split(",") if s.strip()] if samples else None,
-                     where=where, min_genes=min_genes)
+                     method=method, cohort=cohort, samples=wanted, where=where, min_genes=min_genes)
     if fmt != "table" or out:
         write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
     if fmt == "table":

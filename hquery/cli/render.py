@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,11 +46,28 @@ def print_rows(columns: list[str], rows: list[tuple]) -> None:
     Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
+def check_out(out: Path | None) -> Path | None:
+    """Refuse an ``--out`` that cannot be written before any work is done (or recorded)."""
+    if out is None:
+        return None
+    if out.is_dir():
+        raise click.BadParameter(f"{out} is a folder; give a file path", param_hint="--out")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"{parent} does not exist", param_hint="--out")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise click.BadParameter(f"{out} cannot be written here", param_hint="--out")
+    return out
+
+
 def write_table(table, fmt: str, out: Path | None) -> None:
     """An Arrow table as an aligned table, CSV, JSON or Parquet, to ``out`` or standard output."""
     import polars as pl
 
     frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
+    if fmt in ("csv", "table"):  # nested values (lists, structs) as JSON text, which CSV can hold
+        frame = frame.with_columns(pl.Series(name, [json.dumps(v, default=str) for v in frame[name].to_list()])
+                                   for name, dtype in frame.schema.items() if dtype.is_nested())
     if fmt == "parquet":
         if out is None:
             raise click.UsageError("--format parquet needs --out FILE")

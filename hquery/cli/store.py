@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hquery.cli.options import open_store, store_option, store_path
-from hquery.cli.render import FORMATS, print_rows, write_table
+from hquery.cli.render import FORMATS, check_out, print_rows, write_table
 from hquery.ingest import init_store
 
 
@@ -48,7 +48,7 @@ def status(fmt, store_path_) -> None:
 @store_option
 def sql(query, fmt, out, store_path_) -> None:
     """Run a read-only SQL QUERY over the catalog, its views and the Lance tables."""
-    write_table(open_store(store_path_).sql(query), fmt, out)
+    write_table(open_store(store_path_).sql(query), fmt, check_out(out))
 
 
 REQUIRED = ("torch", "timm", "peft", "pylance", "duckdb")

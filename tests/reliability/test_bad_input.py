@@ -79,13 +79,12 @@ class Cohort:
         with h5py.File(path, "w") as h5:
             h5["features"] = features
             h5["coords"] = coords
-        slides = pl.read_csv(self.manifest)["slide_path"].to_list()
+        profiled = pl.read_csv(self.expression)["sample_id"].to_list()
         self.edit_manifest(lambda f: f.with_columns(
             pl.when(pl.col("sample_id") == sample).then(pl.lit(path.name))
-            .when(pl.col("slide_path").is_not_null() & (pl.col("slide_path") != "")).then(pl.lit(None, pl.String))
-            .otherwise(pl.col("slide_path")).alias("slide_path")))
+            .otherwise(pl.lit(None, pl.String)).alias("slide_path"))
+            .filter(pl.col("sample_id").is_in(profiled) | (pl.col("sample_id") == sample)))
         self.kwargs["encoder"] = "precomputed:second"
-        assert slides
 
 
 def _spots(c: Cohort, rows: list[dict]) -> None:
@@ -170,6 +169,13 @@ def _(c):
 def _(c):
     shutil.rmtree(c.slide("B001"))
     return r"sample B001\): slide_path slides/S001 does not exist"
+
+
+@case("manifest sample with neither slide nor expression")
+def _(c):
+    c.edit_manifest(lambda f: pl.concat([f, pl.DataFrame({"sample_id": ["B099"], "patient_id": ["P099"]})],
+                                        how="diagonal_relaxed"))
+    return r"manifest\.csv:8 \(sample B099\): has neither a slide_path nor a profile"
 
 
 @case("manifest ragged row")
@@ -541,3 +547,9 @@ def test_transparent_tiles_sit_on_white_glass(tmp_path):
     Image.fromarray(rgba, "RGBA").save(folder / "0_0.png")
     _, images = next(TileFolder.open(folder).iter_tiles(4))
     assert (images[0, :4] == (200, 40, 90)).all() and (images[0, 4:] == 255).all()
+
+
+def test_a_manifest_named_manifest_csv_names_its_cohort_by_its_folder(store, tmp_path):
+    manifest, expression = write_cohort(tmp_path / "lab_a", n_pairs=0, n_ref=3, n_query=0)
+    assert manifest.name == "manifest.csv"
+    assert ingest_cohort(store, manifest, expression=expression).cohort == "lab_a"
