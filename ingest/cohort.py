@@ -84,6 +84,7 @@ def ingest_cohort(
     batch_size: int = 64,
     device: str = "auto",
     progress: Progress = no_progress,
+    allow_outside_paths: bool = False,
 ) -> IngestReport:
     """Ingest a cohort manifest (and its expression) into ``store``.
 
@@ -99,13 +100,17 @@ def ingest_cohort(
     spots
         Tile-level expression with ``sample_id, x, y`` then genes.
     name
-        Cohort name; defaults to the manifest's file stem.
+        Cohort name; defaults to the manifest's file stem (its folder's name for a
+        generic ``manifest.csv``, see :func:`cohort_name`).
     encoder, rna_encoder
-        Image and RNA encoder specs; default to the store's current ones.
+        Image and RNA encoder specs; default to the store's current ones (the
+        first ingest's image encoder: ``he-features``).
     units
         ``counts`` (to log1p CPM), ``tpm`` (to log1p) or ``log``.
     device
         Where the image encoder runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    allow_outside_paths
+        Let ``slide_path`` name slides outside the manifest's folder (refused by default).
 
     Returns
     -------
@@ -125,7 +130,7 @@ def ingest_cohort(
     started_at = utcnow()
     manifest = Path(manifest)
     cohort = name or cohort_name(manifest)
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest, allow_outside_paths=allow_outside_paths)
     by_id = {r.sample_id: r for r in rows}
     aliases = {r.alias: r.symbol for r in store.query("gene_aliases")}
 

@@ -8,6 +8,7 @@ kept in the catalog as JSON (``clinical->>'stage'`` in SQL).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,13 @@ class ManifestRow:
         return f"{manifest}:{self.line} (sample {self.sample_id})"
 
 
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read and validate a cohort manifest; raise :class:`InputError` naming the file and row."""
+def read_manifest(path: str | Path, *, allow_outside_paths: bool = False) -> list[ManifestRow]:
+    """Read and validate a cohort manifest; raise :class:`InputError` naming the file and row.
+
+    A ``slide_path`` must name something under the manifest's folder (links inside
+    it may point anywhere) unless ``allow_outside_paths``: a manifest from
+    elsewhere cannot make hquery read ``/etc`` or ``../../..``.
+    """
     import polars as pl
 
     path = Path(path)
@@ -69,6 +75,11 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         slide = (record.get("slide_path") or "").strip()
         slide_path = None
         if slide:
+            written = Path(os.path.normpath(path.parent.absolute() / slide))
+            if not allow_outside_paths and not written.is_relative_to(path.parent.absolute()):
+                raise InputError(f"{path}:{line} (sample {sample_id}): slide_path {slide} is outside the manifest's "
+                                 f"folder {path.parent.absolute()}; move the slides under it, or allow paths outside "
+                                 "it (--allow-outside-paths)")
             slide_path = (path.parent / slide).resolve()
             if not slide_path.exists():
                 raise InputError(f"{path}:{line} (sample {sample_id}): slide_path {slide} does not exist ({slide_path})")

@@ -32,18 +32,20 @@ from hquery.progress import progress_bars
 @click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
 @click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--allow-outside-paths", is_flag=True,
+              help="Let slide_path name slides outside the manifest's folder (refused by default).")
 @device_option("auto")
 @quiet_option
 @store_option
 def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
-           device, quiet, store_path_) -> None:
+           allow_outside_paths, device, quiet, store_path_) -> None:
     """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
     store = open_store(store_path_)
     with progress_bars(not quiet) as progress:
         report = ingest_cohort(
             store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
             rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
-            batch_size=batch_size, device=device, progress=progress,
+            batch_size=batch_size, device=device, progress=progress, allow_outside_paths=allow_outside_paths,
         )
     click.echo(report.summary())
 

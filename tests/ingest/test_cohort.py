@@ -90,7 +90,10 @@ def test_expression_formats_ingest_the_same(store, tmp_path, name):
 
 def test_whole_slide_image_cohort(store, tmp_path):
     (tmp_path / "manifest.csv").write_text(f"sample_id,patient_id,slide_path\ncmu,p1,{SVS}\n")
-    report = ingest_cohort(store, tmp_path / "manifest.csv", encoder=ENC)
+    with pytest.raises(InputError, match=r"manifest\.csv:2 \(sample cmu\): slide_path .* is outside the manifest's "
+                                         r"folder .*--allow-outside-paths"):
+        ingest_cohort(store, tmp_path / "manifest.csv", encoder=ENC)
+    report = ingest_cohort(store, tmp_path / "manifest.csv", encoder=ENC, allow_outside_paths=True)
     row = store.sql("select source_kind, tile_size, magnification, n_tiles from slides").to_pylist()[0]
     assert row["source_kind"] == "wsi" and row["tile_size"] == 224 and row["magnification"] == 20
     assert report.n_tiles == row["n_tiles"] > 10

@@ -178,6 +178,22 @@ def _(c):
     return r"manifest\.csv:8 \(sample B099\): has neither a slide_path nor a profile"
 
 
+@case("manifest slide_path escapes its folder")
+def _(c):
+    outside = c.root.parent / "elsewhere"
+    shutil.copytree(c.slide("B001"), outside)
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B001").then(pl.lit("../elsewhere"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"manifest\.csv:3 \(sample B001\): slide_path \.\./elsewhere is outside the manifest's folder"
+
+
+@case("manifest slide_path absolute elsewhere")
+def _(c):
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B002").then(pl.lit("/etc"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"\(sample B002\): slide_path /etc is outside the manifest's folder"
+
+
 @case("manifest ragged row")
 def _(c):
     lines = c.manifest.read_text().splitlines()

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from hquery.cli import main
-from hquery.errors import GeneSetTooSmall, InputError, NotReadyError
+from hquery.errors import GeneSetTooSmall, InputError
 from hquery.genesets import resolve_prompts
 from hquery.ingest import ingest_cohort
 from hquery.library import Library
