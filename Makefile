@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/type_conditioning.py
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
+	$(PY) benchmarks/stress.py
 
 clean:
 	rm -rf hquery-store hquery-demo
