@@ -55,8 +55,9 @@ from hquery.retrieval.neighbours import (
 from hquery.retrieval.routes import Evaluated, RouteChoice, choose_routes, trust_of
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.training.bags import load_slide_bags
-from hquery.training.pairs import load_pairs
+from hquery.training.pairs import cancer_types, load_pairs
 from hquery.training.predictor import Predictor, load_predictor
+from hquery.training.registry import load_model
 from hquery.training.type_ridge import TypeRidge
 
 from hquery.errors import InputError, NotReadyError, PromptError
@@ -518,8 +519,6 @@ def _project_now(store: Store, model_version: str, level: str, sample_ids: list[
     import pyarrow.compute as pc
 
     from hquery.training.fit import project
-    from hquery.training.pairs import cancer_types
-    from hquery.training.registry import load_model
 
     model, record = load_model(store, "alignment", model_version)
     encoder = record.params["image_encoder"]

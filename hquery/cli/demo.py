@@ -12,7 +12,7 @@ from hquery.cli.options import quiet_option, store_option, store_path
 from hquery.cli.prompt import prompt
 from hquery.cli.refresh import refresh
 from hquery.cli.render import RECALL_COLUMNS, print_rows, recall_rows
-from hquery.cli.train import peka
+from hquery.cli.train import peka as train_peka
 from hquery.ingest.image_encoders import parse_image_encoder
 
 
@@ -25,10 +25,13 @@ from hquery.ingest.image_encoders import parse_image_encoder
               help="Which synthetic world: A, or B with its own renderer, stain model and program-to-morphology map.")
 @click.option("--encoder", help="Image encoder spec for the demo's tiles [default: he-features, chosen by "
               "measurement], e.g. demo-vit or concat:he-features+demo-vit.")
+@click.option("--peka/--no-peka", default=True, show_default=True,
+              help="Adapt the ViT backbone with PEKA and print the None / LoRA / PEKA table (about 2 of the "
+                   "default demo's 7 minutes).")
 @quiet_option
 @store_option
 @click.pass_context
-def demo(ctx, size, data_dir, seed, world, encoder, quiet, store_path_) -> None:
+def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) -> None:
     """Generate the synthetic demo cohort, ingest it, train, index, evaluate the spectrum, ask a first prompt
     (each set by the route the spectrum chose), compare PEKA adapters, then ingest a second batch and refresh."""
     from hquery.pipelines.demo import DEMO_ENCODER, run_demo
@@ -43,9 +46,10 @@ def demo(ctx, size, data_dir, seed, world, encoder, quiet, store_path_) -> None:
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
     click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
-    backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
-    click.echo("\n$ hquery train peka" + (f" --backbone {backbone}" if backbone else ""))
-    ctx.invoke(peka, backbone=backbone, quiet=quiet, store_path_=store_path_)
+    if peka:
+        backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
+        click.echo("\n$ hquery train peka" + (f" --backbone {backbone}" if backbone else ""))
+        ctx.invoke(train_peka, backbone=backbone, quiet=quiet, store_path_=store_path_)
     if files.later_manifest is not None:
         click.echo(f"\n$ hquery ingest {files.later_manifest} --expression {files.later_expression} --name demo")
         ctx.invoke(ingest, manifest=files.later_manifest, expression=files.later_expression, name="demo", quiet=quiet,
