@@ -203,3 +203,15 @@ def test_a_committed_artifact_is_never_rewritten_and_an_orphan_is_replaced(store
         (txn.stage_artifact("evals/e2") / "plot.png").write_text("new")
         record_eval(txn, "e2")
     assert (orphan / "plot.png").read_text() == "new"
+
+
+def test_a_failed_init_leaves_no_half_made_store(tmp_path, monkeypatch):
+    def broken(self, upto=None):
+        raise OSError("killed here")
+
+    monkeypatch.setattr(Store, "_migrate", broken)
+    with pytest.raises(StoreError, match="cannot create a store"):
+        Store.init(tmp_path / "s")
+    assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert Store.init(tmp_path / "s").schema_version() > 0
