@@ -99,6 +99,9 @@ def model_record(store: Store, name: str, version: str | None = None, *,
     if not rows or rows[0].name != name:
         raise StoreError(f"no {LABELS[name]} {version!r} in the store (the models table lists them)")
     row = rows[0]
+    if row.retired_at is not None:
+        raise StoreError(f"{LABELS[name]} {version!r} was removed by `hquery gc` on {row.retired_at:%Y-%m-%d %H:%M}; "
+                         "its runs stay in the catalog, but its files are gone")
     return ModelRecord(row.version, row.name, row.kind, json.loads(row.params), json.loads(row.data_snapshot or "{}"),
                        row.seed, json.loads(row.metrics or "{}"), row.artifact_path, row.created_at)
 
@@ -111,6 +114,8 @@ def index_record(store: Store, version: str | None = None) -> IndexRecord:
     rows = store.query("index_version", [version])
     if not rows:
         raise StoreError(f"no index version {version!r}")
+    if rows[0].retired_at is not None:
+        raise StoreError(f"index version {version!r} was removed by `hquery gc` on {rows[0].retired_at:%Y-%m-%d %H:%M}")
     return IndexRecord(version, rows[0].model_version, rows[0].path)
 
 

@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -133,6 +134,27 @@ def _check_single_query(text: str) -> None:
         raise InputError(f"only a query (SELECT) can run here, not {statements[0].type.name}")
 
 
+KILL_POINTS = ("init-built", "commit-lance", "commit-artifacts", "commit-catalog")
+"""Where ``$HQUERY_KILL_AT`` can stop a process, in commit order: the store built but not yet in place; Lance
+written, nothing moved; artifacts moved, the catalog not yet committed; the catalog committed, nothing cleaned."""
+_kills_seen: collections.Counter = collections.Counter()
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process if ``$HQUERY_KILL_AT`` is ``name`` (or ``name:N`` and this is the N-th time here).
+
+    A test hook: the reliability tests kill each command at each step of its
+    commit and check that the store reads as before (or as after) and a re-run works.
+    """
+    wanted = os.environ.get("HQUERY_KILL_AT")
+    if not wanted:
+        return
+    point, _, nth = wanted.partition(":")
+    _kills_seen[name] += 1
+    if point == name and _kills_seen[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -171,6 +193,17 @@ class StoreSummary:
     encoders: list[dict]
     lance_tables: dict[str, dict]
     pointers: dict[str, str | None]
+    reclaimable: dict[str, int] | None = None
+    """Bytes ``hquery gc`` would free now, by kind (:func:`hquery.gc.store_status` fills it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LanceGarbage:
+    """Superseded versions of one Lance table that may go, and the bytes of the data files only they use."""
+
+    name: str
+    versions: list[int]
+    bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +238,8 @@ class Store:
             )
         # built whole in a hidden sibling, then renamed into place: a kill leaves no half-made store at root
         root.parent.mkdir(parents=True, exist_ok=True)
-        building = root.parent / f".{root.name}.init-{uuid.uuid4().hex[:8]}"
+        _remove_abandoned_builds(root)
+        building = root.parent / f".{root.name}.init-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             building.mkdir()
             (building / LANCE_DIR).mkdir()
@@ -215,6 +249,7 @@ class Store:
                 partial._migrate()
                 marker = {"format": STORE_FORMAT, "created_by": __version__, "created_at": utcnow().isoformat()}
                 (building / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            kill_point("init-built")
             os.rename(building, root)
         except OSError as exc:
             if (root / MARKER).exists():  # another process made it first
@@ -373,7 +408,7 @@ class Store:
         """Counts, cohorts, encoders, committed Lance tables, current pointers and size on disk."""
         tables = self.lance_tables()
         return StoreSummary(
-            store=str(self.root), size_bytes=directory_size(self.root),
+            store=str(self.root), size_bytes=self.size_bytes(),
             counts=self.query("store_counts")[0]._asdict(),
             cohorts=[r._asdict() for r in self.query("cohort_summary")],
             encoders=[r._asdict() for r in self.query("encoders")],
@@ -439,6 +474,18 @@ class Store:
         return out
 
     # ------------------------------------------------------------------ lance
+    def size_bytes(self) -> int:
+        """The store's size on disk."""
+        return directory_size(self.root)
+
+    def data_bytes(self) -> int:
+        """The size on disk of the Lance tables and artifacts (the store less its catalog)."""
+        return directory_size(self.root / LANCE_DIR) + directory_size(self.root / ARTIFACTS_DIR)
+
+    def lance_table_bytes(self, name: str) -> int:
+        """The size on disk of Lance table ``name``, every version's files included."""
+        return directory_size(self.lance_path(name))
+
     def lance_path(self, name: str) -> Path:
         return self.root / LANCE_DIR / f"{name}.lance"
 
@@ -456,8 +503,43 @@ class Store:
             raise StoreError(f"{name} has no committed version {version} (latest {table.version})")
         return lance.dataset(str(self.lance_path(name)), version=version or table.version)
 
+    def lance_garbage(self, keep: dict[str, set[int]] | None = None,
+                      superseded_before: datetime | None = None) -> list[LanceGarbage]:
+        """For each committed Lance table, the versions before the committed one that may be deleted.
+
+        A version stays if ``keep`` names it (a model's training snapshot) or if the
+        one after it was made after ``superseded_before`` (local time), so a reader
+        that opened it just before it was superseded can finish. ``bytes`` counts the
+        data files no remaining version uses (rolled-back writes' leftovers included).
+        """
+        keep = keep or {}
+        out = []
+        for table in self.lance_tables().values():
+            import lance  # here, not above: an empty store's status needs no Lance
+
+            path = self.lance_path(table.name)
+            stamps = {v["version"]: v["timestamp"] for v in lance.dataset(str(path), version=table.version).versions()}
+            ordered = sorted(v for v in stamps if v <= table.version)
+            drop = [v for v, after in zip(ordered, ordered[1:])
+                    if v not in keep.get(table.name, set())
+                    and (superseded_before is None or stamps[after] <= superseded_before)]
+            used: set[str] = set()
+            for version in set(ordered) - set(drop):
+                for fragment in lance.dataset(str(path), version=version).get_fragments():
+                    used.update(f.path for f in fragment.data_files())
+            size = sum(f.stat().st_size for f in (path / "data").glob("*") if f.is_file() and f.name not in used)
+            out.append(LanceGarbage(table.name, drop, size))
+        return out
+
     def artifact_path(self, relative: str) -> Path:
         return self.root / ARTIFACTS_DIR / relative
+
+    def artifact_folders(self) -> dict[str, int]:
+        """Every artifact folder on disk (``models/VERSION``, ``indexes/VERSION`` ...) and its size in bytes."""
+        root = self.root / ARTIFACTS_DIR
+        return {f"{kind.name}/{folder.name}": directory_size(folder)
+                for kind in sorted(root.iterdir()) if kind.is_dir() and not kind.name.startswith(".staging-")
+                for folder in sorted(kind.iterdir()) if folder.is_dir()}
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -471,6 +553,18 @@ class Store:
                 yield
             finally:
                 self._writing = False
+
+    def cleanup_lance(self, garbage: Sequence[LanceGarbage]) -> None:
+        """Delete the listed superseded Lance versions and the data files nothing else uses. Call it inside a
+        transaction that holds the write lock (:meth:`Transaction.lock`)."""
+        import lance
+
+        if not self._writing:
+            raise RuntimeError("cleanup_lance needs the write lock: call it inside a locked transaction")
+        for item in garbage:
+            if item.versions:
+                lance.dataset(str(self.lance_path(item.name))).cleanup_old_versions(
+                    versions=list(item.versions), delete_unverified=True)
 
     @contextlib.contextmanager
     def refresh_lock(self) -> Iterator[None]:
@@ -554,6 +648,11 @@ class Transaction:
         self._artifacts: list[tuple[Path, Path]] = []
         self.lance_versions: dict[str, int] = {}
         self._lock: contextlib.ExitStack | None = None
+        self._delete_after: list[Path] = []
+
+    def lock(self) -> None:
+        """Take the write lock now (a write takes it at its first Lance or artifact write anyway)."""
+        self._take_write_lock()
 
     def _take_write_lock(self) -> None:
         """Before the first Lance or artifact write: the write lock, then undo any interrupted write."""
@@ -614,6 +713,31 @@ class Transaction:
         self.lance_versions[name] = dataset.version
         return dataset.version
 
+    def compact_lance(self, name: str) -> int:
+        """Rewrite the Lance table ``name``'s fragments into as few as Lance's defaults allow; returns the new
+        version, committed with the catalog. The version before stays readable until :meth:`Store.cleanup_lance`."""
+        import lance
+
+        self._take_write_lock()
+        table = self._lance.get(name) or self.store.lance_tables()[name]
+        self._lance_before.setdefault(name, self.store.lance_tables().get(name))
+        lance.dataset(str(self.store.lance_path(name)), version=table.version).optimize.compact_files()
+        dataset = lance.dataset(str(self.store.lance_path(name)))
+        self._lance[name] = LanceTable(name, table.kind, table.encoder, dataset.version, dataset.count_rows())
+        self.lance_versions[name] = dataset.version
+        return dataset.version
+
+    def drop_lance(self, name: str) -> None:
+        """Drop the Lance table ``name`` from the catalog; its files go once the catalog has committed."""
+        self._take_write_lock()
+        self.execute("delete_lance_table", [name])
+        self._delete_after.append(self.store.lance_path(name))
+
+    def delete_artifact(self, relative: str) -> None:
+        """Delete the artifact folder ``relative`` once the catalog has committed (nothing live may name it)."""
+        self._take_write_lock()
+        self._delete_after.append(self.store.artifact_path(relative))
+
     def stage_artifact(self, relative: str) -> Path:
         """A fresh directory to write an artifact into; it moves to ``artifacts/relative`` on commit."""
         self._take_write_lock()
@@ -623,6 +747,7 @@ class Transaction:
         return staging
 
     def _commit(self) -> None:
+        self._kill_point("commit-lance")
         for _, final in self._artifacts:
             if not final.exists():
                 continue
@@ -635,6 +760,7 @@ class Transaction:
         for staging, final in self._artifacts:
             final.parent.mkdir(parents=True, exist_ok=True)
             staging.rename(final)
+        self._kill_point("commit-artifacts")
         with self.store.connect(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -653,7 +779,15 @@ class Transaction:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        self._kill_point("commit-catalog")
+        # a kill from here on leaves only files nothing refers to: the next writer or `hquery gc` removes them
+        for path in self._delete_after:
+            shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.store.root / ARTIFACTS_DIR / f".staging-{self.id}", ignore_errors=True)
+
+    def _kill_point(self, name: str) -> None:
+        if self._lock is not None:  # a writer's commit; a catalog-only one is one DuckDB commit
+            kill_point(name)
 
     def _abort(self) -> None:
         if self._lock is None:  # catalog-only: nothing was written
@@ -699,6 +833,18 @@ def _exclusive(lock_path: Path, busy: str, wait: float = 0.0) -> Iterator[None]:
         fh.truncate()
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+def _remove_abandoned_builds(root: Path) -> None:
+    """Delete hidden ``init`` build folders next to ``root`` whose process is gone (killed mid-init)."""
+    for folder in root.parent.glob(f".{root.name}.init-*"):
+        pid = folder.name.rpartition(".init-")[2].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def directory_size(path: Path) -> int:

@@ -120,7 +120,7 @@ DELETE FROM model_metrics WHERE model_version = ?;
 INSERT INTO model_metrics BY NAME SELECT * FROM staged_model_metrics;
 
 -- name: model
-SELECT version, name, kind, params, data_snapshot, seed, metrics, artifact_path, created_at
+SELECT version, name, kind, params, data_snapshot, seed, metrics, artifact_path, created_at, retired_at
 FROM models WHERE version = ?;
 
 -- name: models
@@ -132,7 +132,7 @@ FROM model_metrics_summary WHERE model_version = ?
 ORDER BY direction, method, metric;
 
 -- name: index_version
-SELECT model_version, path FROM index_versions WHERE version = ?;
+SELECT model_version, path, retired_at FROM index_versions WHERE version = ?;
 
 -- name: index_versions
 SELECT version, model_version, kind, n_vectors, metrics, created_at FROM index_versions ORDER BY created_at;
@@ -201,7 +201,12 @@ SELECT source_path, source_kind, tile_size, magnification, content_hash, n_tiles
 INSERT OR REPLACE INTO refresh_runs BY NAME SELECT * FROM staged_refresh_runs;
 
 -- name: mark_interrupted_refreshes
-UPDATE refresh_runs SET status = 'interrupted', reason = 'the process stopped before it finished'
+-- A refresh killed after its index went into service (before it wrote so) says that it had.
+UPDATE refresh_runs SET status = 'interrupted', reason = CASE
+    WHEN EXISTS (SELECT 1 FROM index_versions i JOIN settings s ON s.key = 'current_index' AND s.value = i.version
+                 WHERE i.created_at >= refresh_runs.started_at)
+    THEN 'the process stopped after its new index went into service, before it recorded so'
+    ELSE 'the process stopped before it finished' END
 WHERE status = 'running';
 
 -- name: refresh_runs
@@ -215,10 +220,36 @@ WHERE list_contains(?, t.sample_id);
 
 -- name: artifact_referenced
 -- How many committed rows refer to an artifact folder (relative to artifacts/): 0 for an orphan of a killed commit.
-SELECT count(*) AS n FROM (
-    SELECT artifact_path AS path FROM encoders
-    UNION ALL SELECT artifact_path FROM models
-    UNION ALL SELECT path FROM index_versions
-    UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
-    UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs
-) WHERE path = ?;
+SELECT count(*) AS n FROM live_artifacts WHERE path = ?;
+
+-- name: live_artifacts
+-- Every artifact folder (relative to artifacts/) a committed, unretired row refers to.
+SELECT path FROM live_artifacts WHERE path IS NOT NULL;
+
+-- name: gc_models
+-- Every model, newest first per name, and whether a pointer or an encoder's spec (a PEKA-adapted backbone)
+-- names it.
+SELECT m.version, m.name, m.artifact_path, m.data_snapshot, m.created_at, m.retired_at,
+       row_number() OVER (PARTITION BY m.name ORDER BY m.created_at DESC, m.version DESC) AS recency,
+       lag(m.created_at) OVER (PARTITION BY m.name ORDER BY m.created_at DESC, m.version DESC) AS superseded_at,
+       (EXISTS (SELECT 1 FROM settings s WHERE s.value = m.version)
+        OR EXISTS (SELECT 1 FROM encoders e WHERE contains(e.spec, m.version)
+                                              OR contains(CAST(e.params AS VARCHAR), m.version))) AS pinned
+FROM models m ORDER BY m.name, recency;
+
+-- name: gc_indexes
+-- Every index version, newest first, and whether a pointer names it.
+SELECT i.version, i.model_version, i.path, i.created_at, i.retired_at,
+       row_number() OVER (ORDER BY i.created_at DESC, i.version DESC) AS recency,
+       lag(i.created_at) OVER (ORDER BY i.created_at DESC, i.version DESC) AS superseded_at,
+       EXISTS (SELECT 1 FROM settings s WHERE s.value = i.version) AS pinned
+FROM index_versions i ORDER BY recency;
+
+-- name: retire_model
+UPDATE models SET retired_at = ? WHERE version = ?;
+
+-- name: retire_index
+UPDATE index_versions SET retired_at = ? WHERE version = ?;
+
+-- name: delete_lance_table
+DELETE FROM lance_tables WHERE name = ?;

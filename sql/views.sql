@@ -82,3 +82,11 @@ SELECT * EXCLUDE (newest) FROM (
     JOIN prompt_eval_runs e USING (eval_id)
     WHERE NOT coalesce(CAST(json_extract(e.params, '$.library_leak') AS BOOLEAN), false)
 ) WHERE created_at = newest;
+
+-- Artifact folders (relative to artifacts/) that committed rows still refer to; `hquery gc` removes the rest.
+CREATE OR REPLACE VIEW live_artifacts AS
+SELECT artifact_path AS path FROM encoders
+UNION ALL SELECT artifact_path FROM models WHERE retired_at IS NULL
+UNION ALL SELECT path FROM index_versions WHERE retired_at IS NULL
+UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
+UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs;

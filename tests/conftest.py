@@ -40,18 +40,19 @@ GENES = ["MKI67", "TOP2A", "CD8A", "COL1A1", "VIM", "HIF1A", "LDHA", "ESR1", "GA
 
 
 def write_cohort(root: Path, n_pairs: int = 4, n_ref: int = 4, n_query: int = 1, seed: int = 0,
-                 genes=GENES, expression_name: str = "expression.csv") -> tuple[Path, Path]:
-    """A tiny cohort: pairs (tiles + counts), reference (counts only) and query slides (tiles only)."""
+                 genes=GENES, expression_name: str = "expression.csv", prefix: str = "") -> tuple[Path, Path]:
+    """A tiny cohort: pairs (tiles + counts), reference (counts only) and query slides (tiles only); ``prefix``
+    starts every sample and patient id."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows, expr = [], []
     for i in range(n_pairs + n_ref + n_query):
-        sid = f"S{i:03d}"
+        sid = f"{prefix}S{i:03d}"
         slide = ""
         if i < n_pairs or i >= n_pairs + n_ref:
             write_tiles(root / "slides" / sid, seed=seed * 1000 + i)
             slide = f"slides/{sid}"
-        rows.append({"sample_id": sid, "patient_id": f"P{i // 2:03d}", "cancer_type": ["BRCA", "LUAD"][i % 2],
+        rows.append({"sample_id": sid, "patient_id": f"{prefix}P{i // 2:03d}", "cancer_type": ["BRCA", "LUAD"][i % 2],
                      "slide_path": slide, "stage": ["I", "II", "III"][i % 3], "age": 40 + i})
         if i < n_pairs + n_ref:
             expr.append({"sample_id": sid, **{g: int(v) for g, v in zip(genes, rng.poisson(50, len(genes)) + 1)}})

@@ -17,7 +17,8 @@ PURE = ["hquery.errors", "hquery.names", "hquery.stats", "hquery.parallel", "hqu
 """Modules whose examples need no store."""
 
 WORKFLOW = ["hquery", "hquery.ingest.cohort.ingest_cohort", "hquery.training.alignment_trainer.train_alignment",
-            "hquery.retrieval.index_builder.build_index", "hquery.retrieval.prompt.run_prompt"]
+            "hquery.retrieval.index_builder.build_index", "hquery.retrieval.prompt.run_prompt",
+            "hquery.gc.collect_garbage"]
 """A user's path through the library, each example building on the one before."""
 
 

@@ -7,10 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from datetime import timedelta
+
 import click
 
 from hquery.cli.options import open_store, store_option, store_path
-from hquery.cli.render import FORMATS, check_out, print_rows, write_table
+from hquery.cli.render import FORMATS, check_out, human_bytes, print_rows, write_table
+from hquery.gc import DEFAULT_GRACE, DEFAULT_KEEP, collect_garbage, plan_garbage, store_status
 from hquery.ingest import init_store
 
 
@@ -27,8 +30,8 @@ def init(store_path_: Path | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @store_option
 def status(fmt, store_path_) -> None:
-    """Cohorts, counts, encoders, Lance versions and store size."""
-    summary = open_store(store_path_).summary()
+    """Cohorts, counts, encoders, Lance versions, store size and the space `hquery gc` would free."""
+    summary = store_status(open_store(store_path_))
     if fmt == "json":
         click.echo(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
         return
@@ -39,6 +42,40 @@ def status(fmt, store_path_) -> None:
     print_rows(["encoder", "kind", "spec", "dim", "created"], [tuple(e.values()) for e in summary.encoders])
     print_rows(["lance table", "version", "rows"],
                [(name, t["version"], t["rows"]) for name, t in summary.lance_tables.items()])
+    reclaimable = sum(summary.reclaimable.values())
+    click.echo(f"reclaimable: {human_bytes(reclaimable)}"
+               + (f" ({_by_kind(summary.reclaimable)}); `hquery gc` frees it" if reclaimable else ""))
+
+
+@click.command()
+@click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
+              help="The newest versions of each model kind, and of the index, kept even when nothing uses them.")
+@click.option("--grace", type=click.FloatRange(min=0), default=DEFAULT_GRACE.total_seconds() / 60,
+              show_default=True, help="Minutes a superseded version is kept, for readers that opened it.")
+@click.option("--no-compact", is_flag=True, help="Do not compact Lance tables of many fragments.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, delete nothing.")
+@store_option
+def gc(keep, grace, no_compact, dry_run, store_path_) -> None:
+    """Delete retired model and index versions, superseded Lance versions and orphaned files.
+
+    A version in use (a pointer, the index's model, a PEKA adapter behind an
+    encoder, the data a live model was trained on) is never deleted.
+    """
+    store, grace = open_store(store_path_), timedelta(minutes=grace)
+    if dry_run:
+        plan = plan_garbage(store, keep=keep, grace=grace)
+        for label, items in (("model versions", plan.retired_models), ("index versions", plan.retired_indexes),
+                             ("projected tables", plan.dropped_tables), ("orphaned folders", plan.orphan_artifacts),
+                             ("superseded Lance versions", [f"{g.name} {g.versions}" for g in plan.lance if g.versions])):
+            click.echo(f"{label}: {', '.join(sorted(items)) if items else 'none'}")
+        click.echo(f"would free {human_bytes(plan.total_bytes)} ({_by_kind(plan.bytes)})")
+        return
+    click.echo(collect_garbage(store, keep=keep, grace=grace, compact=not no_compact).summary())
+
+
+def _by_kind(sizes: dict[str, int]) -> str:
+    labels = {"versions": "retired versions", "lance": "superseded Lance versions", "orphans": "orphaned files"}
+    return ", ".join(f"{labels[k]} {human_bytes(v)}" for k, v in sizes.items())
 
 
 @click.command()
@@ -83,4 +120,4 @@ def doctor() -> None:
         sys.exit(1)
 
 
-COMMANDS = [init, status, sql, doctor]
+COMMANDS = [init, status, gc, sql, doctor]
