@@ -16,6 +16,10 @@
 >>> cross_fitted_lines(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[1.0], [3.0], [5.0], [7.0]]),
 ...                    np.array([0, 0, 1, 1])).ravel().tolist()
 [1.0, 3.0, 5.0, 7.0]
+>>> percentile, z = library_standing(np.array([[2.5], [9.0]]), np.array([[1.0], [2.0], [3.0], [4.0], [10.0]]),
+...                                  ["a", "a", "a", "a", "b"], ["a", "b"], min_group=3)
+>>> percentile.ravel().tolist(), z.round(3).ravel().tolist()
+([40.0, 80.0], [0.0, nan])
 """
 
 from __future__ import annotations
@@ -107,6 +111,31 @@ def finite_mean(values: np.ndarray) -> float:
     """The mean of the finite values; NaN when there are none."""
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def library_standing(scores: np.ndarray, library: np.ndarray, library_groups, query_groups, *,
+                     min_group: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Where scores ``[queries, sets]`` stand among the reference library's ``[profiles, sets]``.
+
+    Returns each score's percentile (0-100) among the library's scores of its
+    set, and its z-score among the library profiles of the query's own group
+    (its cancer type), ``NaN`` where the query has no group or the library
+    fewer than ``min_group`` profiles of it. Raw ssGSEA ES have no scale a
+    reader knows; these two do.
+    """
+    from scipy.stats import percentileofscore, zmap
+
+    scores, library = np.asarray(scores, dtype=float), np.asarray(library, dtype=float)
+    percentile = np.column_stack([percentileofscore(library[:, j], scores[:, j], kind="mean")
+                                  for j in range(scores.shape[1])]).reshape(scores.shape)
+    z = np.full(scores.shape, np.nan)
+    library_groups, query_groups = np.asarray(library_groups, dtype=object), np.asarray(query_groups, dtype=object)
+    for group in {g for g in query_groups if g is not None}:
+        members = library_groups == group
+        if members.sum() >= min_group:
+            at = query_groups == group
+            z[at] = zmap(scores[at], library[members], axis=0, ddof=1)
+    return percentile, z
 
 
 def most_variable(matrix: np.ndarray, n: int) -> np.ndarray:

@@ -66,7 +66,7 @@ from hquery.library import Library, match_with_minimum
 from hquery.names import embedding_table, projected_table
 from hquery.records import model_record
 from hquery.scoring import GeneSetMatch, ssgsea
-from hquery.stats import apply_lines, calibration_lines
+from hquery.stats import apply_lines, calibration_lines, library_standing
 from hquery.store import Store, StoreError, utcnow, vectors
 
 LEVELS = ("slide", "tile")
@@ -78,8 +78,8 @@ METHODS = ("auto", "softknn", "mlp", "histoprism", "ridge_type", "ensemble")
 class PromptRun:
     run_id: str | None
     results: pa.Table
-    """Long format: sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, dispersion, effective_k,
-    route, trust."""
+    """Long format: sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, percentile, type_z,
+    dispersion, effective_k, route, trust."""
     matches: list[GeneSetMatch]
     n_members: dict[str, int]
     computed_sets: int
@@ -217,9 +217,15 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
-    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0], _fixed_route(store, matches, "mlp"))
+    library_scores, computed = library.scores(gene_sets, matches)
+    cancer_type = {r.sample_id: r.cancer_type for r in store.query("sample_metadata")}
+    standing = library_standing(score, library_scores, [cancer_type.get(s) for s in library.sample_ids],
+                                [info[s].cancer_type for s, _ in keys])
+    results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0], _fixed_route(store, matches, "mlp"),
+                             standing)
     notes = late + ([] if level == "slide" else ["the MLP was trained on slides; tile scores extrapolate it"])
-    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, 0, notes, 0.0)
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, notes,
+                    0.0)
     run.seconds = time.perf_counter() - started
     if record:
         run.run_id = _record(store, run, gene_sets, method="mlp", level=level, knn=None, aggregate=None,
@@ -242,8 +248,9 @@ def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, sample
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s, _ in keys])
     nan = np.full(score.shape, np.nan)
+    # raw ssGSEA over HistoPrism's panel is on no library's scale: no standing
     results = _results_table(keys, info, patients, matches, score, nan, nan[:, 0],
-                             _fixed_route(store, matches, "histoprism_raw"))
+                             _fixed_route(store, matches, "histoprism_raw"), (nan, nan))
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, len(matches),
                     notes, 0.0)
     run.seconds = time.perf_counter() - started
@@ -340,7 +347,7 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         notes = late + notes
         needed = {c.route for c in choices.values()}
         pairs = None if raw else load_pairs(store, "slide")
-        cancer_type = {r.sample_id: r.cancer_type for r in store.query("slide_samples")}
+        cancer_type = {r.sample_id: r.cancer_type for r in store.query("sample_metadata")}
         query_ids = [s for s, _ in keys]
         if needed & {"softknn", "ensemble"}:
             rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
@@ -398,7 +405,9 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
                      "them")
     info = {r.sample_id: r for r in slides}
     patients = np.array([info[s].patient_id for s in query_ids])
-    results = _results_table(keys, info, patients, matches, score, dispersion, effective_k, choices)
+    standing = library_standing(score, library_scores, [cancer_type.get(s) for s in library.sample_ids],
+                                [info[s].cancer_type for s in query_ids])
+    results = _results_table(keys, info, patients, matches, score, dispersion, effective_k, choices, standing)
     run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, len(todo), notes,
                     0.0)
     run.seconds = time.perf_counter() - started
@@ -461,7 +470,7 @@ def _fixed_route(store: Store, matches: Sequence[GeneSetMatch], method: str) -> 
 
 
 def _results_table(keys, info, patients, matches, score, dispersion, effective_k,
-                   choices: dict[str, RouteChoice]) -> pa.Table:
+                   choices: dict[str, RouteChoice], standing: tuple[np.ndarray, np.ndarray]) -> pa.Table:
     n_q, n_s = score.shape
     sample_ids = [s for s, _ in keys]
     return pa.table({
@@ -472,6 +481,8 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
         "cancer_type": pa.array(np.repeat([info[s].cancer_type for s in sample_ids], n_s).tolist(), pa.string()),
         "gene_set": pa.array([m.name for m in matches] * n_q, pa.string()),
         "score": pa.array(score.reshape(-1), pa.float64()),
+        "percentile": pa.array(standing[0].reshape(-1), pa.float64(), from_pandas=True),
+        "type_z": pa.array(standing[1].reshape(-1), pa.float64(), from_pandas=True),
         "dispersion": pa.array(dispersion.reshape(-1), pa.float64(), from_pandas=True),
         "effective_k": pa.array(np.repeat(effective_k, n_s), pa.float64(), from_pandas=True),
         "route": pa.array([choices[m.name].route for m in matches] * n_q, pa.string()),
@@ -608,6 +619,8 @@ def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, metho
                    .append_column("tile_index", run.results["tile_index"])
                    .append_column("gene_set", run.results["gene_set"])
                    .append_column("score", run.results["score"])
+                   .append_column("percentile", run.results["percentile"])
+                   .append_column("type_z", run.results["type_z"])
                    .append_column("dispersion", run.results["dispersion"])
                    .append_column("effective_k", run.results["effective_k"])
                    .append_column("route", run.results["route"])

@@ -41,7 +41,7 @@ SELECT
     r.run_id, p.created_at, r.gene_set, p.method, p.aggregate, p.level, p.k, p.tau,
     p.model_version, p.index_version,
     r.sample_id, r.tile_index, s.patient_id, s.cohort, s.cancer_type, s.has_expression, s.clinical,
-    r.score, r.dispersion, r.effective_k, r.route, r.trust
+    r.score, r.percentile, r.type_z, r.dispersion, r.effective_k, r.route, r.trust
 FROM prompt_scores r
 JOIN prompt_runs p USING (run_id)
 JOIN samples s USING (sample_id);

@@ -163,13 +163,19 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
             held_out = f"held-out R² {trust:.2f}" if trust is not None and trust == trust else "never evaluated"
             click.echo(f"  by {route} ({held_out})")
         columns = ["sample_id"] + (["tile_index"] if level == "tile" else []) + [
-            "cancer_type", "score", "dispersion", "effective_k"]
+            "cancer_type", "score", "percentile", "type_z", "dispersion", "effective_k"]
         shown = rows.slice(0, limit).select(columns).to_pylist()
-        print_rows(["sample", "tile", "cancer type", "score", "dispersion", "effective K"] if level == "tile" else
-                   ["sample", "cancer type", "score", "dispersion", "effective K"],
-                   [tuple(f"{v:.3f}" if isinstance(v, float) else v for v in r.values()) for r in shown])
+        print_rows(["sample"] + (["tile"] if level == "tile" else []) + [
+                   "cancer type", "score", "library %ile", "z in type", "dispersion", "effective K"],
+                   [tuple(_cell(k, v) for k, v in r.items()) for r in shown])
         if rows.num_rows > limit and not shown_all:
             click.echo(f"... {rows.num_rows - limit} more; --out FILE or --format csv for all")
+
+
+def _cell(column: str, value):
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.1f}" if column == "percentile" else f"{value:.3f}"
+    return value
 
 
 def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:

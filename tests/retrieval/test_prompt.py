@@ -67,6 +67,25 @@ def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
     np.testing.assert_allclose(got, manual if gene_sets[0].name < gene_sets[1].name else manual[::-1], rtol=1e-5)
 
 
+def test_each_score_stands_among_the_library_by_percentile_and_within_its_type(fresh):
+    gene_sets = resolve_prompts(fresh, ["G2M"])
+    run_prompt(fresh, gene_sets)
+    library = Library(fresh)
+    es = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])[:, 0]
+    types = {r["sample_id"]: r["cancer_type"] for r in fresh.sql("select sample_id, cancer_type from samples")
+             .to_pylist()}
+    library_types = np.array([types[s] for s in library.sample_ids])
+    rows = fresh.sql(f"select sample_id, cancer_type, score, percentile, type_z from prompt_results "
+                     f"where gene_set = '{G2M}'").to_pylist()
+    for row in rows[:25]:
+        below = (es < row["score"]).mean() + (es == row["score"]).mean() / 2
+        assert row["percentile"] == pytest.approx(100 * below)
+        own = es[library_types == row["cancer_type"]]
+        assert row["type_z"] == pytest.approx((row["score"] - own.mean()) / own.std(ddof=1))
+    z = np.array([r["type_z"] for r in rows])
+    assert np.isfinite(z).all() and 0 < np.array([r["percentile"] for r in rows]).std()
+
+
 def test_neighbours_never_come_from_the_querys_own_patient(indexed):
     paired = [r[0] for r in indexed.query("pairs")][:100]
     index, library, keys, queries, patients, patient_of = slide_queries(indexed, paired)
