@@ -184,5 +184,11 @@ def _from_file(path: Path, aliases: dict[str, str]) -> list[GeneSet]:
         raise PromptError(f"@{path}: no such file")
     if path.suffix.lower() == ".gmt":
         return [_adhoc(gs.members, aliases, str(path), gs.name) for gs in read_gmt(path, collection="adhoc")]
-    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PromptError(f"@{path}:{line}: not UTF-8 text ({exc.reason}); save the gene list as UTF-8") from exc
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     return [_adhoc(re.split(r"[\s,]+", text), aliases, str(path), path.stem)]

@@ -129,6 +129,8 @@ def ingest_cohort(
     started = time.perf_counter()
     started_at = utcnow()
     manifest = Path(manifest)
+    if name is not None and not name.strip():
+        raise InputError("a cohort name cannot be blank; give a name or leave it out (the manifest names it)")
     cohort = name or cohort_name(manifest)
     rows = read_manifest(manifest, allow_outside_paths=allow_outside_paths)
     by_id = {r.sample_id: r for r in rows}
@@ -199,6 +201,12 @@ def ingest_cohort(
         return report
 
     new_ids = [r.sample_id for r in new_rows]
+    for row in new_rows:
+        if row.sample_id in sources:
+            try:
+                sources[row.sample_id].check()
+            except InputError as exc:
+                raise InputError(f"{row.where(manifest)}: {exc}") from exc
     with store.transaction() as txn:
         raced = sorted(set(new_ids) & {r.sample_id for r in store.query("sample_hashes")})
         if raced:

@@ -226,12 +226,15 @@ def read_expression(
     if units == "log":
         with np.errstate(over="ignore"):
             linear = np.expm1(values)
-        overflow = np.argwhere(~np.isfinite(linear))
-        if len(overflow):
-            r, c = overflow[0]
+        # beyond about 710 expm1 overflows; below about -37 it rounds to -1, whose log1p is -inf
+        out_of_range = np.argwhere(~np.isfinite(linear) | (linear <= -1))
+        if len(out_of_range):
+            r, c = out_of_range[0]
+            large = values[r, c] > 0
             raise InputError(f"{path}: log value {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
-                             f"is too large to be log expression ({len(overflow)} such values); are these counts? "
-                             "give units 'counts' or 'tpm'")
+                             f"is too {'large' if large else 'small'} to be log expression ({len(out_of_range)} "
+                             "such values); " + ("are these counts? give units 'counts' or 'tpm'" if large else
+                                                 "give log1p-scale values (log of expression + 1)"))
     else:
         linear = values
     genes, linear = _sum_duplicates(symbols, linear)

@@ -91,7 +91,8 @@ def read_manifest(path: str | Path, *, allow_outside_paths: bool = False) -> lis
 
 
 def _check_rows(path: Path) -> None:
-    """Refuse text that is not UTF-8 and rows whose field count differs from the header's, naming the line."""
+    """Refuse text that is not UTF-8, a header naming a column twice and rows whose field count differs from the
+    header's, naming the line."""
     import csv
     import io
 
@@ -103,7 +104,12 @@ def _check_rows(path: Path) -> None:
     if not text.strip():
         raise InputError(f"{path}: the manifest is empty; it needs a header with sample_id and patient_id")
     reader = csv.reader(io.StringIO(text))
-    width = len(next(reader))
+    header = [name.strip() for name in next(reader)]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}:1: column(s) {', '.join(repr(n) for n in repeated)} appear more than once in the "
+                         "header; each column must be named once")
+    width = len(header)
     for row in reader:
         if row and len(row) != width:
             raise InputError(f"{path}:{reader.line_num}: {len(row)} fields where the header has {width}")

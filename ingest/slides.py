@@ -39,6 +39,14 @@ class TilingOptions:
     min_tissue: float = 0.5
     """Fraction of a tile the tissue mask must cover for the tile to be kept."""
 
+    def __post_init__(self):
+        if self.tile_size < 1:
+            raise InputError(f"tile size must be at least 1 pixel, not {self.tile_size}")
+        if not self.magnification > 0:
+            raise InputError(f"magnification must be above 0, not {self.magnification}")
+        if not 0 <= self.min_tissue <= 1:
+            raise InputError(f"min_tissue is a fraction of a tile, 0 to 1, not {self.min_tissue}")
+
 
 def file_hash(paths: list[Path], extra: str = "") -> str:
     h = hashlib.blake2b(digest_size=16)
@@ -79,6 +87,9 @@ class SlideSource:
     def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(tile_indices, images)`` with images uint8 ``[b, h, w, 3]``."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Refuse, before anything is embedded, what would fail halfway through embedding (a no-op here)."""
 
 
 @dataclasses.dataclass
@@ -127,6 +138,22 @@ class TileFolder(SlideSource):
 
     def _hash(self) -> str:
         return file_hash(self.files)
+
+    def check(self) -> None:
+        """Every tile's header and (for PNG) chunk checksums, without decoding: a truncated or corrupt tile, or
+        one of another size, is named before any slide or profile is embedded."""
+        from PIL import Image
+
+        for f in self.files:
+            try:
+                with Image.open(f) as im:
+                    size = im.size
+                    im.verify()
+            except Exception as exc:
+                raise InputError(f"{f}: cannot read image: {exc}") from exc
+            if size != self.tile_shape[::-1]:
+                raise InputError(f"{f}: tile is {size[0]}x{size[1]}px but {self.files[0].name} is "
+                                 f"{self.tile_shape[1]}x{self.tile_shape[0]}px; all tiles of a slide must match")
 
     def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from PIL import Image
@@ -225,6 +252,9 @@ class FeatureFile(SlideSource):
                     raise InputError(f"{path}: a features file needs datasets 'features' [N, D] and 'coords' [N, 2]; has {sorted(h5)}")
                 fshape = _squeeze_shape(h5["features"].shape)
                 cshape = _squeeze_shape(h5["coords"].shape)
+                for name in ("features", "coords"):
+                    if h5[name].dtype.kind not in "fiu":
+                        raise InputError(f"{path}: dataset '{name}' holds {h5[name].dtype}, not numbers")
                 coords = np.asarray(h5["coords"][()]).reshape(cshape).astype(np.int64)
                 attrs = dict(h5["coords"].attrs)
         except InputError:
@@ -235,6 +265,12 @@ class FeatureFile(SlideSource):
             raise InputError(f"{path}: features {fshape} and coords {cshape} must be [N, D] and [N, 2] with the same N")
         if fshape[0] == 0:
             raise InputError(f"{path}: the features file holds no tiles")
+        unique, counts = np.unique(coords, axis=0, return_counts=True)
+        if (counts > 1).any():
+            x, y = unique[np.argmax(counts > 1)]
+            rows = np.flatnonzero((coords == (x, y)).all(axis=1))
+            raise InputError(f"{path}: a second tile at x={x}, y={y} (coords rows {rows[0]} and {rows[1]}); "
+                             "each position holds one tile")
         size = attrs.get("patch_size_level0", attrs.get("patch_size"))
         return cls(path=path, kind="features", coords=coords, tile_size=int(size) if size is not None else None, dim=fshape[1])
 

@@ -43,6 +43,12 @@ def test_files_gmt_and_symbol_lists(store, tmp_path):
     assert sets[2].members == ("CD8A", "CD8B", "GZMB", "PRF1")
     with pytest.raises(PromptError, match="no such file"):
         resolve_prompts(store, [f"@{tmp_path / 'nope.gmt'}"])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"CD8A\nGZMB # Granzym\xe9\n")
+    with pytest.raises(PromptError, match=r"latin\.txt:2: not UTF-8"):
+        resolve_prompts(store, [f"@{latin}"])
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfCD8A,GZMB\n")
+    assert resolve_prompts(store, [f"@{tmp_path / 'bom.txt'}"])[0].members == ("CD8A", "GZMB")
 
 
 def test_collection_and_repeats_without_duplicates(store):

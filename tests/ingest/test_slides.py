@@ -82,3 +82,12 @@ def test_feature_file_shape_errors(tmp_path):
     corrupt.write_bytes(b"not hdf5 at all")
     with pytest.raises(InputError, match="cannot read HDF5"):
         open_slide(corrupt)
+
+
+@pytest.mark.parametrize("options, culprit", [({"tile_size": 0}, "tile size"), ({"magnification": -5}, "magnification"),
+                                              ({"min_tissue": 1.5}, "min_tissue")])
+def test_tiling_options_out_of_range_are_refused(options, culprit):
+    from hquery.errors import InputError
+
+    with pytest.raises(InputError, match=culprit):
+        TilingOptions(**options)

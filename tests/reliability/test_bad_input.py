@@ -420,7 +420,7 @@ def _(c):
 
 @case("features with an image encoder")
 def _(c):
-    c.features("B000", np.ones((3, 8), np.float32), np.zeros((3, 2), np.int64))
+    c.features("B000", np.ones((3, 8), np.float32), np.array([[0, 0], [32, 0], [0, 32]]))
     c.kwargs["encoder"] = ENC
     return r"manifest\.csv: slides are precomputed \.h5 features, so the image encoder must be precomputed"
 
@@ -473,6 +473,186 @@ def _(c):
     frame.with_columns(pl.col("sample_id").str.replace("B", "S")).write_csv(c.expression)
     c.edit_manifest(lambda f: f.with_columns(pl.col("sample_id").str.replace("B", "S")))
     return r"sample S00\d is already stored .* with different content"
+
+
+@case("manifest two sample_id columns")
+def _(c):
+    lines = c.manifest.read_text().splitlines()
+    c.manifest.write_text("\n".join([lines[0] + ",sample_id"] + [line + ",X" for line in lines[1:]]) + "\n")
+    return r"manifest\.csv.*sample_id"
+
+
+@case("manifest slide_path to a text file")
+def _(c):
+    (c.root / "notes.txt").write_text("not a slide")
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B001").then(pl.lit("notes.txt"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"notes\.txt"
+
+
+@case("manifest slide_path to an empty .svs")
+def _(c):
+    (c.root / "empty.svs").write_bytes(b"")
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B000").then(pl.lit("empty.svs"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"empty\.svs"
+
+
+@case("manifest slide_path folder of subfolders")
+def _(c):
+    folder = c.slide("B002")
+    shutil.rmtree(folder)
+    (folder / "level0").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "level0" / "0_0.png")
+    return r"S002.*no tiles named"
+
+
+@case("expression is a folder")
+def _(c):
+    c.expression.unlink()
+    c.expression.mkdir()
+    return r"expression\.csv"
+
+
+@case("expression parquet corrupt")
+def _(c):
+    path = c.root / "expression.parquet"
+    path.write_bytes(b"PAR1" + os.urandom(200))
+    c.kwargs["expression"] = path
+    return r"expression\.parquet"
+
+
+@case("expression h5ad corrupt")
+def _(c):
+    path = c.root / "expression.h5ad"
+    path.write_bytes(b"\x89HDF\r\n" + os.urandom(200))
+    c.kwargs["expression"] = path
+    return r"expression\.h5ad"
+
+
+@case("expression empty file")
+def _(c):
+    c.expression.write_text("")
+    return r"expression\.csv"
+
+
+@case("expression header only")
+def _(c):
+    c.expression.write_text(c.expression.read_text().splitlines()[0] + "\n")
+    return r"expression\.csv"
+
+
+@case("expression log value far below zero")
+def _(c):
+    c.set_value("B001", "MKI67", -800)
+    c.kwargs["units"] = "log"
+    return r"log value -800 for sample B001, gene MKI67"
+
+
+@case("expression value with a thousands separator")
+def _(c):
+    c.set_value("B002", "ACTB", "1,200")
+    return r"sample B002, gene ACTB"
+
+
+@case("tile zero bytes")
+def _(c):
+    tile = _tile(c, "B000")
+    tile.write_bytes(b"")
+    return rf"{tile.name}: cannot read image"
+
+
+@case("tile negative coordinate")
+def _(c):
+    tile = _tile(c, "B001")
+    tile.rename(tile.with_name("-32_0.png"))
+    return r"-32_0\.png"
+
+
+@case("tile truncated after the first tile of its slide")
+def _(c):
+    tiles = sorted(c.slide("B002").iterdir())
+    tiles[1].write_bytes(tiles[1].read_bytes()[:80])
+    return rf"{tiles[1].name}: cannot read image"
+
+
+@case("features one-dimensional")
+def _(c):
+    c.features("B000", np.ones(8, np.float32), np.zeros((8, 2), np.int64))
+    return r"B000\.h5"
+
+
+@case("features coords with three columns")
+def _(c):
+    c.features("B000", np.ones((3, 8), np.float32), np.zeros((3, 3), np.int64))
+    return r"B000\.h5"
+
+
+@case("features infinite")
+def _(c):
+    values = np.ones((3, 8), np.float32)
+    values[0, 0] = np.inf
+    c.features("B000", values, np.array([[0, 0], [32, 0], [0, 32]]))
+    return r"B000\.h5: non-finite feature values"
+
+
+@case("features of text")
+def _(c):
+    c.features("B000", np.ones((3, 8), np.float32), np.zeros((3, 2), np.int64))
+    with h5py.File(c.root / "B000.h5", "a") as h5:
+        del h5["features"]
+        h5["features"] = np.array([["a"] * 8] * 3, dtype="S1")
+    return r"B000\.h5"
+
+
+@case("features at a duplicated position")
+def _(c):
+    c.features("B000", np.ones((3, 8), np.float32), np.array([[0, 0], [32, 0], [0, 0]]))
+    return r"B000\.h5.*x=0, y=0"
+
+
+@case("spots non-numeric value")
+def _(c):
+    _spots(c, [{"sample_id": "B000", "x": 0, "y": 0, "MKI67": "lots"}])
+    return r"spots\.csv.*'lots'.*B000.*MKI67"
+
+
+@case("spots negative count")
+def _(c):
+    _spots(c, [{"sample_id": "B000", "x": 0, "y": 0, "MKI67": -3}])
+    return r"spots\.csv.*-3.*B000.*MKI67"
+
+
+@case("spots file missing")
+def _(c):
+    c.kwargs["spots"] = c.root / "nowhere.csv"
+    return r"nowhere\.csv"
+
+
+@case("spots empty file")
+def _(c):
+    path = c.root / "spots.csv"
+    path.write_text("")
+    c.kwargs["spots"] = path
+    return r"spots\.csv"
+
+
+@case("encoder with a bad parameter")
+def _(c):
+    c.kwargs["encoder"] = "random:vit_tiny_patch16_224?img_size=big"
+    return r"img_size"
+
+
+@case("spots with NaN")
+def _(c):
+    _spots(c, [{"sample_id": "B000", "x": 0, "y": 0, "MKI67": float("nan")}])
+    return r"spots\.csv.*B000.*MKI67"
+
+
+@case("cohort name blank")
+def _(c):
+    c.kwargs["name"] = "  "
+    return r"cohort name"
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -569,3 +749,19 @@ def test_a_manifest_named_manifest_csv_names_its_cohort_by_its_folder(store, tmp
     manifest, expression = write_cohort(tmp_path / "lab_a", n_pairs=0, n_ref=3, n_query=0)
     assert manifest.name == "manifest.csv"
     assert ingest_cohort(store, manifest, expression=expression).cohort == "lab_a"
+
+
+def test_a_corrupt_tile_is_named_before_anything_is_embedded(base, tmp_path, monkeypatch):
+    import hquery.ingest.cohort as cohort_module
+
+    def embedded(*args, **kwargs):
+        raise AssertionError("embedding started before the input was checked")
+
+    monkeypatch.setattr(cohort_module, "_embed_rna", embedded)
+    monkeypatch.setattr(cohort_module, "embed_slides", embedded)
+    store = copy_store(base, tmp_path / "store")
+    cohort = Cohort(tmp_path / "cohort")
+    tiles = sorted(cohort.slide("B002").iterdir())
+    tiles[-1].write_bytes(tiles[-1].read_bytes()[:80])
+    with pytest.raises(HqueryError, match=rf"\(sample B002\): .*{tiles[-1].name}: cannot read image"):
+        ingest_cohort(store, cohort.manifest, **cohort.kwargs)
