@@ -49,6 +49,16 @@ def eval_artifact(eval_id: str) -> str:
     return f"evals/{eval_id}"
 
 
+def association_artifact(run_id: str) -> str:
+    """Folder (under ``artifacts/``) of an association run's plots."""
+    return f"associations/{run_id}"
+
+
+def survival_artifact(run_id: str) -> str:
+    """Folder (under ``artifacts/``) of a survival run's Kaplan-Meier plots."""
+    return f"survival/{run_id}"
+
+
 def encoder_artifact(version: str) -> str:
     """Folder (under ``artifacts/``) of a fitted encoder (e.g. the RNA PCA)."""
     return f"rna/{version}"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import importlib
 
 from hquery.retrieval.index import RNAIndex
-from hquery.retrieval.prompt import PromptRun, run_prompt
+from hquery.retrieval.prompt import PromptRun, run_prompt, score_measured
 from hquery.retrieval.softknn import SoftKNN, SoftKNNPrediction
 
 _LAZY = {"IndexReport": "index_builder", "build_index": "index_builder"}
 
-__all__ = ["IndexReport", "PromptRun", "RNAIndex", "SoftKNN", "SoftKNNPrediction", "build_index", "run_prompt"]
+__all__ = ["IndexReport", "PromptRun", "RNAIndex", "SoftKNN", "SoftKNNPrediction", "build_index", "run_prompt",
+           "score_measured"]
 
 
 def __getattr__(name: str):

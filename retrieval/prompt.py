@@ -89,27 +89,29 @@ class PromptRun:
 
 
 def select_slides(store: Store, *, samples: Sequence[str] | None = None, cohort: str | None = None,
-                  where: str | None = None) -> list[tuple]:
-    """Rows ``(sample_id, patient_id, cohort, cancer_type, has_expression)`` of the slides to score, named."""
-    rows = store.query("slide_samples")
+                  where: str | None = None, profiled: bool = False) -> list[tuple]:
+    """Rows ``(sample_id, patient_id, cohort, cancer_type, has_expression)`` of the slides to score, named; with
+    ``profiled``, of the samples with measured expression instead."""
+    rows = store.query("profiled_samples" if profiled else "slide_samples")
+    what = "measured expression" if profiled else "slide"
     if samples:
         known = {r.sample_id for r in rows}
         unknown = [s for s in samples if s not in known]
         if unknown:
-            raise InputError(f"no slide for sample(s) {', '.join(unknown[:10])}; the samples view lists those "
-                             "with has_slide")
+            raise InputError(f"no {what} for sample(s) {', '.join(unknown[:10])}; the samples view lists those "
+                             f"with {'has_expression' if profiled else 'has_slide'}")
         wanted = set(samples)
         rows = [r for r in rows if r.sample_id in wanted]
     if cohort:
         cohorts = {r.cohort for r in rows}
         rows = [r for r in rows if r.cohort == cohort]
         if not rows:
-            raise InputError(f"no slides in cohort {cohort!r}; cohorts with slides: {', '.join(sorted(cohorts))}")
+            raise InputError(f"no {what}s in cohort {cohort!r}; cohorts with them: {', '.join(sorted(cohorts))}")
     if where:
-        matching = set(store.samples_where(where))
+        matching = set(store.samples_where(where, library=profiled))
         rows = [r for r in rows if r.sample_id in matching]
     if not rows:
-        raise StoreError("no slides to score: the store has none, or the filters excluded them all")
+        raise StoreError(f"no {what}s to score: the store has none, or the filters excluded them all")
     return rows
 
 
@@ -191,6 +193,48 @@ def run_prompt(
     return _run_routes(store, gene_sets, method, level=level, knn=knn, neighbours=neighbours, aggregate=aggregate,
                        samples=samples, cohort=cohort, where=where, min_genes=min_genes,
                        index_version=index_version, record=record, started=started)
+
+
+def score_measured(store: Store, gene_sets: Sequence[GeneSet], *, samples: Sequence[str] | None = None,
+                   cohort: str | None = None, where: str | None = None, min_genes: int = 5,
+                   record: bool = True) -> PromptRun:
+    """Score ``gene_sets`` on the samples' **measured** expression (ssGSEA ES, from the library's cache).
+
+    Recorded like a prompt (``method = 'measured'``), so the measured and the
+    predicted scores of a sample sit side by side in ``prompt_results``
+    (``source``). Each score carries its ``percentile`` and ``type_z`` as a
+    prompt's does; dispersion and effective K are empty.
+
+    Examples
+    --------
+    >>> from hquery.genesets import resolve_prompts
+    >>> run = score_measured(store, resolve_prompts(store, ["MKI67,TOP2A,CD8A,COL1A1,VIM"]))
+    >>> run.results.num_rows, set(run.results["route"].to_pylist())
+    (30, {'measured'})
+    """
+    started = time.perf_counter()
+    with store.reading():
+        library = Library(store)
+        matches = library.match(gene_sets, min_genes)
+        rows = select_slides(store, samples=samples, cohort=cohort, where=where, profiled=True)
+        cancer_type = {r.sample_id: r.cancer_type for r in store.query("sample_metadata")}
+    library_scores, computed = library.scores(gene_sets, matches)
+    keys = [(r.sample_id, None) for r in rows]
+    score = library_scores[[library.row[r.sample_id] for r in rows]]
+    standing = library_standing(score, library_scores, [cancer_type.get(s) for s in library.sample_ids],
+                                [r.cancer_type for r in rows])
+    info = {r.sample_id: r for r in rows}
+    nan = np.full(score.shape, np.nan)
+    choices = {m.name: RouteChoice("measured", float("nan"), None) for m in matches}
+    results = _results_table(keys, info, np.array([r.patient_id for r in rows]), matches, score, nan, nan[:, 0],
+                             choices, standing)
+    run = PromptRun(None, results, matches, {gs.name: len(set(gs.members)) for gs in gene_sets}, computed, [], 0.0)
+    run.seconds = time.perf_counter() - started
+    if record:
+        run.run_id = _record(store, run, gene_sets, method="measured", level="slide", knn=None, aggregate=None,
+                             model_version=None, index_version=None, library_version=library.version,
+                             n_samples=len(rows))
+    return run
 
 
 def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,

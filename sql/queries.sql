@@ -169,6 +169,10 @@ WHERE list_contains(?, l.gene_set) ORDER BY l.gene_set, l.method;
 -- name: slide_samples
 SELECT sample_id, patient_id, cohort, cancer_type, has_expression FROM samples WHERE has_slide ORDER BY sample_id;
 
+-- name: profiled_samples
+SELECT sample_id, patient_id, cohort, cancer_type, has_expression FROM samples WHERE has_expression
+ORDER BY sample_id;
+
 -- name: insert_prompt_runs
 INSERT INTO prompt_runs BY NAME SELECT * FROM staged_prompt_runs;
 
@@ -253,3 +257,28 @@ UPDATE index_versions SET retired_at = ? WHERE version = ?;
 
 -- name: delete_lance_table
 DELETE FROM lance_tables WHERE name = ?;
+
+-- name: latest_scores
+-- The newest slide-level run of a gene set from one source: its score per sample.
+SELECT sample_id, score FROM prompt_results_all
+WHERE run_id = (SELECT run_id FROM prompt_results_all WHERE gene_set = ? AND source = ? AND level = 'slide'
+                ORDER BY created_at DESC LIMIT 1)
+  AND gene_set = ?;
+
+-- name: insert_association_runs
+INSERT INTO association_runs BY NAME SELECT * FROM staged_association_runs;
+
+-- name: insert_association_results
+INSERT INTO association_results BY NAME SELECT * FROM staged_association_results;
+
+-- name: insert_survival_runs
+INSERT INTO survival_runs BY NAME SELECT * FROM staged_survival_runs;
+
+-- name: insert_survival_results
+INSERT INTO survival_results BY NAME SELECT * FROM staged_survival_results;
+
+-- name: insert_archetype_runs
+INSERT INTO archetype_runs BY NAME SELECT * FROM staged_archetype_runs;
+
+-- name: insert_archetype_classes
+INSERT INTO archetype_classes BY NAME SELECT * FROM staged_archetype_classes;

@@ -35,10 +35,13 @@ CREATE OR REPLACE VIEW gene_set_members AS
 SELECT name AS gene_set, collection, unnest(members) AS symbol
 FROM gene_sets;
 
--- Every prompt score with its run and the sample's metadata.
+-- Every prompt score with its run and the sample's metadata; `source` tells scores predicted from a slide from
+-- those of a sample's measured expression (`hquery score`).
 CREATE OR REPLACE VIEW prompt_results_all AS
 SELECT
-    r.run_id, p.created_at, r.gene_set, p.method, p.aggregate, p.level, p.k, p.tau,
+    r.run_id, p.created_at, r.gene_set,
+    CASE WHEN p.method = 'measured' THEN 'measured' ELSE 'predicted' END AS source,
+    p.method, p.aggregate, p.level, p.k, p.tau,
     p.model_version, p.index_version,
     r.sample_id, r.tile_index, s.patient_id, s.cohort, s.cancer_type, s.has_expression, s.clinical,
     r.score, r.percentile, r.type_z, r.dispersion, r.effective_k, r.route, r.trust
@@ -57,8 +60,8 @@ SELECT * EXCLUDE (newest) FROM (
 -- One row per scored sample (and tile) of the newest runs, gene sets as a map:
 -- `scores['HALLMARK_G2M_CHECKPOINT']`.
 CREATE OR REPLACE VIEW prompt_results_wide AS
-SELECT sample_id, tile_index, level, method, aggregate, patient_id, cohort, cancer_type, has_expression, clinical,
-       map_from_entries(list((gene_set, score) ORDER BY gene_set)) AS scores
+SELECT sample_id, tile_index, source, level, method, aggregate, patient_id, cohort, cancer_type, has_expression,
+       clinical, map_from_entries(list((gene_set, score) ORDER BY gene_set)) AS scores
 FROM prompt_results
 GROUP BY ALL;
 
@@ -89,4 +92,6 @@ SELECT artifact_path AS path FROM encoders
 UNION ALL SELECT artifact_path FROM models WHERE retired_at IS NULL
 UNION ALL SELECT path FROM index_versions WHERE retired_at IS NULL
 UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
-UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs;
+UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs
+UNION ALL SELECT 'associations/' || run_id FROM association_runs
+UNION ALL SELECT 'survival/' || run_id FROM survival_runs;

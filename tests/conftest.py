@@ -124,6 +124,12 @@ def indexed_store(demo_store, tmp_path_factory) -> Store:
     return s
 
 
+@pytest.fixture(scope="session")
+def clinic_store(indexed_store, tmp_path_factory) -> Store:
+    """The indexed small demo, for the clinical analyses (which record runs): a copy of its own."""
+    return copy_store(indexed_store, tmp_path_factory.mktemp("clinic") / "store")
+
+
 def copy_store(store: Store, dest: Path) -> Store:
     shutil.copytree(store.root, dest)
     return Store.open(dest)
@@ -133,7 +139,7 @@ def dumps(x) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-E2E_FIXTURES = {"small_demo", "small_demo_b", "demo_store", "indexed_store"}
+E2E_FIXTURES = {"small_demo", "small_demo_b", "demo_store", "indexed_store", "clinic_store"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,12 +12,13 @@ from tests.conftest import write_cohort
 TINY_VIT = "random:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&seed=0"
 
 PURE = ["hquery.errors", "hquery.names", "hquery.stats", "hquery.parallel", "hquery.genesets", "hquery.ingest",
-        "hquery.retrieval.neighbours", "hquery.retrieval.routes",
+        "hquery.retrieval.neighbours", "hquery.retrieval.routes", "hquery.evaluation.archetypes",
         "hquery.training", "hquery.training.type_ridge"]
 """Modules whose examples need no store."""
 
 WORKFLOW = ["hquery", "hquery.ingest.cohort.ingest_cohort", "hquery.training.alignment_trainer.train_alignment",
             "hquery.retrieval.index_builder.build_index", "hquery.retrieval.prompt.run_prompt",
+            "hquery.retrieval.prompt.score_measured", "hquery.evaluation.association.associate",
             "hquery.gc.collect_garbage"]
 """A user's path through the library, each example building on the one before."""
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from hquery.cli.clinical import archetypes, associate, survival
 from hquery.cli.evaluate import spectrum
 from hquery.cli.ingest import ingest
 from hquery.cli.options import quiet_option, store_option, store_path
@@ -33,7 +34,8 @@ from hquery.ingest.image_encoders import parse_image_encoder
 @click.pass_context
 def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) -> None:
     """Generate the synthetic demo cohort, ingest it, train, index, evaluate the spectrum, ask a first prompt
-    (each set by the route the spectrum chose), compare PEKA adapters, then ingest a second batch and refresh."""
+    (each set by the route the spectrum chose), test scores against the clinical columns, compare PEKA adapters,
+    then ingest a second batch and refresh."""
     from hquery.pipelines.demo import DEMO_ENCODER, run_demo
 
     encoder = encoder or DEMO_ENCODER
@@ -46,6 +48,15 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
     click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
+    # the manifest's clinical columns carry built-in associations (hquery/demo/cohort.py, _clinical)
+    for column in ("pdl1", "negative_control"):
+        click.echo(f"\n$ hquery associate --genes INTERFERON_GAMMA --by {column} --source both")
+        ctx.invoke(associate, prompts=("INTERFERON_GAMMA",), column=column, source="both", store_path_=store_path_)
+    click.echo("\n$ hquery survival --genes G2M --time os_months --event os_event --source both")
+    ctx.invoke(survival, prompts=("G2M",), time_column="os_months", event_column="os_event", source="both",
+               store_path_=store_path_)
+    click.echo("\n$ hquery archetypes --immune INTERFERON_GAMMA --fibrosis EPITHELIAL_MESENCHYMAL")
+    ctx.invoke(archetypes, immune="INTERFERON_GAMMA", fibrosis="EPITHELIAL_MESENCHYMAL", store_path_=store_path_)
     if peka:
         backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
         click.echo("\n$ hquery train peka" + (f" --backbone {backbone}" if backbone else ""))

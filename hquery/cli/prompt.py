@@ -16,7 +16,7 @@ from hquery.cli.options import (
 )
 from hquery.cli.render import FORMATS, check_out, print_prompt, write_table
 from hquery.genesets import resolve_prompts
-from hquery.retrieval.prompt import run_prompt
+from hquery.retrieval.prompt import run_prompt, score_measured
 from hquery.retrieval.tilemap import render_tile_map
 
 genes_option = click.option(
@@ -75,11 +75,7 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
     store = open_store(store_path_)
     knn = soft_knn(k, tau)
     check_out(out)
-    wanted = None
-    if samples is not None:
-        wanted = [s.strip() for s in samples.split(",") if s.strip()]
-        if not wanted:
-            raise click.BadParameter("names no sample; leave it out to score every slide", param_hint="--samples")
+    wanted = _sample_list(samples)
     run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn,
                      neighbours=neighbour_rule(match, neighbours_where), aggregate=aggregate,
                      method=method, cohort=cohort, samples=wanted, where=where, min_genes=min_genes)
@@ -99,6 +95,45 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
             counts[route] = counts.get(route, 0) + 1
         cached += "; routes " + ", ".join(f"{route} {n}" for route, n in sorted(counts.items()))
     click.echo(f"run {run.run_id}: {run.results.num_rows} scores, {cached}, {run.seconds:.2f}s", err=fmt != "table")
+
+
+@click.command()
+@genes_option
+@click.option("--collection", help="Every gene set of a collection, e.g. hallmark.")
+@click.option("--cohort", help="Only samples of this cohort.")
+@click.option("--samples", help="Only these sample ids (comma-separated).")
+@click.option("--where", help="Only samples whose samples row matches this SQL predicate.")
+@click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
+              help="A gene set with fewer genes in the library is an error.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
+@store_option
+def score(prompts, collection, cohort, samples, where, min_genes, limit, fmt, out, store_path_) -> None:
+    """Score gene sets on the samples' measured expression, recorded beside the predicted scores.
+
+    `hquery sql "select source, cancer_type, avg(score) from prompt_results group by all"` then compares the two.
+    """
+    store = open_store(store_path_)
+    check_out(out)
+    run = score_measured(store, resolve_prompts(store, prompts, collection), cohort=cohort,
+                         samples=_sample_list(samples), where=where, min_genes=min_genes)
+    if fmt != "table" or out:
+        write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
+    if fmt == "table":
+        print_prompt(run, "sample", limit, shown_all=out is not None)
+    scored = "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)"
+    click.echo(f"run {run.run_id}: {run.results.num_rows} measured scores, {scored}, {run.seconds:.2f}s",
+               err=fmt != "table")
+
+
+def _sample_list(samples: str | None) -> list[str] | None:
+    if samples is None:
+        return None
+    wanted = [s.strip() for s in samples.split(",") if s.strip()]
+    if not wanted:
+        raise click.BadParameter("names no sample; leave it out to score every sample", param_hint="--samples")
+    return wanted
 
 
 @click.command("map")
@@ -124,4 +159,4 @@ def tile_map(sample, prompts, k, tau, match, neighbours_where, out, store_path_)
     click.echo(f"run {run.run_id}: {run.results.num_rows} tile scores")
 
 
-COMMANDS = [index, prompt, tile_map]
+COMMANDS = [index, prompt, score, tile_map]

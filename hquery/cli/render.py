@@ -159,7 +159,9 @@ def print_prompt(run, level: str, limit: int, shown_all: bool) -> None:
         rows = run.results.filter(pc.equal(run.results["gene_set"], match.name)).sort_by([("score", "descending")])
         click.echo(f"{match.name}: {found}{missing}; {rows.num_rows} {level}s, highest score first")
         route, trust = (rows["route"][0].as_py(), rows["trust"][0].as_py()) if rows.num_rows else (None, None)
-        if route:
+        if route == "measured":
+            click.echo("  from each sample's measured expression")
+        elif route:
             held_out = f"held-out R² {trust:.2f}" if trust is not None and trust == trust else "never evaluated"
             click.echo(f"  by {route} ({held_out})")
         columns = ["sample_id"] + (["tile_index"] if level == "tile" else []) + [

@@ -239,6 +239,7 @@ def generate_demo_cohort(
     advance = progress("rendering demo slides", len(samples)) if progress else (lambda n: None)
     g = spec.grid
     coords = np.array([(i * spec.tile_px, j * spec.tile_px) for j in range(g) for i in range(g)], dtype=np.int64)
+    patient_activity: dict[str, np.ndarray] = {}
     for patient, sample, cancer, has_rna in samples:
         srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])] + ([] if world == "A" else [ord(world)]))
         activity = model.type_means[cancer] + srng.normal(0, 1, n_programs)
@@ -265,6 +266,8 @@ def generate_demo_cohort(
             "slide_path": f"slides/{sample}", "age": int(srng.integers(35, 85)),
             "sex": "F" if srng.random() < 0.5 else "M", "stage": ["I", "II", "III", "IV"][stage - 1],
             "grade": int(np.clip(np.round(2 + 0.7 * activity[0]), 1, 3)),
+            **_clinical(np.random.default_rng([seed, int(sample[6:10]), 7] + ([] if world == "A" else [ord(world)])),
+                        patient_activity.setdefault(patient, activity)),
         })
         truth.append({"sample_id": sample, "tile_index": -1, **dict(zip(program_names, activity.tolist()))})
         truth += [{"sample_id": sample, "tile_index": t, **dict(zip(program_names, tiles[t].tolist()))}
@@ -303,6 +306,24 @@ def generate_demo_cohort(
     _counts_frame(ref_ids, model.genes, np.stack(ref_counts)).write_parquet(out / "reference" / "expression.parquet")
     pl.DataFrame(truth).write_parquet(out / "truth" / "programs.parquet")
     return DemoFiles.at(out)
+
+
+def _clinical(rng: np.random.Generator, activity: np.ndarray) -> dict:
+    """A patient's clinical columns, with built-in associations for `hquery associate` and `survival` to find.
+
+    ``pdl1`` (negative / low / high) follows the immune program; overall survival
+    (``os_months``, ``os_event``: 1 died, 0 censored) shortens with proliferation
+    (hazard ``exp(0.5 x activity)``, median about 60 months, censoring uniform on
+    12-120 months); ``negative_control`` (a / b / c) depends on nothing. The draws
+    are the patient's (the first sample's program activity), so two samples of a
+    patient agree.
+    """
+    immune = activity[1] + rng.normal(0, 0.6)
+    pdl1 = "negative" if immune < -0.3 else "low" if immune < 0.7 else "high"
+    death = rng.exponential(60 / np.log(2) * np.exp(-0.5 * activity[0]))
+    censor = rng.uniform(12, 120)
+    return {"pdl1": pdl1, "os_months": round(float(min(death, censor)), 1), "os_event": int(death <= censor),
+            "negative_control": str(rng.choice(["a", "b", "c"]))}
 
 
 def _slide_painter(world: str, rng: np.random.Generator, tile_px: int, cancer_type: str):

@@ -133,14 +133,27 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     assert store.dataset("spot_expression").count_rows() == small.grid ** 2 * min(small.spot_samples, n_pairs)
     assert "HALLMARK_G2M_CHECKPOINT: " in result.output and "effective K" in result.output
     assert "hallmark: held-out prediction of 50 gene sets" in result.output and "dispersion quintile" in result.output
-    runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id)").to_pylist()
+    runs = store.sql("select gene_set, n_samples from prompt_runs join prompt_gene_sets using (run_id) "
+                     "where method = 'auto' and gene_set = 'HALLMARK_G2M_CHECKPOINT'").to_pylist()
     assert runs == [{"gene_set": "HALLMARK_G2M_CHECKPOINT", "n_samples": manifest.height}]
     # the prompt follows the spectrum, so G2M is answered by the route it measured best, with that R² as trust
     chosen = store.sql("select distinct s.route, s.trust, r.r2_calibrated from prompt_scores s join prompt_eval_results r "
-                       "on r.gene_set = s.gene_set and r.method = s.route").to_pylist()
+                       "on r.gene_set = s.gene_set and r.method = s.route "
+                       "where s.gene_set = 'HALLMARK_G2M_CHECKPOINT'").to_pylist()
     assert len(chosen) == 1 and chosen[0]["trust"] == pytest.approx(chosen[0]["r2_calibrated"]), chosen
     assert f"by {chosen[0]['route']} (held-out R² " in result.output
     assert "$ hquery train peka" not in result.output and store.setting("peka_adapter") is None
+    # the clinical columns' built-in associations are found, from the slides and from the RNA; the control is not
+    tests = store.sql("select a.column_name c, r.source, r.p_value p, r.q_value q from association_results r "
+                      "join association_runs a using (run_id)").to_pylist()
+    assert {(t["c"], t["source"]) for t in tests} == {(c, s) for c in ("pdl1", "negative_control")
+                                                     for s in ("predicted", "measured")}
+    assert all(t["q"] < 1e-3 for t in tests if t["c"] == "pdl1") and all(
+        t["p"] > 0.05 for t in tests if t["c"] == "negative_control"), tests
+    hazards = store.sql("select source, logrank_p, hr_lower from survival_results").to_pylist()
+    assert len(hazards) == 2 and all(h["logrank_p"] < 1e-3 and h["hr_lower"] > 1 for h in hazards), hazards
+    assert store.sql("select kappa from archetype_runs").to_pylist()[0]["kappa"] > 0.2
+    assert "$ hquery survival" in result.output and "Cohen's kappa" in result.output
     # the second batch arrives after the first model is in service; the refresh retrains, gates and reindexes
     assert "$ hquery refresh" in result.output
     refreshed = store.sql("select status, candidate_model, index_version from refresh_runs").to_pylist()

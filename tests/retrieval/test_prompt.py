@@ -12,7 +12,7 @@ from hquery.ingest import ingest_cohort
 from hquery.library import Library
 from hquery.retrieval import RNAIndex
 from hquery.retrieval.neighbours import NeighbourRule
-from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt
+from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt, score_measured
 from hquery.retrieval.softknn import SoftKNN
 from hquery.scoring import ssgsea
 from tests.conftest import copy_store
@@ -84,6 +84,29 @@ def test_each_score_stands_among_the_library_by_percentile_and_within_its_type(f
         assert row["type_z"] == pytest.approx((row["score"] - own.mean()) / own.std(ddof=1))
     z = np.array([r["type_z"] for r in rows])
     assert np.isfinite(z).all() and 0 < np.array([r["percentile"] for r in rows]).std()
+
+
+def test_measured_scores_are_the_librarys_own_and_sit_beside_the_predicted(fresh):
+    gene_sets = resolve_prompts(fresh, ["G2M"])
+    predicted = run_prompt(fresh, gene_sets)
+    measured = score_measured(fresh, gene_sets)
+    library = Library(fresh)
+    es = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])[:, 0]
+    frame = pl.from_arrow(measured.results)
+    assert frame.height == len(library) and set(frame["route"]) == {"measured"}
+    np.testing.assert_allclose(frame["score"].to_numpy(), es[[library.row[s] for s in frame["sample_id"]]],
+                               rtol=1e-9)
+    counts = {r["source"]: r["n"] for r in fresh.sql(
+        f"select source, count(*) n from prompt_results where gene_set = '{G2M}' group by 1").to_pylist()}
+    assert counts == {"predicted": predicted.results.num_rows, "measured": len(library)}
+    paired = fresh.sql(f"select corr(p.score, m.score) r, count(*) n from prompt_results p "
+                       f"join prompt_results m using (sample_id, gene_set) "
+                       f"where p.source = 'predicted' and m.source = 'measured' and gene_set = '{G2M}'").to_pylist()[0]
+    assert paired["n"] > 100 and paired["r"] > 0.5  # predicted from the slide, measured from its RNA
+    runner = CliRunner()
+    shown = runner.invoke(main, ["score", "--genes", "G2M", "--limit", "3", "--store", str(fresh.root)])
+    assert shown.exit_code == 0 and "from each sample's measured expression" in shown.output, shown.output
+    assert runner.invoke(main, ["score", "--genes", "G2M", "--samples", "", "--store", str(fresh.root)]).exit_code == 2
 
 
 def test_neighbours_never_come_from_the_querys_own_patient(indexed):
