@@ -59,6 +59,11 @@ def survival_artifact(run_id: str) -> str:
     return f"survival/{run_id}"
 
 
+def map_artifact(map_id: str) -> str:
+    """Folder (under ``artifacts/``) of a map of the aligned space."""
+    return f"maps/{map_id}"
+
+
 def encoder_artifact(version: str) -> str:
     """Folder (under ``artifacts/``) of a fitted encoder (e.g. the RNA PCA)."""
     return f"rna/{version}"

@@ -534,6 +534,13 @@ def _results_table(keys, info, patients, matches, score, dispersion, effective_k
     })
 
 
+def aligned_vectors(store: Store, model_version: str, level: str, sample_ids: list[str]
+                    ) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """Slides' (or tiles') embeddings in alignment model ``model_version``'s shared space, as a prompt sees them:
+    keys ``(sample_id, tile_index)`` sorted, and vectors."""
+    return _query_vectors(store, model_version, level, sample_ids)
+
+
 def _query_vectors(store: Store, model_version: str, level: str, sample_ids: list[str], *,
                    projected_only: bool = False, notes: list[str] | None = None
                    ) -> tuple[list[tuple[str, int | None]], np.ndarray]:

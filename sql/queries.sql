@@ -282,3 +282,9 @@ INSERT INTO archetype_runs BY NAME SELECT * FROM staged_archetype_runs;
 
 -- name: insert_archetype_classes
 INSERT INTO archetype_classes BY NAME SELECT * FROM staged_archetype_classes;
+
+-- name: insert_space_maps
+INSERT INTO space_maps BY NAME SELECT * FROM staged_space_maps;
+
+-- name: insert_space_coordinates
+INSERT INTO space_coordinates BY NAME SELECT * FROM staged_space_coordinates;

@@ -94,4 +94,5 @@ UNION ALL SELECT path FROM index_versions WHERE retired_at IS NULL
 UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
 UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs
 UNION ALL SELECT 'associations/' || run_id FROM association_runs
-UNION ALL SELECT 'survival/' || run_id FROM survival_runs;
+UNION ALL SELECT 'survival/' || run_id FROM survival_runs
+UNION ALL SELECT 'maps/' || map_id FROM space_maps;

@@ -1,19 +1,23 @@
-"""``hquery score``'s clinical uses: ``associate``, ``survival`` and ``archetypes``."""
+"""What a lab asks of its scores next: ``associate``, ``survival``, ``archetypes``; and ``map-space``, the picture
+of the aligned space they come from."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import click
 
 from hquery.cli.options import open_store, store_option
 from hquery.cli.prompt import genes_option
-from hquery.cli.render import print_rows
+from hquery.cli.render import check_out, print_rows
 from hquery.errors import PromptError
 from hquery.evaluation.archetypes import ARCHETYPES
 from hquery.evaluation.archetypes import archetypes as run_archetypes
 from hquery.evaluation.association import associate as run_association
+from hquery.evaluation.space import map_space
 from hquery.evaluation.survival import SPLITS
 from hquery.evaluation.survival import survival as run_survival
 from hquery.genesets import resolve_prompts
@@ -109,4 +113,27 @@ def archetypes(immune, fibrosis, store_path_) -> None:
                f"run {report.run_id}")
 
 
-COMMANDS = [associate, survival, archetypes]
+@click.command("map-space")
+@click.option("--color", default="cancer_type", show_default=True,
+              help="cohort, cancer_type, a clinical column, or a gene set (slides predicted, profiles measured).")
+@click.option("--model", "version", help="Alignment model [default: the one behind the current index].")
+@click.option("--neighbors", type=click.IntRange(min=2), default=15, show_default=True, help="UMAP's n_neighbors.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Also copy the PNG here.")
+@store_option
+def map_space_command(color, version, neighbors, seed, out, store_path_) -> None:
+    """A UMAP of slides and RNA profiles in the aligned space (PNG; coordinates in space_coordinates)."""
+    check_out(out)
+    space = map_space(open_store(store_path_), color=color, model_version=version, n_neighbors=neighbors, seed=seed)
+    if out:
+        shutil.copyfile(space.plot, out)
+    for note in space.notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    n_slides = int((space.modality == "slide").sum())
+    click.echo(f"map {space.map_id} of {space.model_version}: {n_slides} slides, {len(space.modality) - n_slides} "
+               f"RNA profiles; a slide's own RNA lies {space.pair_distance_ratio:.2f}x as far as another sample's of "
+               f"its cancer type (median over {space.n_pairs} pairs; 1 = chance)")
+    click.echo(f"plot: {out or space.plot}")
+
+
+COMMANDS = [associate, survival, archetypes, map_space_command]
