@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -137,6 +138,65 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
                                 else "" for level in ("slide", "spot")))
         for m in HISTOPRISM_NAMES if m in comparison.expression])
     click.echo(f"plot: {png}")
+
+
+@evaluate.command()
+@click.option("--train", "train_cohorts", required=True, metavar="COHORT[,COHORT]",
+              help="Cohorts whose pairs fit the heads.")
+@click.option("--test", "test_cohort", required=True, metavar="COHORT", help="The cohort scored, never trained on.")
+@click.option("--library", "library_cohorts", metavar="COHORT[,COHORT]",
+              help="Cohorts whose RNA profiles are the neighbours [default: every cohort but --test].")
+@collection_option
+@folds_option
+@knn_options
+@neighbour_options
+@click.option("--epochs", type=int, default=None, help="The most epochs of each alignment fit [default: 300].")
+@format_option
+@store_option
+def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, tau, match, neighbours_where, epochs,
+             fmt, store_path_) -> None:
+    """Fit on some cohorts, test on another, beside the test cohort's own cross-validation: the generalisation gap."""
+    from hquery.evaluation.spectrum import LABELS
+    from hquery.evaluation.transfer import evaluate_transfer
+    from hquery.training.heads import AlignmentConfig
+
+    def cohorts(text):
+        return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+    report = evaluate_transfer(open_store(store_path_), cohorts(train_cohorts), test_cohort,
+                               library=cohorts(library_cohorts), collection=collection, folds=folds,
+                               knn=soft_knn(k, tau), neighbours=neighbour_rule(match, neighbours_where),
+                               config=AlignmentConfig(max_epochs=epochs) if epochs else AlignmentConfig())
+    means = report.means()
+    if fmt == "json":
+        click.echo(json.dumps({**{f.name: getattr(report, f.name) for f in dataclasses.fields(report)},
+                               "means": means}, indent=1, default=str))
+        return
+    click.echo(f"trained on {', '.join(report.train_cohorts)} ({report.n_train} pairs), tested on "
+               f"{report.test_cohort} ({report.n_test} pairs), neighbours from {', '.join(report.library_cohorts)} "
+               f"({report.n_library} profiles); in-cohort: {folds}-fold CV within {report.test_cohort}")
+    rows = []
+    for direction in ("he_to_rna", "rna_to_he"):
+        for metric in ("recall@1", "recall@10", "mrr"):
+            cell = {s: report.recall[s] for s in ("transfer", "in_cohort")}
+            transfer_v, own = cell["transfer"]["aligned"][direction][metric], cell["in_cohort"]["aligned"][direction][metric]
+            rows.append((direction, metric, f"{transfer_v:.3f}", f"{cell['transfer']['ridge'][direction][metric]:.3f}",
+                         _number(cell['transfer']['chance'][direction].get(metric)), f"{own:.3f}",
+                         f"{own - transfer_v:+.3f}"))
+    print_rows(["direction", "metric", "transfer", "ridge (transfer)", "chance", "in-cohort", "gap"], rows)
+    print_rows(["route", "transfer R²", "r", "rT", "in-cohort R²", "r", "rT", "R² gap"],
+               [(LABELS[route], *(f"{means[s][route][m]:.3f}" for s in ("transfer", "in_cohort")
+                                  for m in ("r2_calibrated", "pearson_r", "r_within_type")),
+                 f"{means['in_cohort'][route]['r2_calibrated'] - means['transfer'][route]['r2_calibrated']:+.3f}")
+                for route in means["transfer"]])
+    click.echo(f"means over the {collection} sets; rT: r with each cancer type's mean removed; gap: in-cohort minus "
+               "transfer")
+    for note in report.notes[:5]:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 COMMANDS = [evaluate]

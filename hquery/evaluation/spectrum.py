@@ -221,22 +221,10 @@ def evaluate_prompts(
     started = time.perf_counter()
     knn = knn or SoftKNN()
     neighbours = neighbours or NeighbourRule()
-    pairs = load_pairs(store, "slide")
-    gene_sets = resolve_prompts(store, collection=collection)
-    library = Library(store)
-    matches = library.match(gene_sets, min_genes=5)
-    library_scores, _ = library.scores(gene_sets, matches)
-    metadata = SampleMetadata.load(store, neighbours.match)
-    library_patients = np.array([metadata.patient[s] for s in library.sample_ids])
-    library_values = [metadata.values[s] for s in library.sample_ids]
-    allowed = np.ones(len(library), bool)
-    if neighbours.where:
-        keep = set(store.samples_where(neighbours.where, library=True))
-        allowed = np.array([s in keep for s in library.sample_ids], bool)
-    library_rna = _library_embeddings(store, pairs.rna_encoder, library.sample_ids)
-    pair_rows = np.array([library.row[s] for s in pairs.sample_ids])
-    truth = library_scores[pair_rows]
-    types = np.array([t or UNKNOWN for t in pairs.cancer_types])
+    inputs = SpectrumInputs.load(store, collection, neighbours)
+    pairs, gene_sets, library, library_scores = inputs.pairs, inputs.gene_sets, inputs.library, inputs.library_scores
+    metadata, library_patients, library_values = inputs.metadata, inputs.library_patients, inputs.library_values
+    allowed, library_rna, truth, types = inputs.allowed, inputs.library_rna, inputs.truth, inputs.types
 
     splits = list(patient_folds(pairs.patients, folds, config.seed))
     with worker_pool(workers) as pool:
@@ -253,25 +241,14 @@ def evaluate_prompts(
             heldout = set(pairs.patients[test])
             searchable = allowed & (True if library_leak else ~np.isin(library_patients, list(heldout)))
             leaked += int(np.isin(library_patients[searchable], list(heldout)).sum())
-            rows_of = np.flatnonzero(searchable)
-            search = _FoldSearch(library_vecs[rows_of], library_patients[rows_of], [library_values[r] for r in rows_of],
-                                 neighbours, knn.k)
-
-            def predict(idx):
-                values = [metadata.values[pairs.sample_ids[j]] for j in idx]
-                exclude = np.full(len(idx), None, object) if library_leak else pairs.patients[idx]
-                positions, sims, plan_notes = search(slide_vecs[idx], exclude, values)
-                return knn.predict(library_scores[rows_of[positions]], sims), plan_notes
-
-            (on_train, _), (on_test, test_notes) = predict(train), predict(test)
-            notes += [f"fold {i + 1}: {note}" for note in test_notes]
+            fold = predict_split(pairs, train, test, library_vecs, slide_vecs, searchable, library_scores,
+                                 library_patients, library_values, metadata, neighbours, knn, truth, types,
+                                 config.seed, exclude_own_patient=not library_leak)
+            notes += [f"fold {i + 1}: {note}" for note in fold.pop("notes")]
             fold_of[test] = i
-            pred["softknn"][test], dispersion[test] = on_test.score, on_test.dispersion
-            pred["softknn_calibrated"][test] = apply_lines(on_test.score, *calibration_lines(on_train.score,
-                                                                                           truth[train]))
-            pred["mlp"][test] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], config.seed)[0], slide_vecs[test])
-            pred["ridge_type"][test] = TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(
-                pairs.image[test], types[test])
+            dispersion[test] = fold.pop("dispersion")
+            for route, values in fold.items():
+                pred[route][test] = values
             if on_fold:
                 on_fold(i)
 
@@ -288,6 +265,74 @@ def evaluate_prompts(
     if record:
         record_spectrum(store, spectrum)
     return spectrum
+
+
+@dataclasses.dataclass
+class SpectrumInputs:
+    """What a held-out evaluation of a collection reads from the store: the pairs, the library, its scores."""
+
+    pairs: object
+    gene_sets: list
+    library: Library
+    library_scores: np.ndarray
+    metadata: SampleMetadata
+    library_patients: np.ndarray
+    library_values: list[tuple]
+    allowed: np.ndarray
+    """Library profiles the neighbour rule's ``where`` lets a query draw from."""
+    library_rna: np.ndarray
+    truth: np.ndarray
+    """ssGSEA of each pair's own measured RNA ``[pairs, sets]``."""
+    types: np.ndarray
+
+    @classmethod
+    def load(cls, store: Store, collection: str, neighbours: NeighbourRule) -> SpectrumInputs:
+        pairs = load_pairs(store, "slide")
+        gene_sets = resolve_prompts(store, collection=collection)
+        library = Library(store)
+        library_scores, _ = library.scores(gene_sets, library.match(gene_sets, min_genes=5))
+        metadata = SampleMetadata.load(store, neighbours.match)
+        allowed = np.ones(len(library), bool)
+        if neighbours.where:
+            keep = set(store.samples_where(neighbours.where, library=True))
+            allowed = np.array([s in keep for s in library.sample_ids], bool)
+        return cls(pairs, gene_sets, library, library_scores, metadata,
+                   np.array([metadata.patient[s] for s in library.sample_ids]),
+                   [metadata.values[s] for s in library.sample_ids], allowed,
+                   _library_embeddings(store, pairs.rna_encoder, library.sample_ids),
+                   library_scores[np.array([library.row[s] for s in pairs.sample_ids])],
+                   np.array([t or UNKNOWN for t in pairs.cancer_types]))
+
+
+def predict_split(pairs, train: np.ndarray, test: np.ndarray, library_vecs: np.ndarray, slide_vecs: np.ndarray,
+                  searchable: np.ndarray, library_scores: np.ndarray, library_patients: np.ndarray,
+                  library_values: list[tuple], metadata: SampleMetadata, neighbours: NeighbourRule, knn: SoftKNN,
+                  truth: np.ndarray, types: np.ndarray, seed: int, *, exclude_own_patient: bool = True) -> dict:
+    """Held-out predictions of the ``test`` pairs by heads fitted on the ``train`` pairs (their projections are
+    ``library_vecs`` and ``slide_vecs``), searching the ``searchable`` library profiles.
+
+    Returns ``softknn``, ``softknn_calibrated`` (a line fitted on the training slides, each predicted from the
+    library without its own patient), ``mlp`` and ``ridge_type`` (fitted on the training slides), ``dispersion``
+    and the neighbour plan's ``notes``. Shared by the cross-validated spectrum and ``hquery eval transfer``.
+    """
+    rows_of = np.flatnonzero(searchable)
+    search = _FoldSearch(library_vecs[rows_of], library_patients[rows_of], [library_values[r] for r in rows_of],
+                         neighbours, knn.k)
+
+    def predict(idx):
+        values = [metadata.values[pairs.sample_ids[j]] for j in idx]
+        exclude = pairs.patients[idx] if exclude_own_patient else np.full(len(idx), None, object)
+        positions, sims, plan_notes = search(slide_vecs[idx], exclude, values)
+        return knn.predict(library_scores[rows_of[positions]], sims), plan_notes
+
+    (on_train, _), (on_test, notes) = predict(train), predict(test)
+    return {
+        "softknn": on_test.score, "dispersion": on_test.dispersion, "notes": notes,
+        "softknn_calibrated": apply_lines(on_test.score, *calibration_lines(on_train.score, truth[train])),
+        "mlp": mlp_predict(fit_mlp(slide_vecs[train], truth[train], seed)[0], slide_vecs[test]),
+        "ridge_type": TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(pairs.image[test],
+                                                                                            types[test]),
+    }
 
 
 class _FoldSearch:

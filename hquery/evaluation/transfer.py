@@ -1,0 +1,151 @@
+"""Cross-cohort evaluation (the seed paper's held-out cohorts): heads fitted only on the training cohorts' pairs,
+tested on a cohort none of whose patients they saw, with a library built from other cohorts.
+
+Beside every transfer number stands the test cohort's own cross-validated one
+(patient-level folds within it, its training folds' profiles added to the same
+library), so the generalisation gap is a number: in-cohort minus transfer.
+Retrieval is scored in both directions among the pairs of each in-cohort fold's
+held-out patients, by both models, since recall@K depends on how many
+candidates there are; with the ridge and chance baselines; the spectrum by the same routes as ``hquery eval
+spectrum`` (calibrated Soft-kNN, the MLP, the ridge+type floor and their
+ensemble), each predicted from the library and the truth the ssGSEA of the test
+slides' own RNA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from hquery.errors import InputError
+from hquery.evaluation.spectrum import SPECTRUM_ROUTES, SpectrumInputs, _fit_and_project, _metrics, predict_split
+from hquery.retrieval.neighbours import NeighbourRule
+from hquery.retrieval.softknn import SoftKNN
+from hquery.stats import finite_mean
+from hquery.store import Store
+from hquery.training.cv import CVReport, cross_validate, evaluate_fold
+from hquery.training.fit import fit_alignment
+from hquery.training.heads import AlignmentConfig
+from hquery.training.metrics import KS
+from hquery.training.splits import patient_folds
+
+SETTINGS = ("transfer", "in_cohort")
+
+
+@dataclasses.dataclass
+class TransferReport:
+    train_cohorts: list[str]
+    test_cohort: str
+    library_cohorts: list[str]
+    n_train: int
+    n_test: int
+    n_library: int
+    recall: dict[str, dict]
+    """``{setting: {method: {direction: {metric: value}}}}``, means over the in-cohort folds' held-out pools."""
+    rows: list[dict]
+    """Per setting, gene set and route: r2_calibrated, pearson_r, r_within_type."""
+    notes: list[str]
+
+    def means(self, gene_sets: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """``{setting: {route: {metric: mean over the gene sets}}}``."""
+        wanted = set(gene_sets) if gene_sets else None
+        out: dict = {}
+        for setting in SETTINGS:
+            for route in SPECTRUM_ROUTES:
+                rows = [r for r in self.rows if r["setting"] == setting and r["method"] == route
+                        and (wanted is None or r["gene_set"] in wanted)]
+                out.setdefault(setting, {})[route] = {
+                    name: finite_mean(np.array([r[name] for r in rows], float))
+                    for name in ("r2_calibrated", "pearson_r", "r_within_type")}
+        return out
+
+
+def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library: Sequence[str] | None = None,
+                      collection: str = "hallmark", folds: int = 5, knn: SoftKNN | None = None,
+                      neighbours: NeighbourRule | None = None,
+                      config: AlignmentConfig = AlignmentConfig()) -> TransferReport:
+    """Fit on the ``train`` cohorts' pairs, test on cohort ``test``'s; the test cohort's own CV beside it.
+
+    Parameters
+    ----------
+    train, test
+        Cohort names (``cohorts`` in the catalog); the test cohort may not be among the training ones.
+    library
+        Cohorts whose RNA profiles the neighbours come from (default: every cohort but ``test``).
+    folds
+        Patient-level folds of the in-cohort comparison.
+
+    Returns
+    -------
+    TransferReport
+    """
+    knn, neighbours = knn or SoftKNN(), neighbours or NeighbourRule()
+    train = list(dict.fromkeys(train))
+    if test in train:
+        raise InputError(f"cohort {test!r} is both trained and tested on; a transfer test needs a cohort the heads "
+                         "never saw")
+    inputs = SpectrumInputs.load(store, collection, neighbours)
+    pairs = inputs.pairs
+    cohort_of = {r.sample_id: r.cohort for r in store.query("sample_metadata")}
+    known = sorted(set(cohort_of.values()))
+    unknown = [c for c in [*train, test, *(library or [])] if c not in known]
+    if unknown:
+        raise InputError(f"no cohort {', '.join(map(repr, unknown))}; cohorts: {', '.join(known)}")
+    library = list(library) if library is not None else [c for c in known if c != test]
+    pair_cohort = np.array([cohort_of[s] for s in pairs.sample_ids])
+    train_rows, test_rows = np.flatnonzero(np.isin(pair_cohort, train)), np.flatnonzero(pair_cohort == test)
+    for name, rows, where in (("training", train_rows, ", ".join(train)), ("test", test_rows, test)):
+        if len(rows) < 10:
+            raise InputError(f"the {name} cohort(s) {where} hold {len(rows)} pairs; a transfer test needs 10 or more")
+    in_library = np.isin(np.array([cohort_of[s] for s in inputs.library.sample_ids]), library)
+    searchable = inputs.allowed & in_library & ~np.isin(inputs.library_patients, pairs.patients[test_rows])
+    if not searchable.any():
+        raise InputError(f"the library cohorts {', '.join(library)} hold no profile a test slide may draw on")
+    notes: list[str] = []
+
+    model, _ = fit_alignment(pairs.image[train_rows], pairs.rna[train_rows], pairs.patients[train_rows], config,
+                             cancer_types=pairs.cancer_types[train_rows])
+    # retrieval is scored among the same held-out pools as the in-cohort folds: recall@K depends on the pool's size
+    tested = pairs.subset(test_rows)
+    pools = [b for _, b in patient_folds(tested.patients, folds, config.seed)]
+    transfer = CVReport([evaluate_fold(pairs.subset(train_rows), tested.subset(pool), config, KS, "cpu",
+                                       lambda *a, **k: (model, None)) for pool in pools])
+    recall = {setting: {m: {d: {k: v["mean"] for k, v in metrics.items()} for d, metrics in by_dir.items()}
+                        for m, by_dir in report.as_dict().items()}
+              for setting, report in (("transfer", transfer), ("in_cohort", cross_validate(tested, folds, config)))}
+
+    rows = _spectrum_rows("transfer", inputs, [(train_rows, test_rows)], searchable, knn, neighbours, config, notes)
+    splits = [(test_rows[a], test_rows[b]) for a, b in patient_folds(pairs.patients[test_rows], folds, config.seed)]
+    own_library = inputs.allowed & (in_library | np.isin(np.array([cohort_of[s] for s in inputs.library.sample_ids]),
+                                                         [test]))
+    rows += _spectrum_rows("in_cohort", inputs, splits, own_library, knn, neighbours, config, notes)
+    return TransferReport(train, test, library, len(train_rows), len(test_rows), int(searchable.sum()), recall, rows,
+                          list(dict.fromkeys(notes)))
+
+
+def _spectrum_rows(setting: str, inputs: SpectrumInputs, splits, library_mask: np.ndarray, knn: SoftKNN,
+                   neighbours: NeighbourRule, config: AlignmentConfig, notes: list[str]) -> list[dict]:
+    """Held-out predictions of every split's test pairs, pooled, and each route's metrics per gene set."""
+    pairs = inputs.pairs
+    tested = np.concatenate([test for _, test in splits])
+    pooled = {route: np.full((len(pairs), len(inputs.gene_sets)), np.nan)
+              for route in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
+    for train, test in splits:
+        library_vecs, slide_vecs = _fit_and_project(
+            pairs.image[train], pairs.rna[train], pairs.patients[train], pairs.cancer_types[train], config,
+            inputs.library_rna, pairs.image, pairs.cancer_types)
+        searchable = library_mask & ~np.isin(inputs.library_patients, pairs.patients[test])
+        fold = predict_split(pairs, train, test, library_vecs, slide_vecs, searchable, inputs.library_scores,
+                             inputs.library_patients, inputs.library_values, inputs.metadata, neighbours, knn,
+                             inputs.truth, inputs.types, config.seed)
+        notes += [f"{setting}: {note}" for note in fold.pop("notes")]
+        fold.pop("dispersion")
+        for route, values in fold.items():
+            pooled[route][test] = values
+    predictions = {route: values[tested] for route, values in pooled.items()}
+    predictions["ensemble"] = (predictions["softknn_calibrated"] + predictions["ridge_type"]) / 2
+    names = [gs.name for gs in inputs.gene_sets]
+    rows = _metrics(inputs.truth[tested], predictions, names, inputs.types[tested], {}, SPECTRUM_ROUTES)
+    return [{"setting": setting, **row} for row in rows]
