@@ -51,13 +51,50 @@ def fit_alignment(
 
 def _fit(image, rna, patients, config, device, loss_fn, cancer_types):
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
     model = AlignmentModel(image.shape[1], rna.shape[1], config, conditioning_types(cancer_types, config))
     x_img = torch.tensor(model.image_inputs(image, cancer_types), dtype=torch.float32)
     x_rna = torch.tensor(rna, dtype=torch.float32)
     model.image_head.fit_standardisation(x_img[train_idx])
     model.rna_head.fit_standardisation(x_rna[train_idx])
+    return _train(model, x_img, x_rna, train_idx, val_idx, config, device, loss_fn)
+
+
+def fine_tune_alignment(
+    model: AlignmentModel,
+    image: np.ndarray,
+    rna: np.ndarray,
+    patients: Sequence[str],
+    config: AlignmentConfig,
+    device: str = "cpu",
+    loss_fn: Callable = clip_loss,
+    cancer_types: Sequence[str | None] | None = None,
+    min_val_patients: int = 4,
+) -> tuple[AlignmentModel, FitHistory]:
+    """Warm start: a copy of a fitted ``model``, trained further on new pairs (a new site's) for a short schedule.
+
+    The copy keeps the model's input standardisation and cancer-type vocabulary
+    (a type it never saw reads as none), so it starts exactly where the served
+    model is. ``config`` sets the schedule (``max_epochs``, ``lr``, ``patience``,
+    ``seed``); its architecture fields are the model's. Early stopping uses a
+    ``config.val_fraction`` patient holdout when that holds ``min_val_patients``
+    or more; with fewer pairs every epoch of the short schedule is run.
+    """
+    with torch_threads(1 if device == "cpu" else torch.get_num_threads()):
+        torch.manual_seed(config.seed)
+        patients = np.asarray(patients)
+        train_idx, val_idx = np.arange(len(patients)), np.array([], dtype=int)
+        if round(len(set(patients)) * config.val_fraction) >= min_val_patients:
+            train_idx, val_idx = patient_holdout(patients, config.val_fraction, config.seed)
+        tuned = copy.deepcopy(model).cpu()
+        x_img = torch.tensor(tuned.image_inputs(image, cancer_types), dtype=torch.float32)
+        return _train(tuned, x_img, torch.tensor(rna, dtype=torch.float32), train_idx, val_idx, config, device,
+                      loss_fn)
+
+
+def _train(model, x_img, x_rna, train_idx, val_idx, config, device, loss_fn):
+    """AdamW on the CLIP loss over ``train_idx``; the best epoch on ``val_idx`` (the last, when it is empty)."""
+    generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
     x_img, x_rna = x_img.to(device), x_rna.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
@@ -77,16 +114,20 @@ def _fit(image, rna, patients, config, device, loss_fn, cancer_types):
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
+        train_curve.append(float(np.mean(losses)) if losses else float("nan"))
+        if len(val_idx) == 0:
+            best_state, best_loss, best_epoch = None, train_curve[-1], epoch
+            continue
         model.eval()
         with torch.no_grad():
             val_loss = loss_fn(*model(x_img[val_idx], x_rna[val_idx])).item()
-        train_curve.append(float(np.mean(losses)) if losses else float("nan"))
         val_curve.append(val_loss)
         if val_loss < best_loss - 1e-4:
             best_state, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
         elif epoch - best_epoch >= config.patience:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return model.cpu(), FitHistory(len(train_curve), best_epoch, best_loss, train_curve, val_curve)
 

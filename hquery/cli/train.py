@@ -38,28 +38,40 @@ def train() -> None:
 @click.option("--folds", type=int, default=None, help="Patient-level k-fold cross-validation first (e.g. 5).")
 @click.option("--level", type=click.Choice(["slide", "tile"]), default="slide", show_default=True)
 @click.option("--dim", type=int, default=256, show_default=True, help="Aligned space dimension.")
-@click.option("--epochs", type=int, default=None, help="The most epochs (early stopping) [default: 300].")
+@click.option("--epochs", type=int, default=None,
+              help="The most epochs (early stopping) [default: 300; 30 with --adapt-to].")
 @click.option("--type-conditioned/--no-type-conditioned", "type_conditioned", default=True, show_default=True,
               help="The image head reads each slide's cancer type beside its embedding.")
+@click.option("--adapt-to", metavar="COHORT", help="Adapt the current model to a new site instead: warm-started from "
+              "its heads, trained on COHORT's pairs only for a short schedule (--epochs, default 30).")
 @seed_option
 @workers_option
 @device_option("cpu")
 @quiet_option
 @store_option
-def align(folds, level, dim, epochs, type_conditioned, seed, workers, device, quiet, store_path_) -> None:
+@click.pass_context
+def align(ctx, folds, level, dim, epochs, type_conditioned, adapt_to, seed, workers, device, quiet,
+          store_path_) -> None:
     """The projection heads that align H&E and RNA embeddings (the retrieval model)."""
-    from hquery.training.alignment_trainer import train_alignment
+    from hquery.training.alignment_trainer import ADAPT_EPOCHS, train_alignment
     from hquery.training.heads import AlignmentConfig
 
+    if adapt_to:
+        fixed = [f"--{name.replace('_', '-')}" for name in ("dim", "type_conditioned")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if fixed:
+            raise click.UsageError(f"{' and '.join(fixed)} cannot change when adapting: the architecture is the "
+                                   "current model's")
     config = AlignmentConfig(dim=dim, seed=seed, condition_on_type=type_conditioned,
-                             **({"max_epochs": epochs} if epochs else {}))
+                             max_epochs=epochs or (ADAPT_EPOCHS if adapt_to else AlignmentConfig.max_epochs))
     with progress_bars(not quiet and bool(folds)) as progress:
         advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
         report = train_alignment(open_store(store_path_), folds=folds, config=config, level=level,
                                  device=resolve_device(device), on_fold=(lambda i: advance(1)) if advance else None,
-                                 workers=workers)
+                                 workers=workers, adapt_to=adapt_to)
+    adapted = f", adapted from {report.adapted_from} to {adapt_to}" if report.adapted_from else ""
     click.echo(f"model {report.version}: {report.n_pairs} {level} pairs from {report.n_patients} patients, "
-               f"{report.epochs} epochs, {report.seconds:.1f}s; now the current {level} model")
+               f"{report.epochs} epochs{adapted}, {report.seconds:.1f}s; now the current {level} model")
     if report.cv:
         print_rows(RECALL_COLUMNS, recall_rows(report.cv.as_dict()))
 
