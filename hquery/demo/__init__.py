@@ -4,6 +4,17 @@
 run that ingests and trains on them is :func:`hquery.pipelines.demo.run_demo`.
 """
 
-from hquery.demo.cohort import DEMO_ENCODER, PROGRAMS, SIZES, WORLDS, DemoFiles, World, generate_demo_cohort
+from hquery.demo.cohort import (
+    DEMO_ENCODER,
+    PROGRAMS,
+    SECOND_SITE,
+    SIZES,
+    WORLDS,
+    DemoFiles,
+    Site,
+    World,
+    generate_demo_cohort,
+)
 
-__all__ = ["DEMO_ENCODER", "PROGRAMS", "SIZES", "WORLDS", "DemoFiles", "World", "generate_demo_cohort"]
+__all__ = ["DEMO_ENCODER", "PROGRAMS", "SECOND_SITE", "SIZES", "WORLDS", "DemoFiles", "Site", "World",
+           "generate_demo_cohort"]

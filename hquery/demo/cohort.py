@@ -23,6 +23,11 @@ Files written under ``out_dir``::
     reference/manifest.csv     an RNA-only reference library from other "cohorts"
     reference/expression.parquet
     truth/programs.parquet     the latent program activities (slide and tile level)
+
+A :class:`Site` is another hospital of the same world: the same expression model
+and morphology, but its own patients, case mix, staining protocol and scanner
+(``generate_demo_cohort(..., site=SECOND_SITE)`` writes only ``cohort/``), so a
+model fitted at the first site meets a real domain shift there.
 """
 
 from __future__ import annotations
@@ -125,6 +130,37 @@ with six types of unequal frequency (the rarest about 4% of patients)."""
 
 
 @dataclasses.dataclass(frozen=True)
+class Site:
+    """Another hospital: its own patients, cancer-type mix, stain protocol and scanner."""
+
+    name: str
+    prefix: str
+    """Four characters that start its patient and sample ids (the main cohort's are ``DEMO``)."""
+    pair_patients: dict[str, int]
+    """Patients with a slide and RNA, per demo size."""
+    type_weights: tuple[float, ...]
+    """Relative frequency of the world's cancer types there (truncated to the size's types)."""
+    stain_strength: float
+    """Multiplies each slide's stain intensity: a heavier haematoxylin and eosin protocol."""
+    hematoxylin_shift: tuple[float, float, float]
+    """Added to the haematoxylin optical-density vector before normalising: another dye lot's hue."""
+    scanner_gain: tuple[float, float, float]
+    """Per-channel gain of the scanner (R, G, B), applied after a gamma of ``scanner_gamma``."""
+    scanner_gamma: float
+
+    def scan(self, tile: np.ndarray) -> np.ndarray:
+        """The tile as this site's scanner records it."""
+        rgb = (tile / 255.0) ** self.scanner_gamma * np.array(self.scanner_gain)
+        return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+
+
+SECOND_SITE = Site("site2", "HSP2", {"small": 240, "default": 400},
+                   type_weights=(0.1, 0.2, 0.3, 0.4, 0.05, 0.1, 0.2, 0.4), stain_strength=1.35,
+                   hematoxylin_shift=(0.12, -0.1, 0.1), scanner_gain=(0.9, 0.97, 1.08), scanner_gamma=0.85)
+"""The demo's second hospital: a heavier, bluer stain, a cooler scanner, and more of the later cancer types."""
+
+
+@dataclasses.dataclass(frozen=True)
 class DemoFiles:
     root: Path
     cohort_manifest: Path
@@ -204,24 +240,38 @@ def generate_demo_cohort(
     seed: int = 0,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     world: str = "A",
+    site: Site | None = None,
 ) -> DemoFiles:
     """Write the demo cohort of ``world`` (:data:`WORLDS`) to ``out_dir`` (deterministic for a seed)
-    and return its file paths."""
+    and return its file paths.
+
+    With a ``site`` (e.g. :data:`SECOND_SITE`), write that hospital's pairs instead: the
+    world's expression model with the site's patients, case mix, stain and scanner, in
+    ``cohort/`` only (no query slides, spots, second batch or reference library).
+    """
     from PIL import Image
 
     if world not in WORLDS:
         raise ValueError(f"unknown demo world {world!r}; worlds: {', '.join(WORLDS)}")
     setting = WORLDS[world]
     spec = setting.sizes[size]
+    if site is not None:
+        spec = dataclasses.replace(spec, pair_patients=site.pair_patients[size], query_patients=0, reference=0,
+                                   spot_samples=0, later_patients=0)
+    prefix = site.prefix if site else "DEMO"
     out = Path(out_dir)
     rng = np.random.default_rng(seed if world == "A" else [seed, ord(world)])
     model = _Model(rng, spec.cancer_types, setting.type_order)
-    weights = np.array(setting.type_weights or [1.0] * spec.cancer_types)[: spec.cancer_types]
+    # appended to every per-sample seed: a site's draws are its own, the main cohort's stay as they were
+    tag = ([] if world == "A" else [ord(world)]) + ([] if site is None else [sum(map(ord, site.prefix))])
+    weights = np.array((site.type_weights if site else setting.type_weights) or [1.0] * spec.cancer_types)[
+        : spec.cancer_types]
     n_programs = len(PROGRAMS)
     program_names = [p.name for p in PROGRAMS]
     visible = set(setting.drawn)
     (out / "cohort" / "slides").mkdir(parents=True, exist_ok=True)
-    (out / "reference").mkdir(parents=True, exist_ok=True)
+    if site is None:
+        (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
 
     # patients and samples of the main cohort
@@ -230,10 +280,10 @@ def generate_demo_cohort(
     first_batch = spec.pair_patients + spec.query_patients
     for pat in range(first_batch + spec.later_patients):
         n = 2 if rng.random() < spec.second_sample else 1
-        cancer = int(rng.integers(spec.cancer_types)) if world == "A" else \
+        cancer = int(rng.integers(spec.cancer_types)) if world == "A" and site is None else \
             int(rng.choice(spec.cancer_types, p=weights / weights.sum()))
         for k in range(n):
-            samples.append((f"DEMO-P{pat:04d}", f"DEMO-S{pat:04d}-{k + 1}", cancer,
+            samples.append((f"{prefix}-P{pat:04d}", f"{prefix}-S{pat:04d}-{k + 1}", cancer,
                             pat < spec.pair_patients or pat >= first_batch))
     later = {s[1] for s in samples if int(s[0][6:]) >= first_batch}
     advance = progress("rendering demo slides", len(samples)) if progress else (lambda n: None)
@@ -241,11 +291,11 @@ def generate_demo_cohort(
     coords = np.array([(i * spec.tile_px, j * spec.tile_px) for j in range(g) for i in range(g)], dtype=np.int64)
     patient_activity: dict[str, np.ndarray] = {}
     for patient, sample, cancer, has_rna in samples:
-        srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])] + ([] if world == "A" else [ord(world)]))
+        srng = np.random.default_rng([seed, int(sample[6:10]), int(sample[-1])] + tag)
         activity = model.type_means[cancer] + srng.normal(0, 1, n_programs)
         tiles = activity + 0.6 * _spatial_field(srng, g, n_programs)
         noise = srng.normal(0, 0.2, len(model.genes))
-        paint = _slide_painter(world, srng, spec.tile_px, model.types[cancer])
+        paint = _slide_painter(world, srng, spec.tile_px, model.types[cancer], site)
         folder = out / "cohort" / "slides" / sample
         folder.mkdir(exist_ok=True)
         for t, (x, y) in enumerate(coords):
@@ -266,7 +316,7 @@ def generate_demo_cohort(
             "slide_path": f"slides/{sample}", "age": int(srng.integers(35, 85)),
             "sex": "F" if srng.random() < 0.5 else "M", "stage": ["I", "II", "III", "IV"][stage - 1],
             "grade": int(np.clip(np.round(2 + 0.7 * activity[0]), 1, 3)),
-            **_clinical(np.random.default_rng([seed, int(sample[6:10]), 7] + ([] if world == "A" else [ord(world)])),
+            **_clinical(np.random.default_rng([seed, int(sample[6:10]), 7] + tag),
                         patient_activity.setdefault(patient, activity)),
         })
         truth.append({"sample_id": sample, "tile_index": -1, **dict(zip(program_names, activity.tolist()))})
@@ -283,6 +333,9 @@ def generate_demo_cohort(
         pl.DataFrame([m for m in manifest if m["sample_id"] in later]).write_csv(out / "cohort" / "batch2.csv")
         _counts_frame([bulk_ids[i] for i in rows], model.genes, np.stack([bulk_counts[i] for i in rows])).write_parquet(
             out / "cohort" / "batch2_expression.parquet")
+    if site is not None:
+        pl.DataFrame(truth).write_parquet(out / "truth" / "programs.parquet")
+        return DemoFiles.at(out)
     spots = _counts_frame([r[0] for r in spot_rows], model.genes, np.concatenate(spot_counts))
     spots = spots.insert_column(1, pl.Series("x", [r[1] for r in spot_rows])).insert_column(
         2, pl.Series("y", [r[2] for r in spot_rows]))
@@ -326,15 +379,20 @@ def _clinical(rng: np.random.Generator, activity: np.ndarray) -> dict:
             "negative_control": str(rng.choice(["a", "b", "c"]))}
 
 
-def _slide_painter(world: str, rng: np.random.Generator, tile_px: int, cancer_type: str):
-    """``paint(activity) -> uint8 tile`` for one slide: its stain (or palette) drawn once, then each tile."""
+def _slide_painter(world: str, rng: np.random.Generator, tile_px: int, cancer_type: str, site: Site | None = None):
+    """``paint(activity) -> uint8 tile`` for one slide: its stain (or palette) drawn once, then each tile, as the
+    ``site``'s stain and scanner make it (world B's palettes take the scanner only)."""
+    scan = site.scan if site else (lambda tile: tile)
     if world == "A":
         stain = Stain.sample(rng)
+        if site:
+            hue = stain.hematoxylin + np.array(site.hematoxylin_shift)
+            stain = Stain(hue / np.linalg.norm(hue), stain.eosin, stain.strength * site.stain_strength)
         density = float(rng.uniform(0.8, 1.2))
         architecture = ARCHITECTURES.get(cancer_type, "solid")
-        return lambda activity: render_tile(rng, tile_px, activity, stain, density, architecture)
+        return lambda activity: scan(render_tile(rng, tile_px, activity, stain, density, architecture))
     palette = render_b.Palette.sample(rng)
-    return lambda activity: render_b.render_tile_b(rng, activity, palette, cancer_type, tile_px)
+    return lambda activity: scan(render_b.render_tile_b(rng, activity, palette, cancer_type, tile_px))
 
 
 def _counts_frame(sample_ids: list[str], genes: list[str], counts: np.ndarray) -> pl.DataFrame:
