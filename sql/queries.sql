@@ -288,3 +288,15 @@ INSERT INTO space_maps BY NAME SELECT * FROM staged_space_maps;
 
 -- name: insert_space_coordinates
 INSERT INTO space_coordinates BY NAME SELECT * FROM staged_space_coordinates;
+
+-- name: insert_adaptation_runs
+INSERT INTO adaptation_runs BY NAME SELECT * FROM staged_adaptation_runs;
+
+-- name: insert_adaptation_results
+INSERT INTO adaptation_results BY NAME SELECT * FROM staged_adaptation_results;
+
+-- name: insert_transfer_runs
+INSERT INTO transfer_runs BY NAME SELECT * FROM staged_transfer_runs;
+
+-- name: insert_transfer_results
+INSERT INTO transfer_results BY NAME SELECT * FROM staged_transfer_results;

@@ -95,4 +95,16 @@ UNION ALL SELECT 'evals/' || eval_id FROM prompt_eval_runs
 UNION ALL SELECT 'evals/' || eval_id || '_routes' FROM prompt_eval_runs
 UNION ALL SELECT 'associations/' || run_id FROM association_runs
 UNION ALL SELECT 'survival/' || run_id FROM survival_runs
-UNION ALL SELECT 'maps/' || map_id FROM space_maps;
+UNION ALL SELECT 'maps/' || map_id FROM space_maps
+UNION ALL SELECT 'evals/' || adapt_id FROM adaptation_runs;
+
+-- The adaptation curves: per run, fraction, start and metric, the mean and SD over the draws of patients
+-- (r2: each draw's mean over the gene sets first).
+CREATE OR REPLACE VIEW adaptation_curve AS
+WITH per_draw AS (
+    SELECT adapt_id, fraction, repeat, start, metric, avg(n_adapt_pairs) AS n_adapt_pairs, avg(value) AS value
+    FROM adaptation_results GROUP BY ALL
+)
+SELECT adapt_id, fraction, start, metric, avg(n_adapt_pairs) AS n_adapt_pairs, avg(value) AS mean,
+       stddev_samp(value) AS sd, count(*) AS repeats
+FROM per_draw GROUP BY ALL ORDER BY adapt_id, metric, start, fraction;

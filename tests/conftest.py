@@ -130,6 +130,29 @@ def clinic_store(indexed_store, tmp_path_factory) -> Store:
     return copy_store(indexed_store, tmp_path_factory.mktemp("clinic") / "store")
 
 
+@pytest.fixture(scope="session")
+def second_site(tmp_path_factory):
+    """The small demo's second hospital (:data:`hquery.demo.SECOND_SITE`): its own stain, scanner and case mix."""
+    from hquery.demo import SECOND_SITE, generate_demo_cohort
+
+    return generate_demo_cohort(tmp_path_factory.mktemp("site2"), size="small", site=SECOND_SITE)
+
+
+@pytest.fixture(scope="session")
+def two_hospitals(small_demo, second_site, tmp_path_factory) -> Store:
+    """The small demo (cohort ``demo``, tiles by he-features) with a model served before the second hospital's
+    pairs arrived (cohort ``site2``). Tests that write copy it first."""
+    from hquery.ingest import ingest_cohort
+    from hquery.pipelines.demo import ingest_demo_cohort
+    from hquery.training import AlignmentConfig, train_alignment
+
+    s = ingest_demo_cohort(tmp_path_factory.mktemp("hospitals") / "store", small_demo, spots=False)
+    train_alignment(s, config=AlignmentConfig(max_epochs=40), workers=1)
+    ingest_cohort(s, second_site.cohort_manifest, expression=second_site.cohort_expression, name="site2",
+                  encoder="he-features")
+    return s
+
+
 def copy_store(store: Store, dest: Path) -> Store:
     shutil.copytree(store.root, dest)
     return Store.open(dest)
@@ -139,7 +162,8 @@ def dumps(x) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-E2E_FIXTURES = {"small_demo", "small_demo_b", "demo_store", "indexed_store", "clinic_store"}
+E2E_FIXTURES = {"small_demo", "small_demo_b", "demo_store", "indexed_store", "clinic_store", "second_site",
+                "two_hospitals"}
 
 
 def pytest_collection_modifyitems(config, items):

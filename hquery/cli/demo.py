@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from hquery.cli.clinical import archetypes, associate, survival
-from hquery.cli.evaluate import spectrum
+from hquery.cli.evaluate import adapt, spectrum, transfer
 from hquery.cli.ingest import ingest
 from hquery.cli.options import quiet_option, store_option, store_path
 from hquery.cli.prompt import prompt
@@ -35,8 +35,8 @@ from hquery.ingest.image_encoders import parse_image_encoder
 def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) -> None:
     """Generate the synthetic demo cohort, ingest it, train, index, evaluate the spectrum, ask a first prompt
     (each set by the route the spectrum chose), test scores against the clinical columns, compare PEKA adapters,
-    then ingest a second batch and refresh."""
-    from hquery.pipelines.demo import DEMO_ENCODER, run_demo
+    ingest a second batch and refresh; then a second hospital arrives: transfer to it, and adapt."""
+    from hquery.pipelines.demo import DEMO_ENCODER, run_demo, write_second_site
 
     encoder = encoder or DEMO_ENCODER
     trained, _, files = run_demo(store_path(store_path_), data_dir, size=size, seed=seed, progress=not quiet,
@@ -67,6 +67,15 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
                    store_path_=store_path_)
         click.echo("\n$ hquery refresh")
         ctx.invoke(refresh, store_path_=store_path_)
+    site = write_second_site(data_dir, size=size, seed=seed, world=world, progress=not quiet)
+    click.echo(f"\nA second hospital sends pairs: its own stain, scanner and case mix ({site.root}).")
+    click.echo(f"$ hquery ingest {site.cohort_manifest} --expression {site.cohort_expression} --name site2")
+    ctx.invoke(ingest, manifest=site.cohort_manifest, expression=site.cohort_expression, name="site2", quiet=quiet,
+               store_path_=store_path_)
+    click.echo("\n$ hquery eval transfer --train demo --test site2 --folds 3")
+    ctx.invoke(transfer, train_cohorts="demo", test_cohort="site2", folds=3, store_path_=store_path_)
+    click.echo("\n$ hquery eval adapt --cohort site2 --fractions 0,0.1,0.25,0.5 --repeats 2")
+    ctx.invoke(adapt, cohort="site2", fractions="0,0.1,0.25,0.5", repeats=2, quiet=quiet, store_path_=store_path_)
 
 
 COMMANDS = [demo]

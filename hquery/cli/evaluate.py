@@ -1,4 +1,4 @@
-"""``hquery eval recall|spectrum|compare``: how well the recorded models and the routes do on held-out patients."""
+"""``hquery eval recall|spectrum|compare|transfer|adapt``: how well the recorded models and the routes do on held-out patients."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hquery.cli.options import (
     neighbour_rule,
     open_store,
     quiet_option,
+    seed_option,
     soft_knn,
     store_option,
     workers_option,
@@ -191,8 +192,75 @@ def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, 
                 for route in means["transfer"]])
     click.echo(f"means over the {collection} sets; rT: r with each cancer type's mean removed; gap: in-cohort minus "
                "transfer")
+    click.echo(f"recorded as {report.transfer_id} (transfer_runs, transfer_results)")
     for note in report.notes[:5]:
         click.secho(f"note: {note}", fg="yellow", err=True)
+
+
+@evaluate.command()
+@click.option("--cohort", required=True, metavar="COHORT", help="The new site's cohort, with some slide/RNA pairs.")
+@click.option("--fractions", default="0,0.05,0.1,0.25,0.5", show_default=True, metavar="F[,F]",
+              help="Shares of the cohort's patients adapted on; the test set is 1 - the largest of them.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Draws of patients per fraction.")
+@click.option("--epochs", type=int, default=None, help="The warm start's short schedule [default: 30].")
+@collection_option
+@knn_options
+@neighbour_options
+@seed_option
+@format_option
+@quiet_option
+@store_option
+def adapt(cohort, fractions, repeats, epochs, collection, k, tau, match, neighbours_where, seed, fmt, quiet,
+          store_path_) -> None:
+    """How much of a new site it takes: the served heads fine-tuned on growing fractions of its patients, against
+    heads trained from scratch on the same pairs (+ PNG)."""
+    from hquery.evaluation.adapt import evaluate_adaptation
+    from hquery.training.alignment_trainer import ADAPT_EPOCHS
+
+    try:
+        shares = [float(f) for f in fractions.split(",") if f.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{fractions!r} is not a comma-separated list of numbers", param_hint="--fractions")
+    with progress_bars(not quiet) as progress:
+        advance = progress(f"adapting to {cohort}", len(set(shares)) * repeats)
+        report = evaluate_adaptation(open_store(store_path_), cohort, shares, repeats=repeats, collection=collection,
+                                     epochs=epochs or ADAPT_EPOCHS, knn=soft_knn(k, tau),
+                                     neighbours=neighbour_rule(match, neighbours_where), seed=seed,
+                                     on_point=lambda: advance(1))
+    curves = {(start, metric): report.curve(start, metric)
+              for start in ("warm", "scratch", "ridge", "chance", "ridge_type")
+              for metric in ("he_to_rna:recall@1", "he_to_rna:recall@10", "r2")}
+    if fmt == "json":
+        click.echo(json.dumps({"adapt_id": report.adapt_id, "base_model": report.base_model, "cohort": cohort,
+                               "n_test_patients": report.n_test_patients, "plot": str(report.plot),
+                               "curves": {f"{s}:{m}": {str(f): v for f, v in c.items()}
+                                          for (s, m), c in curves.items() if c}}, indent=1))
+        return
+    click.echo(f"adapting {report.base_model} to {cohort}: {report.n_test_patients} of its {report.n_patients} "
+               f"patients held out in each of {repeats} draws, mean ± sd over the draws ({report.seconds:.0f}s)")
+
+    def cell(start, metric, f):
+        value = curves[start, metric].get(f)
+        return "" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}"
+
+    print_rows(["fraction", "pairs", "R@1 warm", "R@10 warm", "R@10 scratch", "R@10 ridge", "R² warm", "R² scratch",
+                "R² floor"],
+               [(f"{f:g}", f"{_adapted_pairs(report, f):.0f}", cell("warm", "he_to_rna:recall@1", f),
+                 cell("warm", "he_to_rna:recall@10", f), cell("scratch", "he_to_rna:recall@10", f),
+                 cell("ridge", "he_to_rna:recall@10", f), cell("warm", "r2", f), cell("scratch", "r2", f),
+                 cell("ridge_type", "r2", f)) for f in report.fractions])
+    chance = curves["chance", "he_to_rna:recall@10"]
+    click.echo(f"R@K: H&E -> RNA among the test patients' pairs (chance R@10 {next(iter(chance.values()))[0]:.3f}); "
+               f"R²: calibrated Soft-kNN (the floor: ridge+type), mean over the {collection} sets")
+    click.echo(f"recorded as {report.adapt_id} (adaptation_runs, adaptation_results, view adaptation_curve); "
+               f"plot: {report.plot}")
+    for note in report.notes[:5]:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+
+
+def _adapted_pairs(report, fraction: float) -> float:
+    counts = [r["n_adapt_pairs"] for r in report.rows if r["fraction"] == fraction and r["start"] == "warm"]
+    return sum(counts) / len(counts) if counts else 0.0
 
 
 def _number(value: float | None) -> str:

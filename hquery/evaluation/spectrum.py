@@ -307,13 +307,15 @@ class SpectrumInputs:
 def predict_split(pairs, train: np.ndarray, test: np.ndarray, library_vecs: np.ndarray, slide_vecs: np.ndarray,
                   searchable: np.ndarray, library_scores: np.ndarray, library_patients: np.ndarray,
                   library_values: list[tuple], metadata: SampleMetadata, neighbours: NeighbourRule, knn: SoftKNN,
-                  truth: np.ndarray, types: np.ndarray, seed: int, *, exclude_own_patient: bool = True) -> dict:
+                  truth: np.ndarray, types: np.ndarray, seed: int, *, exclude_own_patient: bool = True,
+                  routes: tuple[str, ...] = ("mlp", "ridge_type")) -> dict:
     """Held-out predictions of the ``test`` pairs by heads fitted on the ``train`` pairs (their projections are
     ``library_vecs`` and ``slide_vecs``), searching the ``searchable`` library profiles.
 
     Returns ``softknn``, ``softknn_calibrated`` (a line fitted on the training slides, each predicted from the
     library without its own patient), ``mlp`` and ``ridge_type`` (fitted on the training slides), ``dispersion``
-    and the neighbour plan's ``notes``. Shared by the cross-validated spectrum and ``hquery eval transfer``.
+    and the neighbour plan's ``notes``; of the trained ``routes``, only those named. Shared by the
+    cross-validated spectrum, ``hquery eval transfer`` and ``hquery eval adapt``.
     """
     rows_of = np.flatnonzero(searchable)
     search = _FoldSearch(library_vecs[rows_of], library_patients[rows_of], [library_values[r] for r in rows_of],
@@ -326,13 +328,14 @@ def predict_split(pairs, train: np.ndarray, test: np.ndarray, library_vecs: np.n
         return knn.predict(library_scores[rows_of[positions]], sims), plan_notes
 
     (on_train, _), (on_test, notes) = predict(train), predict(test)
-    return {
-        "softknn": on_test.score, "dispersion": on_test.dispersion, "notes": notes,
-        "softknn_calibrated": apply_lines(on_test.score, *calibration_lines(on_train.score, truth[train])),
-        "mlp": mlp_predict(fit_mlp(slide_vecs[train], truth[train], seed)[0], slide_vecs[test]),
-        "ridge_type": TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(pairs.image[test],
-                                                                                            types[test]),
-    }
+    out = {"softknn": on_test.score, "dispersion": on_test.dispersion, "notes": notes,
+           "softknn_calibrated": apply_lines(on_test.score, *calibration_lines(on_train.score, truth[train]))}
+    if "mlp" in routes:
+        out["mlp"] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], seed)[0], slide_vecs[test])
+    if "ridge_type" in routes:
+        out["ridge_type"] = TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(pairs.image[test],
+                                                                                                  types[test])
+    return out
 
 
 class _FoldSearch:

@@ -15,16 +15,19 @@ slides' own RNA.
 from __future__ import annotations
 
 import dataclasses
+import json
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from hquery.errors import InputError
 from hquery.evaluation.spectrum import SPECTRUM_ROUTES, SpectrumInputs, _fit_and_project, _metrics, predict_split
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
 from hquery.stats import finite_mean
-from hquery.store import Store
+from hquery.store import Store, utcnow
 from hquery.training.cv import CVReport, cross_validate, evaluate_fold
 from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
@@ -47,6 +50,8 @@ class TransferReport:
     rows: list[dict]
     """Per setting, gene set and route: r2_calibrated, pearson_r, r_within_type."""
     notes: list[str]
+    transfer_id: str | None = None
+    """Set when recorded (``transfer_runs`` / ``transfer_results``)."""
 
     def means(self, gene_sets: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {route: {metric: mean over the gene sets}}}``."""
@@ -65,7 +70,7 @@ class TransferReport:
 def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library: Sequence[str] | None = None,
                       collection: str = "hallmark", folds: int = 5, knn: SoftKNN | None = None,
                       neighbours: NeighbourRule | None = None,
-                      config: AlignmentConfig = AlignmentConfig()) -> TransferReport:
+                      config: AlignmentConfig = AlignmentConfig(), record: bool = True) -> TransferReport:
     """Fit on the ``train`` cohorts' pairs, test on cohort ``test``'s; the test cohort's own CV beside it.
 
     Parameters
@@ -76,6 +81,8 @@ def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library:
         Cohorts whose RNA profiles the neighbours come from (default: every cohort but ``test``).
     folds
         Patient-level folds of the in-cohort comparison.
+    record
+        Write the report to ``transfer_runs`` / ``transfer_results``.
 
     Returns
     -------
@@ -121,8 +128,37 @@ def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library:
     own_library = inputs.allowed & (in_library | np.isin(np.array([cohort_of[s] for s in inputs.library.sample_ids]),
                                                          [test]))
     rows += _spectrum_rows("in_cohort", inputs, splits, own_library, knn, neighbours, config, notes)
-    return TransferReport(train, test, library, len(train_rows), len(test_rows), int(searchable.sum()), recall, rows,
-                          list(dict.fromkeys(notes)))
+    report = TransferReport(train, test, library, len(train_rows), len(test_rows), int(searchable.sum()), recall,
+                            rows, list(dict.fromkeys(notes)))
+    if record:
+        record_transfer(store, report, {"collection": collection, "folds": folds, "k": knn.k, "tau": knn.tau,
+                                        "neighbours": neighbours.as_json(), "config": dataclasses.asdict(config)})
+    return report
+
+
+def record_transfer(store: Store, report: TransferReport, params: dict) -> str:
+    """Write ``report`` to ``transfer_runs`` and ``transfer_results`` (recall and spectrum, long format)."""
+    created = utcnow()
+    report.transfer_id = f"transfer_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    recall = [{"setting": setting, "method": method, "direction": direction, "metric": metric, "gene_set": None,
+               "value": float(value)}
+              for setting, by_method in report.recall.items() for method, by_dir in by_method.items()
+              for direction, metrics in by_dir.items() for metric, value in metrics.items()]
+    spectrum = [{"setting": r["setting"], "method": r["method"], "direction": None, "metric": metric,
+                 "gene_set": r["gene_set"], "value": float(r[metric])}
+                for r in report.rows for metric in ("r2_calibrated", "pearson_r", "r_within_type")]
+    with store.transaction() as txn:
+        txn.insert("transfer_runs", pa.Table.from_pylist([{
+            "transfer_id": report.transfer_id, "created_at": created, "train_cohorts": json.dumps(report.train_cohorts),
+            "test_cohort": report.test_cohort, "library_cohorts": json.dumps(report.library_cohorts),
+            "n_train": report.n_train, "n_test": report.n_test, "n_library": report.n_library,
+            "params": json.dumps({**params, "notes": report.notes})}]))
+        txn.insert("transfer_results", pa.Table.from_pylist(
+            [{"transfer_id": report.transfer_id, **row} for row in recall + spectrum],
+            schema=pa.schema([("transfer_id", pa.string()), ("setting", pa.string()), ("method", pa.string()),
+                              ("direction", pa.string()), ("metric", pa.string()), ("gene_set", pa.string()),
+                              ("value", pa.float64())])))
+    return report.transfer_id
 
 
 def _spectrum_rows(setting: str, inputs: SpectrumInputs, splits, library_mask: np.ndarray, knn: SoftKNN,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hquery.demo import DEMO_ENCODER, DemoFiles, generate_demo_cohort
+from hquery.demo import DEMO_ENCODER, SECOND_SITE, DemoFiles, generate_demo_cohort
 from hquery.ingest import ingest_cohort
 from hquery.ingest.embed import Progress, no_progress
 from hquery.ingest.genesets import add_builtin_gene_data
@@ -55,3 +55,12 @@ def run_demo(store_path: Path, data_dir: Path, size: str = "default", seed: int 
     echo(f"demo done in {time.perf_counter() - started:.1f}s; store {store_path} is "
          f"{directory_size(store_path) / 2**20:.1f} MiB")
     return trained, indexed, files
+
+
+def write_second_site(data_dir: Path, size: str = "default", seed: int = 0, world: str = "A",
+                      progress: bool = True) -> DemoFiles:
+    """The demo world's second hospital (:data:`~hquery.demo.SECOND_SITE`: its own stain, scanner and case mix),
+    written to ``data_dir/site2`` for ``hquery eval transfer`` and ``eval adapt``."""
+    with progress_bars(progress) as bars:
+        return generate_demo_cohort(data_dir / "site2", size=size, seed=seed, progress=bars, world=world,
+                                    site=SECOND_SITE)

@@ -127,7 +127,8 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     later = pl.read_csv(tmp_path / "d" / "cohort" / "batch2.csv")
     n_pairs = pl.read_parquet(tmp_path / "d" / "cohort" / "expression.parquet").height
     assert later["patient_id"].n_unique() == SIZES["small"].later_patients
-    assert roles == {"pair": n_pairs + later.height, "query": manifest.height - n_pairs,
+    site = pl.read_csv(tmp_path / "d" / "site2" / "cohort" / "manifest.csv")
+    assert roles == {"pair": n_pairs + later.height + site.height, "query": manifest.height - n_pairs,
                      "reference": SIZES["small"].reference}
     small = SIZES["small"]
     assert store.dataset("spot_expression").count_rows() == small.grid ** 2 * min(small.spot_samples, n_pairs)
@@ -159,8 +160,13 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     refreshed = store.sql("select status, candidate_model, index_version from refresh_runs").to_pylist()
     assert len(refreshed) == 1 and refreshed[0]["status"] == "promoted", result.output[-600:]
     assert store.setting("current_index") == refreshed[0]["index_version"]
-    again = CliRunner().invoke(main, ["refresh", "--store", str(tmp_path / "s")], catch_exceptions=False)
-    assert again.exit_code == 0 and ": nothing_new (" in again.output, again.output
+    # then a second hospital: transfer to it, and adaptation from the model in service, which never saw it
+    assert store.sql("select test_cohort from transfer_runs").to_pylist() == [{"test_cohort": "site2"}]
+    adapted = store.sql("select base_model from adaptation_runs").to_pylist()
+    assert adapted == [{"base_model": refreshed[0]["candidate_model"]}], result.output[-1500:]
+    warm = store.sql("select fraction, mean from adaptation_curve where start = 'warm' "
+                     "and metric = 'he_to_rna:recall@10' order by fraction").to_pylist()
+    assert [w["fraction"] for w in warm] == [0, 0.1, 0.25, 0.5] and warm[-1]["mean"] > warm[0]["mean"], warm
 
 
 def _he_features_by_tile(files, limit=1600):
@@ -214,3 +220,23 @@ def test_world_b_tiles_are_deterministic():
         return render_tile_b(rng, {"oxphos": 1.0, "immune": -1.0}, Palette.sample(rng), "COAD")
 
     assert (tile(3) == tile(3)).all() and (tile(3) != tile(4)).any()
+
+
+def test_the_second_site_stains_scans_and_sees_other_cases(small_demo, second_site):
+    from hquery.demo import SECOND_SITE
+
+    def mean_colour(files, prefix):
+        tiles = sorted((files.root / "cohort" / "slides").glob(f"{prefix}-S00[0-4]*/*.png"))
+        return np.mean([np.asarray(Image.open(t), dtype=float).reshape(-1, 3).mean(axis=0) for t in tiles], axis=0)
+
+    here, there = pl.read_csv(small_demo.cohort_manifest), pl.read_csv(second_site.cohort_manifest)
+    assert there["patient_id"].n_unique() == SECOND_SITE.pair_patients["small"]
+    assert there["sample_id"].str.starts_with("HSP2-").all() and not (second_site.root / "reference").exists()
+    assert set(there["cancer_type"]) == set(here["cancer_type"])
+    share = lambda m: m["cancer_type"].value_counts().sort("cancer_type")["count"].to_numpy() / m.height  # noqa: E731
+    assert np.abs(share(there) - share(here)).max() > 0.15  # another case mix
+    assert pl.read_parquet(second_site.cohort_expression).columns == pl.read_parquet(small_demo.cohort_expression).columns
+    # a heavier, bluer stain through a cooler scanner: darker, and blue above red where the first site is pink
+    # (measured, mean RGB of the first slides' tiles: 231, 157, 232 there; 208, 148, 246 here)
+    (r1, g1, b1), (r2, g2, b2) = mean_colour(small_demo, "DEMO"), mean_colour(second_site, "HSP2")
+    assert r2 + g2 + b2 < r1 + g1 + b1 - 10 and b2 - r2 > b1 - r1 + 20, (r1, g1, b1, r2, g2, b2)

@@ -1,6 +1,7 @@
 """Readers never fail because of a writer: prompts while an ingest runs, and many prompts at once."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,13 +23,16 @@ def test_eight_prompts_answer_while_an_ingest_writes(indexed_store, tmp_path):
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i, gene_set in enumerate(["G2M", "HYPOXIA", "E2F", "G2M", "MYC_TARGETS_V1", "HYPOXIA",
                                              "GLYCOLYSIS", "G2M"])]
-    failed = []
+    failed, answered = [], set()
     for i, proc in enumerate(prompts):
         _, err = proc.communicate(timeout=300)
         if proc.returncode != 0:
             failed.append((i, err[-400:]))
+        answered |= set(re.findall(r"run (prompt_\w+):", err))
     _, err = ingest.communicate(timeout=300)
     assert ingest.returncode == 0, err[-800:]
     assert not failed, failed
-    runs = store.sql("select count(*) n from prompt_runs").to_pylist()[0]["n"]
-    assert runs == 8 and store.sql("select count(*) n from samples where cohort = 'more'").to_pylist()[0]["n"] == 50
+    # every answer the user saw was recorded (a run id printed but missing would be a lost write)
+    recorded = {r["run_id"] for r in store.sql("select run_id from prompt_runs").to_pylist()}
+    assert len(answered) == 8 and recorded == answered, (sorted(answered), sorted(recorded))
+    assert store.sql("select count(*) n from samples where cohort = 'more'").to_pylist()[0]["n"] == 50
