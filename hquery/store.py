@@ -171,6 +171,11 @@ def build_id() -> str:
     return f"{utcnow():%y%m%d%H%M%S}{uuid.uuid4().hex[:4]}"
 
 
+def record_id(prefix: str, created: datetime) -> str:
+    """The id of a recorded run (a prompt, an evaluation, an analysis): ``PREFIX_YYYYMMDD_HHMMSS_RANDOM``."""
+    return f"{prefix}_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+
+
 @functools.cache
 def _row_type(columns: tuple[str, ...]) -> type:
     """A named-tuple type for rows with these column names (invalid names become ``_0``, ``_1`` ...)."""

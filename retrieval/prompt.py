@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -67,7 +66,7 @@ from hquery.names import embedding_table, projected_table
 from hquery.records import model_record
 from hquery.scoring import GeneSetMatch, ssgsea
 from hquery.stats import apply_lines, calibration_lines, library_standing
-from hquery.store import Store, StoreError, utcnow, vectors
+from hquery.store import Store, StoreError, record_id, utcnow, vectors
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
@@ -651,7 +650,7 @@ def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, metho
             knn: SoftKNN | None, aggregate: str | None, model_version: str, index_version: str | None,
             library_version: int | None, n_samples: int, extra: dict | None = None) -> str:
     created = utcnow()
-    run_id = f"prompt_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    run_id = record_id("prompt", created)
     by_name = {m.name: m for m in run.matches}
     with store.transaction() as txn:
         txn.insert("prompt_runs", pa.Table.from_pylist([{

@@ -42,6 +42,20 @@ def index(kind, approximate_above, version, store_path_) -> None:
                f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")
 
 
+def result_options(command):
+    """``--min-genes``, ``--limit``, ``--format`` and ``--out``: what every scoring command takes."""
+    for option in reversed([
+        click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
+                     help="A gene set with fewer genes in the library is an error."),
+        click.option("--limit", type=int, default=20, show_default=True,
+                     help="Rows shown per gene set in table format."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True),
+        click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.command()
 @genes_option
 @click.option("--collection", help="Every gene set of a collection, e.g. hallmark.")
@@ -60,11 +74,7 @@ def index(kind, approximate_above, version, store_path_) -> None:
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
-@click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
-              help="A gene set with fewer genes in the library is an error.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
+@result_options
 @store_option
 def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
            store_path_) -> None:
@@ -103,11 +113,7 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
 @click.option("--cohort", help="Only samples of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only samples whose samples row matches this SQL predicate.")
-@click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
-              help="A gene set with fewer genes in the library is an error.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Rows shown per gene set in table format.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file.")
+@result_options
 @store_option
 def score(prompts, collection, cohort, samples, where, min_genes, limit, fmt, out, store_path_) -> None:
     """Score gene sets on the samples' measured expression, recorded beside the predicted scores.

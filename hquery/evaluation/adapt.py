@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from hquery.names import eval_artifact
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
 from hquery.stats import r_squared
-from hquery.store import Store, StoreError, utcnow
+from hquery.store import Store, StoreError, record_id, utcnow
 from hquery.training.alignment_trainer import ADAPT_EPOCHS, served_alignment
 from hquery.training.cv import evaluate_model, ridge_baseline
 from hquery.training.fit import fine_tune_alignment, fit_alignment, project
@@ -223,7 +222,7 @@ def _r2_rows(point: dict, start: str, predicted: np.ndarray, truth: np.ndarray, 
 def record_adaptation(store: Store, report: AdaptationReport, params: dict) -> str:
     """Write the report to ``adaptation_runs`` / ``adaptation_results`` and its PNG, in one transaction."""
     created = utcnow()
-    report.adapt_id = f"adapt_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    report.adapt_id = record_id("adapt", created)
     with store.transaction() as txn:
         txn.insert("adaptation_runs", pa.Table.from_pylist([{
             "adapt_id": report.adapt_id, "created_at": created, "cohort": report.cohort,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +19,7 @@ import pyarrow as pa
 from hquery.errors import InputError
 from hquery.evaluation.clinical import SOURCES, latest_scores
 from hquery.genesets import GeneSet
-from hquery.store import Store, utcnow
+from hquery.store import Store, record_id, utcnow
 
 ARCHETYPES = ("immune-enriched, fibrotic", "immune-enriched", "fibrotic", "depleted")
 
@@ -91,7 +90,7 @@ def archetypes(store: Store, immune: GeneSet, fibrosis: GeneSet, *, record: bool
 
 def _record(store: Store, report: ArchetypeReport, values: dict) -> None:
     created = utcnow()
-    report.run_id = f"arch_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    report.run_id = record_id("arch", created)
     rows = [{"run_id": report.run_id, "sample_id": s, "source": src, "immune": float(i), "fibrosis": float(f),
              "archetype": report.classes[src][s]}
             for src, (samples, x_i, x_f) in values.items() for s, i, f in zip(samples, x_i, x_f)]

@@ -23,18 +23,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from hquery.errors import InputError
-from hquery.evaluation.clinical import latest_scores, number, patients_of, sample_column, score_sources
+from hquery.evaluation.clinical import (
+    latest_scores,
+    number,
+    patients_of,
+    record_analysis,
+    sample_column,
+    score_sources,
+)
 from hquery.genesets import GeneSet
 from hquery.names import association_artifact
-from hquery.store import Store, utcnow
+from hquery.store import Store
 
 MAX_GROUPS = 10
 """A number-like column with more distinct values than this is numeric (Spearman); fewer, categorical."""
@@ -199,23 +204,11 @@ def _test(labels: list[str], x: np.ndarray, kind: str, notes: list[str], what: s
 
 
 def _record(store: Store, report: AssociationReport, sources: Sequence[str], plot: bool, frames: dict) -> None:
-    created = utcnow()
-    report.run_id = f"assoc_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
-    with store.transaction() as txn:
-        txn.insert("association_runs", pa.Table.from_pylist([{
-            "run_id": report.run_id, "created_at": created, "column_name": report.column, "kind": report.kind,
-            "within_column": report.within, "params": json.dumps({"sources": list(sources), "notes": report.notes})}]))
-        txn.insert("association_results", pa.Table.from_pylist([
-            {**dataclasses.asdict(r), "groups": json.dumps(r.groups), "run_id": report.run_id}
-            for r in report.results]))
-        if plot:
-            folder = txn.stage_artifact(association_artifact(report.run_id))
-            for name in dict.fromkeys(r.gene_set for r in report.results):
-                path = folder / f"{name.replace(':', '_').replace(',', '_')}.png"
-                plot_association(report, name, {s: frames[name, s] for s in sources if (name, s) in frames}, path)
-                report.plots[name] = path
-    final = store.artifact_path(association_artifact(report.run_id))
-    report.plots = {name: final / path.name for name, path in report.plots.items()}
+    record_analysis(store, report, prefix="assoc", runs="association_runs", results="association_results",
+                    run_row={"column_name": report.column, "kind": report.kind, "within_column": report.within,
+                             "params": json.dumps({"sources": list(sources), "notes": report.notes})},
+                    artifact=association_artifact, draw=plot_association if plot else None, frames=frames,
+                    sources=sources)
 
 
 def plot_association(report: AssociationReport, gene_set: str, frames: dict, path: Path) -> Path:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from hquery.errors import InputError
 from hquery.genesets import GeneSet
 from hquery.retrieval.prompt import run_prompt, score_measured
-from hquery.store import Store
+from hquery.store import Store, record_id, utcnow
 
 SOURCES = ("predicted", "measured")
 """Scores predicted from the slides, or computed on the samples' measured RNA (``hquery score``)."""
@@ -61,3 +64,28 @@ def latest_scores(store: Store, gene_set: GeneSet, source: str) -> dict[str, flo
 def patients_of(store: Store) -> dict[str, str]:
     """Each sample's patient."""
     return {r.sample_id: r.patient_id for r in store.query("sample_metadata")}
+
+
+def record_analysis(store: Store, report, *, prefix: str, runs: str, run_row: dict, results: str,
+                    artifact: Callable[[str], str], draw: Callable | None, frames: dict,
+                    sources: Sequence[str]) -> None:
+    """Record a clinical analysis in one transaction: its row in ``runs``, each of ``report.results`` in
+    ``results`` (groups as JSON) and, with ``draw(report, gene_set, frames, path)``, one PNG per gene set.
+
+    Sets ``report.run_id`` and ``report.plots`` (where the PNGs are once committed).
+    """
+    created = utcnow()
+    report.run_id = record_id(prefix, created)
+    with store.transaction() as txn:
+        txn.insert(runs, pa.Table.from_pylist([{"run_id": report.run_id, "created_at": created, **run_row}]))
+        txn.insert(results, pa.Table.from_pylist([
+            {**dataclasses.asdict(r), "groups": json.dumps(r.groups), "run_id": report.run_id}
+            for r in report.results]))
+        if draw:
+            folder = txn.stage_artifact(artifact(report.run_id))
+            for name in dict.fromkeys(r.gene_set for r in report.results):
+                path = folder / f"{name.replace(':', '_').replace(',', '_')}.png"
+                draw(report, name, {s: frames[name, s] for s in sources if (name, s) in frames}, path)
+                report.plots[name] = path
+    final = store.artifact_path(artifact(report.run_id))
+    report.plots = {name: final / path.name for name, path in report.plots.items()}

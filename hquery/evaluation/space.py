@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from hquery.genesets import resolve_prompts
 from hquery.names import map_artifact, projected_table
 from hquery.records import index_record
 from hquery.retrieval.prompt import aligned_vectors
-from hquery.store import Store, utcnow, vectors
+from hquery.store import Store, record_id, utcnow, vectors
 
 MAX_POINTS = 20_000
 """More points than this are subsampled (seeded) before UMAP, which grows superlinearly."""
@@ -140,7 +139,7 @@ def _colours(store: Store, color: str, ids: list[str], modality: np.ndarray) -> 
 
 def _record(store: Store, space: SpaceMap, colours: tuple[str, list], n_neighbors: int, seed: int) -> None:
     created = utcnow()
-    space.map_id = f"map_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    space.map_id = record_id("map", created)
     with store.transaction() as txn:
         txn.insert("space_maps", pa.Table.from_pylist([{
             "map_id": space.map_id, "created_at": created, "model_version": space.model_version,

@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,7 +69,7 @@ from hquery.stats import (
     pearson_within_groups,
     r_squared,
 )
-from hquery.store import Store, StoreError, Transaction, utcnow, vectors
+from hquery.store import Store, StoreError, Transaction, record_id, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
 from hquery.training.predictor import fit_mlp, mlp_predict
@@ -434,7 +433,7 @@ def record_spectrum(store: Store, spectrum: Spectrum, write: Callable[[Transacti
     Sets :attr:`Spectrum.eval_id` and :attr:`Spectrum.plot`; returns the eval id.
     """
     created = utcnow()
-    eval_id = f"eval_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    eval_id = record_id("eval", created)
     settings = dict(spectrum.record_params)
     collection, k, tau = settings.pop("collection"), settings.pop("k"), settings.pop("tau")
     params = {**settings, "library_leak": spectrum.library_leak, "neighbours": spectrum.neighbours.as_json(),

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from hquery.errors import InputError
-from hquery.evaluation.clinical import latest_scores, number, patients_of, sample_column, score_sources
+from hquery.evaluation.clinical import (
+    latest_scores,
+    number,
+    patients_of,
+    record_analysis,
+    sample_column,
+    score_sources,
+)
 from hquery.genesets import GeneSet
 from hquery.names import survival_artifact
-from hquery.store import Store, utcnow
+from hquery.store import Store
 
 SPLITS = {"median": ("low", "high"), "tertile": ("low", "middle", "high")}
 MIN_PATIENTS = 10
@@ -167,24 +172,11 @@ def _group_summary(t, e, groups) -> dict:
 
 
 def _record(store: Store, report: SurvivalReport, sources: Sequence[str], plot: bool, frames: dict) -> None:
-    created = utcnow()
-    report.run_id = f"surv_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
-    with store.transaction() as txn:
-        txn.insert("survival_runs", pa.Table.from_pylist([{
-            "run_id": report.run_id, "created_at": created, "time_column": report.time,
-            "event_column": report.event, "split": report.split,
-            "params": json.dumps({"sources": list(sources), "notes": report.notes})}]))
-        txn.insert("survival_results", pa.Table.from_pylist([
-            {**dataclasses.asdict(r), "groups": json.dumps(r.groups), "run_id": report.run_id}
-            for r in report.results]))
-        if plot:
-            folder = txn.stage_artifact(survival_artifact(report.run_id))
-            for name in dict.fromkeys(r.gene_set for r in report.results):
-                path = folder / f"{name.replace(':', '_').replace(',', '_')}.png"
-                plot_survival(report, name, {s: frames[name, s] for s in sources if (name, s) in frames}, path)
-                report.plots[name] = path
-    final = store.artifact_path(survival_artifact(report.run_id))
-    report.plots = {name: final / path.name for name, path in report.plots.items()}
+    record_analysis(store, report, prefix="surv", runs="survival_runs", results="survival_results",
+                    run_row={"time_column": report.time, "event_column": report.event, "split": report.split,
+                             "params": json.dumps({"sources": list(sources), "notes": report.notes})},
+                    artifact=survival_artifact, draw=plot_survival if plot else None, frames=frames,
+                    sources=sources)
 
 
 def plot_survival(report: SurvivalReport, gene_set: str, frames: dict, path: Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,7 +26,7 @@ from hquery.evaluation.spectrum import SPECTRUM_ROUTES, SpectrumInputs, _fit_and
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
 from hquery.stats import finite_mean
-from hquery.store import Store, utcnow
+from hquery.store import Store, record_id, utcnow
 from hquery.training.cv import CVReport, cross_validate, evaluate_fold
 from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
@@ -139,7 +138,7 @@ def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library:
 def record_transfer(store: Store, report: TransferReport, params: dict) -> str:
     """Write ``report`` to ``transfer_runs`` and ``transfer_results`` (recall and spectrum, long format)."""
     created = utcnow()
-    report.transfer_id = f"transfer_{created:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    report.transfer_id = record_id("transfer", created)
     recall = [{"setting": setting, "method": method, "direction": direction, "metric": metric, "gene_set": None,
                "value": float(value)}
               for setting, by_method in report.recall.items() for method, by_dir in by_method.items()
