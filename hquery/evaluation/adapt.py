@@ -142,13 +142,13 @@ def evaluate_adaptation(store: Store, cohort: str, fractions: Sequence[float] = 
         test_patients, pool = order[:n_test], order[n_test:]
         test = np.flatnonzero(np.isin(pairs.patients, test_patients))
         searchable = inputs.allowed & ~np.isin(inputs.library_patients, test_patients)
+        tested = pairs.subset(test)
         for fraction in fractions:
             chosen = pool[: int(round(fraction * len(patients)))]
             adapt = np.flatnonzero(np.isin(pairs.patients, chosen))
             point = {"fraction": fraction, "repeat": repeat, "n_adapt_patients": len(chosen),
                      "n_adapt_pairs": len(adapt)}
             train = np.concatenate([source, adapt])
-            tested = pairs.subset(test)
             models = {"warm": base if len(adapt) == 0 else fine_tune_alignment(
                 base, pairs.image[adapt], pairs.rna[adapt], pairs.patients[adapt], tune,
                 cancer_types=pairs.cancer_types[adapt])[0]}
