@@ -1,7 +1,7 @@
 """Transfer and adaptation on a demo world's second hospital, as the tests measure them, for either world.
 
 Writes the small demo of ``--world`` and its second site (:data:`hquery.demo.SECOND_SITE`), serves heads fitted
-on the first site (40 epochs), then prints ``evaluate_transfer`` (3 folds) and ``evaluate_adaptation``
+on the first site (40 epochs), then prints ``evaluate_transfer`` (3 folds, HistoPrism included) and ``evaluate_adaptation``
 (0, 25 and 50% of the site's patients, 2 draws) over the world's drawn Hallmark sets, each beside the ridge+type
 floor of the same run. World A's numbers are those ``tests/evaluation/`` asserts on.
 
@@ -39,7 +39,7 @@ def main() -> None:
     ingest_cohort(store, site.cohort_manifest, expression=site.cohort_expression, name="site2", encoder="he-features")
     drawn = WORLDS[args.world].drawn_hallmarks()
 
-    transfer = evaluate_transfer(store, ["demo"], "site2", folds=3, config=QUICK)
+    transfer = evaluate_transfer(store, ["demo"], "site2", folds=3, config=QUICK, histoprism=True)
     means = transfer.means(drawn)
     print(f"world {args.world}: R² over its {len(drawn)} drawn sets, transfer vs in-cohort")
     for route in means["transfer"]:
@@ -56,6 +56,9 @@ def main() -> None:
         for start in starts:
             curve = report.curve(start, metric, sets)
             print(f"  {metric:20s} {start:10s} " + "  ".join(f"{f:g}: {v[0]:.3f}" for f, v in curve.items()))
+    retained = report.curve("warm", "source:he_to_rna:recall@10")
+    print("  the first site's R@10 after adapting (its own pairs, retention) "
+          + "  ".join(f"{f:g}: {v[0]:.3f}" for f, v in retained.items()))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -175,6 +175,34 @@ def cross_validate_histoprism(bags: SlideBags, hvg: np.ndarray, config: HistoPri
                                          bags.spots[bags.spot_row[test_rows[on_spot]]] if on_spot.any() else None, hvg)
                              for m in METHODS})
     return HistoPrismCV(fold_metrics, slide_pred, tile_pred), fitted
+
+
+def predict_held_out(bags: SlideBags, splits: Sequence[tuple[np.ndarray, np.ndarray]],
+                     config: HistoPrismConfig = HistoPrismConfig(), *, workers: int | None = None,
+                     on_fit: Callable[[], None] | None = None) -> list[np.ndarray]:
+    """HistoPrism fitted on each split's training slides: its slide-level predictions of the split's test slides.
+
+    Parameters
+    ----------
+    bags
+        Slides with their bulk targets (:func:`~hquery.training.bags.load_slide_bags` with ``genes``).
+    splits
+        ``(train, test)`` slide positions in ``bags``; the fits run in one worker pool.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per split, ``[test slides, genes]`` log1p, in the split's test order.
+    """
+    vocabulary = sorted({t for t in bags.cancer_types if t})
+    out = []
+    with worker_pool(workers) as pool:
+        jobs = [(bags.subset(train), bags.subset(test), config, vocabulary) for train, test in splits]
+        for _, (slide, _) in run_jobs(pool, _fit_and_predict, jobs):
+            out.append(slide)
+            if on_fit:
+                on_fit()
+    return out
 
 
 def _fit_and_predict(train: SlideBags, test: SlideBags | None, config: HistoPrismConfig, vocabulary: list[str]):

@@ -12,6 +12,7 @@ import click
 from hquery.cli.options import (
     collection_option,
     folds_option,
+    format_option,
     knn_options,
     neighbour_options,
     neighbour_rule,
@@ -26,8 +27,6 @@ from hquery.cli.render import HISTOPRISM_NAMES, RECALL_COLUMNS, print_rows, reca
 from hquery.evaluation.recall import recall_summary
 from hquery.progress import progress_bars
 
-format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                             show_default=True)
 
 
 @click.group("eval")
@@ -152,10 +151,13 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
 @knn_options
 @neighbour_options
 @click.option("--epochs", type=int, default=None, help="The most epochs of each alignment fit [default: 300].")
+@click.option("--histoprism/--no-histoprism", default=None,
+              help="Score HistoPrism too [default: when the store serves one, with its settings].")
+@workers_option
 @format_option
 @store_option
 def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, tau, match, neighbours_where, epochs,
-             fmt, store_path_) -> None:
+             histoprism, workers, fmt, store_path_) -> None:
     """Fit on some cohorts, test on another, beside the test cohort's own cross-validation: the generalisation gap."""
     from hquery.evaluation.spectrum import LABELS
     from hquery.evaluation.transfer import evaluate_transfer
@@ -167,7 +169,8 @@ def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, 
     report = evaluate_transfer(open_store(store_path_), cohorts(train_cohorts), test_cohort,
                                library=cohorts(library_cohorts), collection=collection, folds=folds,
                                knn=soft_knn(k, tau), neighbours=neighbour_rule(match, neighbours_where),
-                               config=AlignmentConfig(max_epochs=epochs) if epochs else AlignmentConfig())
+                               config=AlignmentConfig(max_epochs=epochs) if epochs else AlignmentConfig(),
+                               histoprism=histoprism, workers=workers)
     means = report.means()
     if fmt == "json":
         click.echo(json.dumps({**{f.name: getattr(report, f.name) for f in dataclasses.fields(report)},
@@ -229,7 +232,7 @@ def adapt(cohort, fractions, repeats, epochs, collection, k, tau, match, neighbo
                                      on_point=lambda: advance(1))
     curves = {(start, metric): report.curve(start, metric)
               for start in ("warm", "scratch", "ridge", "chance", "ridge_type")
-              for metric in ("he_to_rna:recall@1", "he_to_rna:recall@10", "r2")}
+              for metric in ("he_to_rna:recall@1", "he_to_rna:recall@10", "r2", "source:he_to_rna:recall@10")}
     if fmt == "json":
         click.echo(json.dumps({"adapt_id": report.adapt_id, "base_model": report.base_model, "cohort": cohort,
                                "n_test_patients": report.n_test_patients, "plot": str(report.plot),
@@ -244,14 +247,17 @@ def adapt(cohort, fractions, repeats, epochs, collection, k, tau, match, neighbo
         return "" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}"
 
     print_rows(["fraction", "pairs", "R@1 warm", "R@10 warm", "R@10 scratch", "R@10 ridge", "R² warm", "R² scratch",
-                "R² floor"],
+                "R² floor", "R@10 base cohorts"],
                [(f"{f:g}", f"{_adapted_pairs(report, f):.0f}", cell("warm", "he_to_rna:recall@1", f),
                  cell("warm", "he_to_rna:recall@10", f), cell("scratch", "he_to_rna:recall@10", f),
                  cell("ridge", "he_to_rna:recall@10", f), cell("warm", "r2", f), cell("scratch", "r2", f),
-                 cell("ridge_type", "r2", f)) for f in report.fractions])
+                 cell("ridge_type", "r2", f), cell("warm", "source:he_to_rna:recall@10", f))
+                for f in report.fractions])
     chance = curves["chance", "he_to_rna:recall@10"]
     click.echo(f"R@K: H&E -> RNA among the test patients' pairs (chance R@10 {next(iter(chance.values()))[0]:.3f}); "
-               f"R²: calibrated Soft-kNN (the floor: ridge+type), mean over the {collection} sets")
+               f"R²: calibrated Soft-kNN (the floor: ridge+type), mean over the {collection} sets;\nR@10 base cohorts: "
+               "the warm start among as many of the base model's own cohorts' patients (pairs it was trained on), "
+               "what adapting costs them")
     click.echo(f"recorded as {report.adapt_id} (adaptation_runs, adaptation_results, view adaptation_curve); "
                f"plot: {report.plot}")
     for note in report.notes[:5]:

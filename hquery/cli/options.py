@@ -28,6 +28,9 @@ workers_option = click.option("--workers", type=int, default=None,
                               help="Processes fitting side by side [default: the CPUs available]; "
                                    "results do not depend on it.")
 
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True)
+
 folds_option = click.option("--folds", type=int, default=5, show_default=True, help="Patient-level folds.")
 
 collection_option = click.option("--collection", default="hallmark", show_default=True,

@@ -20,6 +20,13 @@ pairs (recall@K in both directions, with the ridge and chance baselines); gene
 sets by calibrated Soft-kNN R² per set, neighbours from every profile but the
 test patients', the truth the ssGSEA of each test slide's own RNA, as in
 ``hquery eval spectrum``.
+
+What adapting costs the sites the base was fitted on is measured too: the warm
+model's recall among as many of those cohorts' patients as the test set holds
+(drawn once per repeat; metrics ``source:he_to_rna:recall@K``). The base was
+trained on these pairs, so the number is retention, not generalisation: at *f* = 0
+it is the base's own, and a fall at larger *f* is what a lab's first site loses
+when ``hquery train align --adapt-to`` serves the adapted heads.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ from hquery.training.heads import AlignmentConfig
 
 STARTS = ("warm", "scratch")
 RECALL_KS = (1, 5, 10)
+SOURCE = "source"
+"""Prefix of the metrics scored among the base cohorts' pairs (retention)."""
 MIN_PATIENTS = 3
 """Fewer adaptation patients than this fit nothing from scratch (the point is left out)."""
 
@@ -143,6 +152,9 @@ def evaluate_adaptation(store: Store, cohort: str, fractions: Sequence[float] = 
         test = np.flatnonzero(np.isin(pairs.patients, test_patients))
         searchable = inputs.allowed & ~np.isin(inputs.library_patients, test_patients)
         tested = pairs.subset(test)
+        source_patients = np.unique(pairs.patients[source])
+        retained = pairs.subset(source[np.isin(pairs.patients[source], np.random.default_rng([seed, repeat, 1])
+                                               .permutation(source_patients)[:n_test])])
         for fraction in fractions:
             chosen = pool[: int(round(fraction * len(patients)))]
             adapt = np.flatnonzero(np.isin(pairs.patients, chosen))
@@ -169,6 +181,7 @@ def evaluate_adaptation(store: Store, cohort: str, fractions: Sequence[float] = 
                 notes += [f"{start} at {fraction}: {n}" for n in predicted["notes"]]
                 rows += _r2_rows(point, start, predicted["softknn_calibrated"], inputs.truth[test], names)
                 if start == "warm":
+                    rows += _recall_rows(point, start, evaluate_model(model, retained, RECALL_KS), SOURCE)
                     rows += _r2_rows(point, "ridge_type", predicted["ridge_type"], inputs.truth[test], names)
                     rows += _recall_rows(point, "ridge", ridge_baseline(pairs.subset(train), tested, RECALL_KS,
                                                                         model.cancer_types))
@@ -208,8 +221,9 @@ def _base_model(store: Store, pairs, cohort_of: dict[str, str], cohort: str, in_
     return fitted, f"fitted:{','.join(others)}", config
 
 
-def _recall_rows(point: dict, start: str, metrics: dict) -> list[dict]:
-    return [{**point, "start": start, "metric": f"{direction}:recall@{k}", "gene_set": None,
+def _recall_rows(point: dict, start: str, metrics: dict, population: str | None = None) -> list[dict]:
+    prefix = f"{population}:" if population else ""
+    return [{**point, "start": start, "metric": f"{prefix}{direction}:recall@{k}", "gene_set": None,
              "value": float(metrics[direction][f"recall@{k}"])}
             for direction in ("he_to_rna", "rna_to_he") for k in RECALL_KS]
 
@@ -263,6 +277,12 @@ def plot_adaptation(report: AdaptationReport, path: Path) -> Path:
             x = np.array(list(curve))
             mean, sd = np.array([curve[f] for f in x]).T
             ax.errorbar(x * 100, mean, yerr=sd, label=name, color=colour, linestyle=line, marker="o", capsize=3)
+        retained = report.curve("warm", f"{SOURCE}:{metric}") if metric != "r2" else {}
+        if retained:
+            x = np.array(list(retained))
+            mean, sd = np.array([retained[f] for f in x]).T
+            ax.errorbar(x * 100, mean, yerr=sd, label="warm start, on the base cohorts' pairs", color="C0",
+                        linestyle=":", marker="s", capsize=3)
         ax.set_xlabel(f"% of {report.cohort}'s patients adapted on")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)

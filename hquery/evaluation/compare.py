@@ -85,7 +85,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
                                 on_fold=(lambda i: on_step("spectrum")) if on_step else None)
     panel = gene_panel(store, f"collection:{collection}")
     bags = load_slide_bags(store, genes=panel.positions)
-    _check_same_slides(store, bags.sample_ids)
+    check_same_slides(load_pairs(store, "slide").sample_ids, bags.sample_ids)
     cv, _ = cross_validate_histoprism(bags, panel.hvg, config, folds=folds, workers=workers,
                                       on_fit=(lambda: on_step("histoprism")) if on_step else None)
     sets = resolve_prompts(store, collection=collection)
@@ -120,10 +120,10 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     return comparison
 
 
-def _check_same_slides(store: Store, bag_ids: list[str]) -> None:
+def check_same_slides(pair_ids: list[str], bag_ids: list[str]) -> None:
     """The spectrum's pairs and HistoPrism's slides must be the same rows in the same order, or the folds differ."""
 
-    if load_pairs(store, "slide").sample_ids != bag_ids:
+    if list(pair_ids) != list(bag_ids):
         raise NotReadyError("the aligned pairs and HistoPrism's slides differ (some paired slides lack an embedding "
                          "from the current encoder); train the alignment and build the index again first",
                             needs="train align")

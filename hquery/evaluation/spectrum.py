@@ -411,7 +411,7 @@ def _metrics(truth: np.ndarray, pred: dict[str, np.ndarray], names: list[str], t
                          "r2": r_squared(raw[:, j], y), "r2_calibrated": r_squared(calibrated[:, j], y),
                          "r_within_type": pearson_within_groups(raw[:, j], y, types), "n": len(y),
                          "route": routes[name] if method == "auto" else None})
-    best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == "softknn"}
+    best = {r["gene_set"]: r["r2_calibrated"] for r in rows if r["method"] == methods[0]}
     return sorted(rows, key=lambda r: (-best[r["gene_set"]], r["gene_set"], methods.index(r["method"])))
 
 

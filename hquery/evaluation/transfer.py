@@ -10,6 +10,13 @@ candidates there are; with the ridge and chance baselines; the spectrum by the s
 spectrum`` (calibrated Soft-kNN, the MLP, the ridge+type floor and their
 ensemble), each predicted from the library and the truth the ssGSEA of the test
 slides' own RNA.
+
+HistoPrism joins them when the store serves one (or when asked): fitted on the
+training cohorts' slides, it predicts the collection's genes for each test slide,
+scored by the same ssGSEA. Its scores sit on another scale, so the line that puts
+them on the truth's is fitted on the training cohorts' own held-out predictions
+(patient folds within them); in-cohort, on the other folds' as in ``hquery eval compare``.
+No line ever sees a test slide's truth.
 """
 
 from __future__ import annotations
@@ -22,14 +29,21 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.errors import InputError
+from hquery.evaluation.compare import check_same_slides
 from hquery.evaluation.spectrum import SPECTRUM_ROUTES, SpectrumInputs, _fit_and_project, _metrics, predict_split
+from hquery.names import Pointer
+from hquery.records import model_record
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
-from hquery.stats import finite_mean
+from hquery.scoring import match_gene_sets, ssgsea
+from hquery.stats import apply_lines, calibration_lines, cross_fitted_lines, finite_mean
 from hquery.store import Store, record_id, utcnow
+from hquery.training.bags import load_slide_bags
 from hquery.training.cv import CVReport, cross_validate, evaluate_fold
 from hquery.training.fit import fit_alignment
 from hquery.training.heads import AlignmentConfig
+from hquery.training.histoprism import HistoPrismConfig
+from hquery.training.histoprism_trainer import gene_panel, predict_held_out
 from hquery.training.metrics import KS
 from hquery.training.splits import patient_folds
 
@@ -57,7 +71,7 @@ class TransferReport:
         wanted = set(gene_sets) if gene_sets else None
         out: dict = {}
         for setting in SETTINGS:
-            for route in SPECTRUM_ROUTES:
+            for route in dict.fromkeys(r["method"] for r in self.rows):
                 rows = [r for r in self.rows if r["setting"] == setting and r["method"] == route
                         and (wanted is None or r["gene_set"] in wanted)]
                 out.setdefault(setting, {})[route] = {
@@ -69,7 +83,8 @@ class TransferReport:
 def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library: Sequence[str] | None = None,
                       collection: str = "hallmark", folds: int = 5, knn: SoftKNN | None = None,
                       neighbours: NeighbourRule | None = None,
-                      config: AlignmentConfig = AlignmentConfig(), record: bool = True) -> TransferReport:
+                      config: AlignmentConfig = AlignmentConfig(), histoprism: bool | HistoPrismConfig | None = None,
+                      workers: int | None = None, record: bool = True) -> TransferReport:
     """Fit on the ``train`` cohorts' pairs, test on cohort ``test``'s; the test cohort's own CV beside it.
 
     Parameters
@@ -79,7 +94,12 @@ def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library:
     library
         Cohorts whose RNA profiles the neighbours come from (default: every cohort but ``test``).
     folds
-        Patient-level folds of the in-cohort comparison.
+        Patient-level folds of the in-cohort comparison (and of the training cohorts, for HistoPrism's line).
+    histoprism
+        Add the HistoPrism route: ``None`` when the store serves a HistoPrism (with its settings), ``True`` with
+        the default settings, or these settings; ``False`` leaves it out.
+    workers
+        Processes for HistoPrism's fits.
     record
         Write the report to ``transfer_runs`` / ``transfer_results``.
 
@@ -127,11 +147,15 @@ def evaluate_transfer(store: Store, train: Sequence[str], test: str, *, library:
     own_library = inputs.allowed & (in_library | np.isin(np.array([cohort_of[s] for s in inputs.library.sample_ids]),
                                                          [test]))
     rows += _spectrum_rows("in_cohort", inputs, splits, own_library, knn, neighbours, config, notes)
+    histoprism = _histoprism_config(store, histoprism)
+    if histoprism is not None:
+        rows += _histoprism_rows(store, inputs, collection, train_rows, splits, folds, histoprism, workers)
     report = TransferReport(train, test, library, len(train_rows), len(test_rows), int(searchable.sum()), recall,
                             rows, list(dict.fromkeys(notes)))
     if record:
         record_transfer(store, report, {"collection": collection, "folds": folds, "k": knn.k, "tau": knn.tau,
-                                        "neighbours": neighbours.as_json(), "config": dataclasses.asdict(config)})
+                                        "neighbours": neighbours.as_json(), "config": dataclasses.asdict(config),
+                                        "histoprism": histoprism and dataclasses.asdict(histoprism)})
     return report
 
 
@@ -184,3 +208,43 @@ def _spectrum_rows(setting: str, inputs: SpectrumInputs, splits, library_mask: n
     names = [gs.name for gs in inputs.gene_sets]
     rows = _metrics(inputs.truth[tested], predictions, names, inputs.types[tested], {}, SPECTRUM_ROUTES)
     return [{"setting": setting, **row} for row in rows]
+
+
+def _histoprism_config(store: Store, histoprism: bool | HistoPrismConfig | None) -> HistoPrismConfig | None:
+    if isinstance(histoprism, HistoPrismConfig):
+        return histoprism
+    if histoprism is None:
+        served = store.pointer(Pointer.HISTOPRISM)
+        return HistoPrismConfig(**model_record(store, "histoprism", served).params["config"]) if served else None
+    return HistoPrismConfig() if histoprism else None
+
+
+def _histoprism_rows(store: Store, inputs: SpectrumInputs, collection: str, train_rows: np.ndarray,
+                     splits: list[tuple[np.ndarray, np.ndarray]], folds: int, config: HistoPrismConfig,
+                     workers: int | None) -> list[dict]:
+    """HistoPrism on the training cohorts, scored on the test cohort, and within the test cohort's folds."""
+    pairs = inputs.pairs
+    panel = gene_panel(store, f"collection:{collection}")
+    bags = load_slide_bags(store, genes=panel.positions)
+    check_same_slides(pairs.sample_ids, bags.sample_ids)
+    inner = [(train_rows[a], train_rows[b]) for a, b in patient_folds(pairs.patients[train_rows], folds, config.seed)]
+    test_rows = np.concatenate([test for _, test in splits])
+    predicted = predict_held_out(bags, [*inner, (train_rows, test_rows), *splits], config, workers=workers)
+    matches = match_gene_sets(panel.genes, {gs.name: gs.members for gs in inputs.gene_sets})
+
+    def scores(profiles: list[np.ndarray]) -> np.ndarray:
+        return ssgsea(np.concatenate(profiles), [m.positions for m in matches])
+
+    held_out = np.concatenate([test for _, test in inner])
+    transfer = scores([predicted[len(inner)]])
+    line = calibration_lines(scores(predicted[: len(inner)]), inputs.truth[held_out])
+    own = scores(predicted[len(inner) + 1:])
+    fold_of = np.concatenate([np.full(len(test), f) for f, (_, test) in enumerate(splits)])
+    names = [gs.name for gs in inputs.gene_sets]
+    rows = []
+    for setting, raw, calibrated in (("transfer", transfer, apply_lines(transfer, *line)),
+                                     ("in_cohort", own, cross_fitted_lines(own, inputs.truth[test_rows], fold_of))):
+        rows += [{"setting": setting, **row} for row in _metrics(
+            inputs.truth[test_rows], {"histoprism": raw, "histoprism_calibrated": calibrated}, names,
+            inputs.types[test_rows], {}, ("histoprism",))]
+    return rows

@@ -11,6 +11,7 @@ from hquery.cli import main
 from hquery.errors import InputError
 from hquery.evaluation.transfer import evaluate_transfer
 from hquery.training import AlignmentConfig
+from hquery.training.histoprism import HistoPrismConfig
 from tests.conftest import copy_store
 
 QUICK = AlignmentConfig(max_epochs=40)
@@ -20,7 +21,8 @@ DRAWN = ["HALLMARK_G2M_CHECKPOINT", "HALLMARK_E2F_TARGETS", "HALLMARK_HYPOXIA", 
 
 def test_a_second_site_shows_what_transfers_and_what_does_not(two_hospitals, tmp_path):
     store = copy_store(two_hospitals, tmp_path / "store")
-    report = evaluate_transfer(store, ["demo"], "site2", folds=3, config=QUICK)
+    report = evaluate_transfer(store, ["demo"], "site2", folds=3, config=QUICK,
+                               histoprism=HistoPrismConfig(max_epochs=20), workers=2)
     n_pairs = store.sql("select count(*) n from pairs").to_pylist()[0]["n"]
     assert report.n_train + report.n_test == n_pairs and report.n_test > 250
     assert report.library_cohorts == ["demo", "demo_reference"]
@@ -37,6 +39,9 @@ def test_a_second_site_shows_what_transfers_and_what_does_not(two_hospitals, tmp
     floor_gap = means["in_cohort"]["ridge_type"]["r2_calibrated"] - means["transfer"]["ridge_type"]["r2_calibrated"]
     assert means["in_cohort"]["ridge_type"]["r2_calibrated"] > 0.4 and floor_gap > 0.3, means
     assert means["transfer"]["softknn"]["r2_calibrated"] > 0.3
+    # HistoPrism, its line fitted on the first site's own held-out predictions, never on a test slide's truth
+    # (measured at 60 epochs: R² 0.58 across the shift against 0.56 in-cohort)
+    assert means["transfer"]["histoprism"]["r2_calibrated"] > 0.3 and means["in_cohort"]["histoprism"]["pearson_r"] > 0.5
     rows = store.sql(f"select setting, count(*) n from transfer_results where transfer_id = '{report.transfer_id}' "
                      "group by all order by setting").to_pylist()
     assert [r["setting"] for r in rows] == ["in_cohort", "transfer"] and rows[0]["n"] == rows[1]["n"]
@@ -54,3 +59,4 @@ def test_cli_eval_transfer(two_hospitals, tmp_path):
     out = json.loads(result.output)
     assert out["test_cohort"] == "demo" and set(out["means"]) == {"transfer", "in_cohort"}
     assert np.isfinite(out["means"]["transfer"]["ridge_type"]["r2_calibrated"]) and out["transfer_id"]
+    assert "histoprism" not in out["means"]["transfer"]  # the store serves no HistoPrism
