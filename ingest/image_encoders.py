@@ -6,6 +6,10 @@ Spec grammar (``--encoder``)::
     timm:ARCH?weights=/path/file       weights from a local checkpoint (.safetensors, .pth, .bin)
     hf-hub:ORG/NAME[?...]              a timm model on the Hugging Face hub
     random:ARCH?seed=0[&...]           randomly initialised with a fixed seed (no weights needed)
+    fm:NAME[?weights=PATH]             a pathology foundation model by name, with its own architecture,
+                                       normalisation and pooling (:mod:`hquery.ingest.foundation_models`);
+                                       PATH is a checkpoint or a local hub snapshot folder; the bare name
+                                       (``uni``, ``virchow2`` ...) means the same
     precomputed:NAME                   features read from .h5 files; no model runs
     handcrafted:he-features            stain, tissue, nucleus and texture statistics; no weights
                                        (:mod:`hquery.ingest.he_features`)
@@ -13,6 +17,7 @@ Spec grammar (``--encoder``)::
     demo-vit                           preset: random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0
     he-features                        preset: handcrafted:he-features
     SPEC&adapter=VERSION               SPEC with the store's PEKA adapter VERSION applied
+    SPEC?stain=macenko|reinhard        tiles stain-normalised before SPEC embeds them (:mod:`hquery.ingest.stain`)
 
 Other ``key=value`` options are passed to ``timm.create_model`` (``img_size``,
 ``patch_size`` ...). The encoder's *version* is derived from the normalised
@@ -24,6 +29,7 @@ names its adapter.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -31,15 +37,24 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from hquery.errors import InputError
+from hquery.ingest.foundation_models import (
+    FOUNDATION_MODELS,
+    build_model,
+    forward_embedding,
+    foundation_model,
+    weights_file,
+)
 from hquery.ingest.he_features import HEFeatureEncoder
 from hquery.ingest.slides import file_hash
+from hquery.ingest.stain import METHODS as STAIN_METHODS
+from hquery.ingest.stain import StainNormalizedEncoder
 from hquery.store import sql_identifier
 
 PRESETS = {
     "demo-vit": "random:vit_tiny_patch16_224?img_size=64&patch_size=8&seed=0",
     "he-features": "handcrafted:he-features",
 }
-SOURCES = ("timm", "hf-hub", "random", "precomputed", "handcrafted", "concat")
+SOURCES = ("timm", "hf-hub", "random", "fm", "precomputed", "handcrafted", "concat")
 HANDCRAFTED = ("he-features",)
 DEFAULT_IMAGE_ENCODER = "he-features"
 """What an ingest embeds with when neither ``--encoder`` nor the store names one. No pretrained pathology
@@ -78,8 +93,7 @@ class ImageEncoderSpec:
         h = hashlib.blake2b(self.text.encode(), digest_size=4)
         weights = self.option_dict.get("weights")
         if weights:
-
-            h.update(file_hash([Path(weights)]).encode())
+            h.update(_weights_digest(weights_file(Path(weights))).encode())
         short = "+".join(p.name.split("/")[-1].split("?")[0] for p in self.parts) if self.source == "concat" \
             else self.name.split("/")[-1]
         adapter = self.option_dict.get("adapter")
@@ -104,8 +118,23 @@ class ImageEncoderSpec:
 
     @property
     def adaptable(self) -> bool:
-        """Whether PEKA can put adapters on it: a single timm backbone."""
-        return self.source in ("timm", "hf-hub", "random")
+        """Whether PEKA can put adapters on it: a single timm backbone, its tiles as they are."""
+        return "stain" not in self.option_dict and (self.source in ("timm", "hf-hub", "random") or (
+            self.source == "fm" and foundation_model(self.name).library == "timm"))
+
+    def with_stain(self, method: str | None) -> ImageEncoderSpec:
+        """The same encoder with its tiles stain-normalised by ``method`` (``None`` or ``none``: as they are)."""
+        if self.source == "concat":
+            if method in (None, "none"):
+                return self
+            raise InputError(f"image encoder {self.text}: give each part its own stain normalisation "
+                             f"(e.g. concat:he-features?stain={method}+demo-vit)")
+        options = {k: v for k, v in self.options if k != "stain"}
+        if method not in (None, "none"):
+            if method not in STAIN_METHODS:
+                raise InputError(f"unknown stain normalisation {method!r}; use {', '.join(STAIN_METHODS)} or none")
+            options["stain"] = method
+        return dataclasses.replace(self, options=tuple(sorted(options.items())))
 
     @property
     def parts(self) -> list[ImageEncoderSpec]:
@@ -115,7 +144,13 @@ class ImageEncoderSpec:
 
 def parse_image_encoder(text: str) -> ImageEncoderSpec:
     """Parse an encoder spec string (see the module docstring)."""
-    text = PRESETS.get(text.strip(), text.strip())
+    text = text.strip()
+    head, mark, tail = text.partition("?")
+    if head in PRESETS:
+        preset = PRESETS[head]
+        text = preset + (("&" if "?" in preset else "?") + tail if mark else "")
+    if text.partition("?")[0] in FOUNDATION_MODELS:
+        text = f"fm:{text}"
     source, sep, rest = text.partition(":")
     if not sep or source not in SOURCES or not rest:
         raise InputError(
@@ -133,10 +168,20 @@ def parse_image_encoder(text: str) -> ImageEncoderSpec:
     if source == "handcrafted" and name not in HANDCRAFTED:
         raise InputError(f"unknown handcrafted encoder {name!r}; available: {', '.join(HANDCRAFTED)}")
     options = tuple(sorted(parse_qsl(query, keep_blank_values=False)))
+    stain = dict(options).get("stain")
+    if stain is not None and stain not in STAIN_METHODS:
+        raise InputError(f"image encoder {text!r}: unknown stain normalisation {stain!r}; use "
+                         f"{', '.join(STAIN_METHODS)}")
+    if source == "fm":
+        foundation_model(name)
+        unknown = sorted(k for k, _ in options if k not in ("weights", "adapter", "stain"))
+        if unknown:
+            raise InputError(f"image encoder {text!r}: a foundation model takes weights= (and adapter=, stain=), not "
+                             f"{', '.join(unknown)}; its architecture is fixed by the registry")
     weights = dict(options).get("weights")
     if weights:
         path = Path(weights).expanduser().resolve()
-        if not path.is_file():
+        if not (path.is_file() or (source == "fm" and path.is_dir())):
             raise InputError(f"encoder weights file {weights} not found")
         options = tuple(sorted({**dict(options), "weights": str(path)}.items()))
     return ImageEncoderSpec(source, name, options)
@@ -157,9 +202,17 @@ class ImageEncoder:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.spec = spec
         self.device = torch.device(device)
-        model = _create_model(spec)
-        self.dim = int(model.num_features)
-        cfg = _data_config(model, spec)
+        self.foundation = foundation_model(spec.name) if spec.source == "fm" else None
+        if self.foundation:
+            weights = spec.option_dict.get("weights")
+            model = build_model(self.foundation, Path(weights) if weights else None)
+            self.dim = self.foundation.dim
+            size = self.foundation.input_size
+            cfg = {"input_size": (3, size, size), "mean": self.foundation.mean, "std": self.foundation.std}
+        else:
+            model = _create_model(spec)
+            self.dim = int(model.num_features)
+            cfg = _data_config(model, spec)
         if spec.adapter:
             if adapter_dir is None:
                 raise InputError(f"image encoder {spec.text} names adapter {spec.adapter}; its folder is needed")
@@ -194,8 +247,14 @@ class ImageEncoder:
         """Embed uint8 ``[b, h, w, 3]`` tiles; returns float32 ``[b, dim]``."""
         import torch
 
-        with torch.inference_mode():
-            return self.model(self.preprocess(images)).float().cpu().numpy()
+        dtype = self.foundation.dtype if self.foundation and self.device.type == "cuda" else "float32"
+        with torch.inference_mode(), torch.autocast(self.device.type, getattr(torch, dtype),
+                                                    enabled=dtype != "float32"):
+            return self.forward(self.model, self.preprocess(images)).float().cpu().numpy()
+
+    def forward(self, model, x):
+        """``model`` (this backbone, or an adapted copy of it) on normalised tiles, pooled as the encoder is."""
+        return forward_embedding(self.foundation, model, x) if self.foundation else model(x)
 
 
 class ConcatEncoder:
@@ -214,12 +273,37 @@ class ConcatEncoder:
         return np.hstack([e.embed(images) for e in self.encoders]).astype(np.float32)
 
 
+def _weights_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest_once(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_once(path: str, size: int, mtime_ns: int) -> str:
+    """A checkpoint's digest, read once per file version: a foundation model's weights run to gigabytes."""
+    return file_hash([Path(path)])
+
+
+def encoder_tiling(spec_text: str | None) -> dict:
+    """The tiling an encoder asks for: a foundation model's tile size and magnification (``{}`` for the rest)."""
+    if not spec_text:
+        return {}
+    spec = parse_image_encoder(spec_text)
+    if spec.source != "fm":
+        return {}
+    entry = foundation_model(spec.name)
+    return {"tile_size": entry.tile_size, "magnification": 10.0 / entry.mpp}
+
+
 def create_image_encoder(spec: ImageEncoderSpec, device: str = "cpu", adapter_dir: Path | None = None):
     """The encoder a spec names: a timm model (:class:`ImageEncoder`), the weights-free
     :class:`~hquery.ingest.he_features.HEFeatureEncoder`, or several side by side (:class:`ConcatEncoder`).
 
     Each has ``dim``, ``params`` and ``embed(uint8 tiles [b, h, w, 3]) -> float32 [b, dim]``.
     """
+    stain = spec.option_dict.get("stain")
+    if stain:
+        return StainNormalizedEncoder(create_image_encoder(spec.with_stain(None), device, adapter_dir), stain)
     if spec.source == "handcrafted":
         return HEFeatureEncoder()
     if spec.source == "concat":
@@ -233,7 +317,7 @@ def _create_model(spec: ImageEncoderSpec):
     import timm
     import torch
 
-    kwargs = {k: v for k, v in spec.option_dict.items() if k not in ("seed", "weights", "adapter")}
+    kwargs = {k: v for k, v in spec.option_dict.items() if k not in ("seed", "weights", "adapter", "stain")}
     kwargs["num_classes"] = 0
     try:
         if spec.source == "random":

@@ -104,16 +104,18 @@ def trainable_fraction(model: nn.Module) -> float:
 class PEKAStudent(nn.Module):
     """Adapted backbone -> embedding; translator -> teacher space; classifier -> pseudo-label logits."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, teacher_dim: int, config: PEKAConfig):
+    def __init__(self, backbone: nn.Module, feature_dim: int, teacher_dim: int, config: PEKAConfig,
+                 forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
         self.backbone = backbone
+        self.pooled = forward
         self.translator = nn.Sequential(nn.Linear(feature_dim, config.translator_hidden), nn.GELU(),
                                         nn.Linear(config.translator_hidden, teacher_dim))
         self.classifier = nn.Linear(teacher_dim, config.clusters)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The adapted backbone's embedding: what re-embedding writes as the new tile features."""
-        return self.backbone(images)
+        return self.pooled(self.backbone, images) if self.pooled else self.backbone(images)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         translated = self.translator(self.embed(images))
@@ -148,7 +150,7 @@ def fit_peka(encoder, images: np.ndarray, teacher: np.ndarray, config: PEKAConfi
     labels = torch.from_numpy(pseudo_labels(teacher, config.clusters, config.seed)).to(encoder.device)
     target = torch.from_numpy(teacher.astype(np.float32)).to(encoder.device)
     backbone = adapt_backbone(copy.deepcopy(encoder.model), config.method, config.rank)
-    student = PEKAStudent(backbone, encoder.dim, teacher.shape[1], config).to(encoder.device)
+    student = PEKAStudent(backbone, encoder.dim, teacher.shape[1], config, encoder.forward).to(encoder.device)
     trainable = [p for p in student.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     losses = []
@@ -183,5 +185,5 @@ def embed_tiles(model: nn.Module, encoder, images: np.ndarray, batch_size: int =
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            out.append(model(encoder.preprocess(images[start:start + batch_size])).float().cpu().numpy())
+            out.append(encoder.forward(model, encoder.preprocess(images[start:start + batch_size])).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)

@@ -15,6 +15,7 @@ from hquery.cli.options import open_store, store_option, store_path
 from hquery.cli.render import FORMATS, check_out, human_bytes, print_rows, write_table
 from hquery.gc import DEFAULT_GRACE, DEFAULT_KEEP, collect_garbage, plan_garbage, store_status
 from hquery.ingest import init_store
+from hquery.ingest.foundation_models import weights_status
 
 
 @click.command()
@@ -116,6 +117,9 @@ def doctor() -> None:
         click.echo(f"OpenSlide library  {openslide.__library_version__}")
     except Exception as exc:  # missing extra or missing shared library: report, don't fail
         click.echo(f"OpenSlide library  unavailable ({exc}); whole-slide images need pip install 'hquery[wsi]'")
+    cached = [s.model.name for s in weights_status() if s.weights]
+    click.echo(f"foundation models  weights cached here: {', '.join(cached) or 'none'} "
+               "(hquery encoders list; --encoder 'NAME?weights=PATH' reads them from anywhere)")
     if not ok:
         sys.exit(1)
 
