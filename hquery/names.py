@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import enum
+import re
 
 EXPRESSION = "expression"
 """Bulk log1p profiles, one row per sample, in the store's gene-universe order."""
@@ -62,6 +63,20 @@ def survival_artifact(run_id: str) -> str:
 def map_artifact(map_id: str) -> str:
     """Folder (under ``artifacts/``) of a map of the aligned space."""
     return f"maps/{map_id}"
+
+
+def qc_artifact(ingest_id: str) -> str:
+    """Folder (under ``artifacts/``) of an ingest's QC thumbnails: each whole-slide image, its kept tiles outlined."""
+    return f"qc/{ingest_id}"
+
+
+def file_safe(name: str) -> str:
+    """``name`` as a file name: anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``.
+
+    >>> file_safe("TCGA-A1/01 x")
+    'TCGA-A1_01_x'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def encoder_artifact(version: str) -> str:

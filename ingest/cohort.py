@@ -23,12 +23,21 @@ from hquery.ingest.expression import ExpressionMatrix, read_expression
 from hquery.ingest.image_encoders import (
     DEFAULT_IMAGE_ENCODER,
     ImageEncoderSpec,
+    encoder_tiling,
     parse_image_encoder,
 )
 from hquery.ingest.manifest import ManifestRow, read_manifest
 from hquery.ingest.rna_encoders import DEFAULT_RNA_ENCODER, create_rna_encoder, load_rna_encoder
 from hquery.ingest.slides import SlideSource, TilingOptions, open_slide
-from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table, encoder_artifact
+from hquery.names import (
+    EXPRESSION,
+    SPOT_EXPRESSION,
+    Pointer,
+    embedding_table,
+    encoder_artifact,
+    file_safe,
+    qc_artifact,
+)
 from hquery.store import Store, Transaction, utcnow, vector_table, vectors
 
 __all__ = ["IngestReport", "ingest_cohort"]
@@ -51,6 +60,8 @@ class IngestReport:
     rna_encoder: str | None = None
     seconds: float = 0.0
     encode_seconds: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+    """What was assumed, and should be checked (a resolution read from the objective power, say)."""
 
     def summary(self) -> str:
         if self.n_new == 0:
@@ -67,7 +78,7 @@ class IngestReport:
         if self.genes_matched is not None:
             parts.append(f"{self.genes_matched} genes matched, {self.genes_dropped} not in the universe dropped")
         parts.append(f"{self.seconds:.1f}s")
-        return "; ".join(parts)
+        return "; ".join(parts) + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def ingest_cohort(
@@ -81,6 +92,7 @@ def ingest_cohort(
     rna_encoder: str | None = None,
     units: str = "counts",
     tiling: TilingOptions | None = None,
+    stain: str | None = None,
     batch_size: int = 64,
     device: str = "auto",
     progress: Progress = no_progress,
@@ -94,7 +106,8 @@ def ingest_cohort(
         An open :class:`~hquery.store.Store`.
     manifest
         Cohort CSV: ``sample_id``, ``patient_id`` required; ``cancer_type``,
-        ``slide_path`` optional; other columns are kept as clinical metadata.
+        ``slide_path`` and ``mpp`` (a slide's µm per pixel) optional; other columns
+        are kept as clinical metadata.
     expression
         Bulk expression, samples as rows (CSV, TSV, gz, parquet, h5ad).
     spots
@@ -105,6 +118,13 @@ def ingest_cohort(
     encoder, rna_encoder
         Image and RNA encoder specs; default to the store's current ones (the
         first ingest's image encoder: ``he-features``).
+    stain
+        ``macenko`` or ``reinhard`` stain-normalises each tile before it is embedded
+        (:mod:`hquery.ingest.stain`), ``none`` embeds tiles as they are; it becomes
+        part of the encoder's version. Default: as the encoder spec says.
+    tiling
+        How whole-slide images are tiled; settings left ``None`` come from the image
+        encoder (a foundation model's tile size and µm/px), else 224 px at 20x.
     units
         ``counts`` (to log1p CPM), ``tpm`` (to log1p) or ``log``.
     device
@@ -143,11 +163,13 @@ def ingest_cohort(
     if spot is not None:
         _check_known(spot.sample_ids, by_id, spot.source, manifest)
 
+    tiling = (tiling or TilingOptions()).with_defaults(
+        **encoder_tiling(encoder or store.pointer(Pointer.IMAGE_ENCODER_SPEC)))
     sources: dict[str, SlideSource] = {}
     for row in rows:
         if row.slide_path is not None:
             try:
-                sources[row.sample_id] = open_slide(row.slide_path, tiling)
+                sources[row.sample_id] = open_slide(row.slide_path, tiling, row.mpp)
             except InputError as exc:
                 raise InputError(f"{row.where(manifest)}: {exc}") from exc
     if spot is not None:
@@ -166,6 +188,8 @@ def ingest_cohort(
     spot_values = spot.align(universe)[0] if spot is not None else None
 
     image_spec = _image_spec(store, encoder, sources, manifest, rows)
+    if stain is not None and image_spec is not None and image_spec.runs_model:
+        image_spec = image_spec.with_stain(stain)
 
     bulk_rows = {sid: i for i, sid in enumerate(bulk.sample_ids)} if bulk else {}
     spot_rows: dict[str, list[int]] = {}
@@ -196,6 +220,11 @@ def ingest_cohort(
                 f"different content; stored samples are never overwritten, so give the changed sample a new sample_id"
             )
     report = IngestReport(cohort=cohort, ingest_id=None, n_new=len(new_rows), n_same=len(rows) - len(new_rows))
+    report.notes = [f"{r.sample_id}: {sources[r.sample_id].path} records no µm/px; "
+                    f"{sources[r.sample_id].source_mpp:g} µm/px assumed from its "
+                    f"{sources[r.sample_id].resolution_from} (give mpp if that is wrong)"
+                    for r in new_rows if r.sample_id in sources
+                    and (sources[r.sample_id].resolution_from or "").startswith("objective power")]
     if not new_rows:
         report.seconds = time.perf_counter() - started
         return report
@@ -235,6 +264,11 @@ def ingest_cohort(
             report.image_encoder = image_spec.version
         txn.insert("tiles", tiles_table)
         txn.insert("slides", _slides_table(new_sources, report.ingest_id))
+        wsis = [(sid, source) for sid, source in new_sources if source.kind == "wsi"]
+        if wsis:
+            folder = txn.stage_artifact(qc_artifact(report.ingest_id))
+            for sid, source in wsis:
+                source.draw_tiles(folder / f"{file_safe(sid)}.png")
         txn.insert("samples", _samples_table(new_rows, cohort, sources, bulk_rows, hashes, report.ingest_id))
         report.n_pairs = sum(1 for s in new_ids if s in sources and s in bulk_rows)
         report.n_reference = sum(1 for s in new_ids if s not in sources and s in bulk_rows)
@@ -347,7 +381,8 @@ def _slides_table(sources: list[tuple[str, SlideSource]], ingest_id: str) -> pa.
             {
                 "sample_id": sid, "source_path": str(s.path), "source_kind": s.kind, "content_hash": s.content_hash,
                 "width": s.width, "height": s.height, "tile_size": s.tile_size, "magnification": s.magnification,
-                "mpp": s.mpp, "n_tiles": s.n_tiles, "ingest_id": ingest_id,
+                "mpp": s.mpp, "source_mpp": s.source_mpp, "resolution_from": s.resolution_from,
+                "n_tiles": s.n_tiles, "ingest_id": ingest_id,
             }
             for sid, s in sources
         ]

@@ -1,8 +1,9 @@
 """Cohort manifests: one CSV row per sample.
 
-Required columns ``sample_id`` and ``patient_id``; optional ``cancer_type`` and
-``slide_path`` (relative to the CSV); every other column is clinical metadata,
-kept in the catalog as JSON (``clinical->>'stage'`` in SQL).
+Required columns ``sample_id`` and ``patient_id``; optional ``cancer_type``,
+``slide_path`` (relative to the CSV) and ``mpp`` (the slide's µm per pixel, where
+its file does not say it); every other column is clinical metadata, kept in the
+catalog as JSON (``clinical->>'stage'`` in SQL).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from hquery.errors import InputError
+from hquery.ingest.slides import check_mpp
 
 REQUIRED_COLUMNS = ("sample_id", "patient_id")
-KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "cancer_type", "slide_path")
+KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "cancer_type", "slide_path", "mpp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,8 @@ class ManifestRow:
     clinical: dict[str, Any]
     line: int
     """Line number in the CSV (the header is line 1)."""
+    mpp: float | None = None
+    """The slide's µm per pixel at full resolution, where its file does not say it (column ``mpp``)."""
 
     def where(self, manifest: Path) -> str:
         return f"{manifest}:{self.line} (sample {self.sample_id})"
@@ -84,10 +88,23 @@ def read_manifest(path: str | Path, *, allow_outside_paths: bool = False) -> lis
             if not slide_path.exists():
                 raise InputError(f"{path}:{line} (sample {sample_id}): slide_path {slide} does not exist ({slide_path})")
         clinical = {c: record[c] for c in clinical_columns if record[c] is not None}
+        mpp = _mpp(record.get("mpp"), f"{path}:{line} (sample {sample_id})")
         rows.append(
-            ManifestRow(sample_id, patient_id, (record.get("cancer_type") or "").strip() or None, slide_path, clinical, line)
+            ManifestRow(sample_id, patient_id, (record.get("cancer_type") or "").strip() or None, slide_path, clinical,
+                        line, mpp)
         )
     return rows
+
+
+def _mpp(value, where: str) -> float | None:
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise InputError(f"{where}: mpp {text!r} is not a number (µm per pixel, e.g. 0.25)") from None
+    return check_mpp(number, f"{where}: mpp")
 
 
 def _check_rows(path: Path) -> None:

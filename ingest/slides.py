@@ -2,12 +2,20 @@
 
 * a folder of tiles named ``<x>_<y>.png|jpg`` (level-0 pixel coordinates);
 * a whole-slide image OpenSlide reads (.svs, .tif, .ndpi, ...), tiled on a grid
-  at a chosen magnification, keeping tiles a tissue mask (Otsu on saturation)
-  covers;
+  at a physical resolution (µm per pixel; 20x = 0.5 µm/px, what the pathology
+  foundation models were trained at), keeping tiles a tissue mask (Otsu on
+  saturation, holes filled) covers;
 * an ``.h5`` of precomputed features in the TRIDENT/CLAM layout
   (``features`` [N, D], ``coords`` [N, 2]); then no image encoder runs.
 
 Tiles are yielded in batches, so memory stays bounded however large a slide is.
+
+A slide's own resolution comes from its metadata: OpenSlide's ``mpp-x``/``mpp-y``
+(which it reads from the vendor's fields, or from a TIFF's resolution tags), and,
+failing that, the objective power (10 / power µm/px, with a note). A value no
+microscope gives (a TIFF's 72-dpi default is 353 µm/px) is not believed. A slide
+with no usable resolution is refused by name unless its µm/px is given (``mpp``);
+tiling it at full resolution "as if 20x" would silently change what a tile shows.
 """
 
 from __future__ import annotations
@@ -30,22 +38,80 @@ WSI_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs
 FEATURE_SUFFIXES = {".h5", ".hdf5"}
 
 
-@dataclasses.dataclass
-class TilingOptions:
-    """How whole-slide images are cut into tiles."""
+MPP_RANGE = (0.05, 20.0)
+"""µm per pixel that a slide's metadata may claim and be believed (a 100x objective to a low-power overview)."""
 
-    tile_size: int = 224
-    magnification: float = 20.0
+
+DEFAULT_TILE_SIZE, DEFAULT_MAGNIFICATION = 224, 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TilingOptions:
+    """How whole-slide images are cut into tiles. ``None`` leaves a setting to the image encoder: a foundation
+    model's own tile size and resolution (:meth:`with_defaults`), else 224 px at 20x."""
+
+    tile_size: int | None = None
+    magnification: float | None = None
+    """The tiles' resolution, as a magnification: 10 / magnification µm per pixel (20x = 0.5 µm/px)."""
     min_tissue: float = 0.5
     """Fraction of a tile the tissue mask must cover for the tile to be kept."""
+    mpp: float | None = None
+    """The slides' own µm per pixel at full resolution, for slides whose files do not say (or say wrong);
+    a manifest's ``mpp`` column overrides it per slide."""
 
     def __post_init__(self):
-        if self.tile_size < 1:
+        if self.tile_size is not None and self.tile_size < 1:
             raise InputError(f"tile size must be at least 1 pixel, not {self.tile_size}")
-        if not self.magnification > 0:
+        if self.magnification is not None and not self.magnification > 0:
             raise InputError(f"magnification must be above 0, not {self.magnification}")
         if not 0 <= self.min_tissue <= 1:
             raise InputError(f"min_tissue is a fraction of a tile, 0 to 1, not {self.min_tissue}")
+        if self.mpp is not None:
+            check_mpp(self.mpp, "mpp")
+
+    def with_defaults(self, tile_size: int = DEFAULT_TILE_SIZE,
+                      magnification: float = DEFAULT_MAGNIFICATION) -> TilingOptions:
+        """These options with the settings left open filled in."""
+        return dataclasses.replace(self, tile_size=self.tile_size or tile_size,
+                                   magnification=self.magnification or magnification)
+
+    @property
+    def target_mpp(self) -> float:
+        """µm per pixel of the tiles cut."""
+        return 10.0 / (self.magnification or DEFAULT_MAGNIFICATION)
+
+
+def check_mpp(value: float, where: str) -> float:
+    """``value`` if it is a resolution a microscope gives, else an :class:`InputError` naming ``where``."""
+    if not (isinstance(value, int | float) and MPP_RANGE[0] <= value <= MPP_RANGE[1]):
+        raise InputError(f"{where}: {value!r} µm/px is not a slide resolution ({MPP_RANGE[0]:g} to "
+                         f"{MPP_RANGE[1]:g}; 20x is about 0.5)")
+    return float(value)
+
+
+def slide_resolution(properties, path: Path, given: float | None = None) -> tuple[float, str]:
+    """``(µm per pixel at level 0, where it came from)`` of a slide: ``given``, its metadata or its objective power.
+
+    Raises :class:`InputError` naming the slide when none of them is usable.
+    """
+    if given is not None:
+        return check_mpp(given, str(path)), "given"
+    found = [_float(properties.get(f"openslide.mpp-{axis}")) for axis in "xy"]
+    unit = {"centimeter": 1e4, "inch": 25400.0}.get(str(properties.get("tiff.ResolutionUnit", "")).lower())
+    if found[0] is None and unit and _float(properties.get("tiff.XResolution")):
+        found = [unit / _float(properties.get(f"tiff.{axis}Resolution") or properties.get("tiff.XResolution"))
+                 for axis in "XY"]
+    why = "it records no µm/px"
+    if found[0] is not None:
+        mpp = float(np.mean([v for v in found if v is not None]))
+        if MPP_RANGE[0] <= mpp <= MPP_RANGE[1]:
+            return mpp, "metadata"
+        why = f"its metadata says {mpp:g} µm/px, which no microscope gives"
+    power = _float(properties.get("openslide.objective-power"))
+    if power and power > 0:
+        return check_mpp(10.0 / power, str(path)), f"objective power {power:g}x"
+    raise InputError(f"{path}: no usable resolution ({why}, and no objective power); give the slide's µm per pixel "
+                     "at full resolution (mpp), e.g. 0.25 for a 40x scan")
 
 
 def file_hash(paths: list[Path], extra: str = "") -> str:
@@ -71,6 +137,11 @@ class SlideSource:
     height: int | None = None
     magnification: float | None = None
     mpp: float | None = None
+    """µm per pixel of the tiles as cut (``None``: unknown)."""
+    source_mpp: float | None = None
+    """µm per pixel of the slide at full resolution."""
+    resolution_from: str | None = None
+    """Where ``source_mpp`` came from: ``metadata``, ``given`` or ``objective power Nx`` (a guess worth a note)."""
 
     @property
     def n_tiles(self) -> int:
@@ -98,7 +169,8 @@ class TileFolder(SlideSource):
     tile_shape: tuple[int, int] = (0, 0)
 
     @classmethod
-    def open(cls, path: Path) -> TileFolder:
+    def open(cls, path: Path, mpp: float | None = None) -> TileFolder:
+        """The tiles in ``path``, taken as they are; ``mpp`` records their µm per pixel (unknown without it)."""
         from PIL import Image
 
         found = []
@@ -134,6 +206,10 @@ class TileFolder(SlideSource):
             height=int(coords[:, 1].max() + height),
             files=[f for _, _, f in found],
             tile_shape=(height, width),
+            magnification=10.0 / mpp if mpp else None,
+            mpp=mpp,
+            source_mpp=mpp,
+            resolution_from="given" if mpp else None,
         )
 
     def _hash(self) -> str:
@@ -182,17 +258,20 @@ class WholeSlide(SlideSource):
     tiling: TilingOptions = dataclasses.field(default_factory=TilingOptions)
 
     @classmethod
-    def open(cls, path: Path, tiling: TilingOptions) -> WholeSlide:
-        slide = _openslide(path)
+    def open(cls, path: Path, tiling: TilingOptions, mpp: float | None = None) -> WholeSlide:
+        """Plan ``path``'s tiles at ``tiling``'s resolution; ``mpp`` (or ``tiling.mpp``) is the slide's own."""
+        tiling = tiling.with_defaults()
+        slide = open_wsi(path)
         with slide:
             width, height = slide.dimensions
-            props = slide.properties
-            base_mag = _float(props.get("openslide.objective-power"))
-            mpp = _float(props.get("openslide.mpp-x"))
-            if base_mag is None and mpp:
-                base_mag = 10.0 / mpp
-            downsample = max(1.0, base_mag / tiling.magnification) if base_mag else 1.0
-            magnification = base_mag / downsample if base_mag else None
+            source_mpp, how = slide_resolution(slide.properties, path, mpp if mpp is not None else tiling.mpp)
+            downsample = tiling.target_mpp / source_mpp
+            if downsample < 0.9:
+                raise InputError(f"{path}: scanned at {source_mpp:g} µm/px, coarser than the {tiling.target_mpp:g} "
+                                 f"µm/px of its tiles ({tiling.magnification:g}x); tile it at "
+                                 f"{10 / source_mpp:.3g}x or less")
+            finer = downsample >= 1.0  # else within 10% of the target: taken at full resolution
+            downsample = max(1.0, downsample)
             step = int(round(tiling.tile_size * downsample))
             coords = _tissue_grid(slide, step, tiling.min_tissue)
             level = slide.get_best_level_for_downsample(downsample)
@@ -205,8 +284,10 @@ class WholeSlide(SlideSource):
             tile_size=tiling.tile_size,
             width=width,
             height=height,
-            magnification=magnification,
-            mpp=mpp * downsample if mpp else None,
+            magnification=tiling.magnification if finer else 10.0 / source_mpp,
+            mpp=tiling.target_mpp if finer else source_mpp,
+            source_mpp=source_mpp,
+            resolution_from=how,
             level=level,
             downsample=downsample,
             tiling=tiling,
@@ -214,12 +295,27 @@ class WholeSlide(SlideSource):
 
     def _hash(self) -> str:
         t = self.tiling
-        return file_hash([self.path], extra=f"wsi:{t.tile_size}:{t.magnification}:{t.min_tissue}")
+        return file_hash([self.path], extra=f"wsi:{t.tile_size}:{t.magnification}:{t.min_tissue}:{self.source_mpp}")
+
+    def draw_tiles(self, path: Path, size: int = 1024) -> Path:
+        """A QC picture: the slide's thumbnail (at most ``size`` px) with every kept tile outlined, as PNG."""
+        from PIL import ImageDraw
+
+        slide = open_wsi(self.path)
+        with slide:
+            thumb = on_white(slide.get_thumbnail((size, size)))
+        sx, sy = thumb.width / self.width, thumb.height / self.height
+        step = self.tile_size * self.downsample
+        draw = ImageDraw.Draw(thumb)
+        for x, y in self.coords.tolist():
+            draw.rectangle([x * sx, y * sy, (x + step) * sx - 1, (y + step) * sy - 1], outline=(0, 150, 60))
+        thumb.save(path)
+        return path
 
     def iter_tiles(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from PIL import Image
 
-        slide = _openslide(self.path)
+        slide = open_wsi(self.path)
         with slide:
             level_ds = slide.level_downsamples[self.level]
             step = int(round(self.tile_size * self.downsample))
@@ -303,20 +399,27 @@ def on_white(image):
     return image.convert("RGB")
 
 
-def open_slide(path: Path, tiling: TilingOptions | None = None) -> SlideSource:
-    """The right :class:`SlideSource` for ``path`` (folder, features file or WSI)."""
+def open_slide(path: Path, tiling: TilingOptions | None = None, mpp: float | None = None) -> SlideSource:
+    """The right :class:`SlideSource` for ``path`` (folder, features file or WSI).
+
+    ``mpp`` is this slide's µm per pixel at full resolution where its file does not say it (a manifest's
+    ``mpp`` column); otherwise ``tiling.mpp``, then the file's own metadata.
+    """
     path = Path(path)
+    tiling = tiling or TilingOptions()
+    given = mpp if mpp is not None else tiling.mpp
     if path.is_dir():
-        return TileFolder.open(path)
+        return TileFolder.open(path, given)
     suffix = path.suffix.lower()
     if suffix in FEATURE_SUFFIXES:
         return FeatureFile.open(path)
     if suffix in WSI_SUFFIXES:
-        return WholeSlide.open(path, tiling or TilingOptions())
+        return WholeSlide.open(path, tiling, given)
     raise InputError(f"{path}: not a tile folder, a features .h5 or a whole-slide image ({', '.join(sorted(WSI_SUFFIXES))})")
 
 
-def _openslide(path: Path):
+def open_wsi(path: Path):
+    """An OpenSlide handle on ``path``, or an :class:`InputError` saying what is missing or unreadable."""
     try:
         import openslide
     except ImportError as exc:
@@ -328,7 +431,9 @@ def _openslide(path: Path):
 
 
 def _tissue_grid(slide, step: int, min_tissue: float) -> np.ndarray:
-    """Level-0 corners of grid tiles that the saturation/Otsu tissue mask covers enough."""
+    """Level-0 corners of grid tiles that the saturation/Otsu tissue mask, its holes filled (lumens, fat, cracks
+    inside tissue), covers enough."""
+    from scipy.ndimage import binary_fill_holes
     from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
 
@@ -338,7 +443,7 @@ def _tissue_grid(slide, step: int, min_tissue: float) -> np.ndarray:
     sx, sy = thumb.shape[1] / width, thumb.shape[0] / height
     saturation = rgb2hsv(thumb)[..., 1]
     threshold = threshold_otsu(saturation) if saturation.max() > saturation.min() else 1.0
-    mask = saturation > threshold
+    mask = binary_fill_holes(saturation > threshold)
     coords = []
     for y in range(0, height - step + 1, step):
         for x in range(0, width - step + 1, step):
@@ -370,12 +475,13 @@ def reopen_slide(store, sample_id: str) -> SlideSource:
         raise InputError(f"sample {sample_id} has no slide in the store")
     path, kind, tile_size = rows[0].source_path, rows[0].source_kind, rows[0].tile_size
     magnification, content_hash, n_tiles = rows[0].magnification, rows[0].content_hash, rows[0].n_tiles
+    source_mpp = rows[0].source_mpp
     if kind == "features":
         raise InputError(f"sample {sample_id}: its slide was ingested as precomputed features ({path}); "
                           "adapting or re-embedding needs the pixels")
     if not Path(path).exists():
         raise InputError(f"sample {sample_id}: its slide {path} is gone; restore it at that path")
-    source = open_slide(Path(path), TilingOptions(tile_size or 224, magnification or 20.0))
+    source = open_slide(Path(path), TilingOptions(tile_size or 224, magnification or 20.0), source_mpp)
     stored = np.array([(t.x, t.y) for t in store.query("slide_tiles", [sample_id])], dtype=np.int64).reshape(-1, 2)
     same = source.n_tiles == n_tiles and np.array_equal(source.coords, stored)
     if not same or (kind == "tiles" and source.content_hash != content_hash):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hquery.ingest.slides import _openslide, on_white
+from hquery.ingest.slides import open_wsi, on_white
 from hquery.store import Store, StoreError
 
 
@@ -33,7 +33,7 @@ def slide_thumbnail(source_path: str, kind: str, x: np.ndarray, y: np.ndarray, s
     path = Path(source_path)
     if kind == "wsi":
 
-        with _openslide(path) as slide:
+        with open_wsi(path) as slide:
             left, top = int(x.min()), int(y.min())
             width, height = int(x.max() - left + step), int(y.max() - top + step)
             scale = max(width, height) / max_px

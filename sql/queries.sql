@@ -199,7 +199,13 @@ INSERT INTO prompt_eval_calibration BY NAME SELECT * FROM staged_prompt_eval_cal
 SELECT source_path, source_kind, tile_size, width, height FROM slides WHERE sample_id = ?;
 
 -- name: slide_reopen
-SELECT source_path, source_kind, tile_size, magnification, content_hash, n_tiles FROM slides WHERE sample_id = ?;
+SELECT source_path, source_kind, tile_size, magnification, source_mpp, content_hash, n_tiles FROM slides
+WHERE sample_id = ?;
+
+-- name: paired_slide_resolutions
+-- The resolutions (µm per pixel, to 2 decimals) the paired slides' tiles were cut at; NULL: unknown.
+SELECT round(s.mpp, 2) AS mpp, count(*) AS n_slides, min(s.sample_id) AS example
+FROM slides s JOIN pairs p USING (sample_id) GROUP BY ALL ORDER BY n_slides DESC, mpp;
 
 -- name: insert_refresh_runs
 INSERT OR REPLACE INTO refresh_runs BY NAME SELECT * FROM staged_refresh_runs;

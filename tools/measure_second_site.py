@@ -7,7 +7,7 @@ floor of the same run. World A's numbers are those ``tests/evaluation/`` asserts
 
 Usage::
 
-    python tools/measure_second_site.py --world B [--out /tmp/second-site]
+    python tools/measure_second_site.py --world B [--stain macenko] [--out /tmp/second-site]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from hquery.demo import SECOND_SITE, WORLDS, generate_demo_cohort
 from hquery.evaluation.adapt import evaluate_adaptation
 from hquery.evaluation.transfer import evaluate_transfer
 from hquery.ingest import ingest_cohort
+from hquery.ingest.image_encoders import parse_image_encoder
 from hquery.pipelines.demo import ingest_demo_cohort
 from hquery.training import AlignmentConfig, train_alignment
 
@@ -30,18 +31,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", choices=sorted(WORLDS), default="A")
     parser.add_argument("--out", type=Path, help="Where the cohorts and the store go [default: a temporary folder].")
+    parser.add_argument("--stain", choices=["macenko", "reinhard", "none"], default="none",
+                        help="Stain-normalise both sites' tiles before he-features embeds them.")
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="second-site-"))
     first = generate_demo_cohort(root / "first", size="small", world=args.world)
     site = generate_demo_cohort(root / "site2", size="small", world=args.world, site=SECOND_SITE)
-    store = ingest_demo_cohort(root / "store", first, spots=False)
+    encoder = parse_image_encoder("he-features").with_stain(args.stain).text
+    store = ingest_demo_cohort(root / "store", first, encoder, spots=False)
     train_alignment(store, config=QUICK, workers=1)
-    ingest_cohort(store, site.cohort_manifest, expression=site.cohort_expression, name="site2", encoder="he-features")
+    ingest_cohort(store, site.cohort_manifest, expression=site.cohort_expression, name="site2", encoder=encoder)
     drawn = WORLDS[args.world].drawn_hallmarks()
 
     transfer = evaluate_transfer(store, ["demo"], "site2", folds=3, config=QUICK, histoprism=True)
     means = transfer.means(drawn)
-    print(f"world {args.world}: R² over its {len(drawn)} drawn sets, transfer vs in-cohort")
+    print(f"world {args.world}, stain normalisation {args.stain}: R² over its {len(drawn)} drawn sets, "
+          "transfer vs in-cohort")
     for route in means["transfer"]:
         print(f"  {route:10s} {means['transfer'][route]['r2_calibrated']:7.3f} "
               f"{means['in_cohort'][route]['r2_calibrated']:7.3f}")

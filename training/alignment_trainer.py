@@ -18,7 +18,7 @@ from hquery.training.fit import fine_tune_alignment, fit_alignment
 from hquery.training.heads import AlignmentConfig, AlignmentModel
 from hquery.training.loss import clip_loss
 from hquery.training.metrics import KS
-from hquery.training.pairs import Pairs, load_pairs
+from hquery.training.pairs import Pairs, check_one_resolution, load_pairs
 from hquery.training.registry import load_model, save_model, version_id
 
 ADAPT_EPOCHS = 30
@@ -48,6 +48,7 @@ def train_alignment(
     on_fold: Callable[[int], None] | None = None,
     workers: int | None = None,
     adapt_to: str | None = None,
+    mixed_resolution: bool = False,
 ) -> TrainReport:
     """Fit projection heads on every pair in ``store`` and make them the current model.
 
@@ -70,6 +71,9 @@ def train_alignment(
     workers
         Processes that fit the folds and the final model side by side (default:
         the CPUs available; 1 fits in-process). The results do not depend on it.
+    mixed_resolution
+        Train on slides tiled at different µm per pixel (refused by default, see
+        :func:`~hquery.training.pairs.check_one_resolution`).
 
     Returns
     -------
@@ -83,6 +87,7 @@ def train_alignment(
     (True, 30, 2)
     """
     started = time.perf_counter()
+    check_one_resolution(store, mixed_resolution)
     pairs = load_pairs(store, level)
     cohort_of = {r.sample_id: r.cohort for r in store.query("sample_metadata")}
     # a tile pair's id is SAMPLE#TILE

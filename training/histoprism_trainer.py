@@ -37,6 +37,7 @@ from hquery.store import Store, StoreError
 from hquery.training.bags import SlideBags, load_slide_bags
 from hquery.training.coherence import gene_pathway_coherence, mean_by, mean_over_groups, mean_over_pathways
 from hquery.training.histoprism import FittedHistoPrism, HistoPrismConfig, fit_histoprism
+from hquery.training.pairs import check_one_resolution
 from hquery.training.registry import load_model, save_model, version_id
 from hquery.training.splits import patient_folds
 
@@ -261,7 +262,8 @@ def coherence_tables(bags: SlideBags, cv: HistoPrismCV, pathways: dict[str, np.n
 
 def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismConfig = HistoPrismConfig(), *,
                      folds: int | None = 5, collection: str = "hallmark", image_encoder: str | None = None,
-                     workers: int | None = None, on_fit: Callable[[], None] | None = None) -> HistoPrismReport:
+                     workers: int | None = None, on_fit: Callable[[], None] | None = None,
+                     mixed_resolution: bool = False) -> HistoPrismReport:
     """Cross-validate HistoPrism (with its ablation and baselines), fit it on every pair, make it current.
 
     Parameters
@@ -274,9 +276,12 @@ def train_histoprism(store: Store, genes: str = "hvg:2000", config: HistoPrismCo
         The pathways GPC is reported for (per pathway in the model's metrics, ``gpc_pathways``).
     image_encoder
         Whose tile embeddings to read (default: the store's current encoder, frozen or PEKA-adapted).
+    mixed_resolution
+        Train on slides tiled at different µm per pixel (refused by default).
     """
 
     started = time.perf_counter()
+    check_one_resolution(store, mixed_resolution)
     panel = gene_panel(store, genes)
     bags = load_slide_bags(store, genes=panel.positions, image_encoder=image_encoder)
     if folds:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from hquery.errors import NotReadyError
+from hquery.errors import InputError, NotReadyError
 from hquery.ingest.rna_encoders import load_rna_encoder
 from hquery.ingest.slides import reopen_slide
 from hquery.names import EXPRESSION, SPOT_EXPRESSION, Pointer, embedding_table
@@ -89,6 +89,22 @@ def load_pairs(store: Store, level: str = "slide", *, image_encoder: str | None 
                      encoder.encode(vectors(spots["values"])[spot_idx]), image_encoder, rna_encoder,
                      {image_name: tables[image_name].version, SPOT_EXPRESSION: tables[SPOT_EXPRESSION].version})
     raise ValueError(f"level must be 'slide' or 'tile', not {level!r}")
+
+
+def check_one_resolution(store: Store, mixed_resolution: bool = False) -> None:
+    """Refuse to train on paired slides tiled at different µm per pixel (unless ``mixed_resolution``).
+
+    A tile at 0.25 µm/px shows a quarter of the tissue a 0.5 µm/px tile does, so its
+    embedding means something else; heads trained on both learn the scanner, not the
+    biology. Slides of unknown resolution (tile folders ingested without ``mpp``) are
+    not counted.
+    """
+    known = [r for r in store.query("paired_slide_resolutions") if r.mpp is not None]
+    if len(known) > 1 and not mixed_resolution:
+        found = "; ".join(f"{r.mpp:g} µm/px: {r.n_slides} slides, e.g. {r.example}" for r in known)
+        raise InputError(f"the paired slides were tiled at {len(known)} resolutions ({found}); embeddings made at "
+                         "different resolutions do not mean the same, so ingest them again at one (magnification), "
+                         "or allow mixing them explicitly (mixed_resolution)")
 
 
 def cancer_types(store: Store) -> dict[str, str | None]:

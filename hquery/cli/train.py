@@ -29,6 +29,11 @@ from hquery.progress import progress_bars
 from hquery.training.predictor import train_predictor
 
 
+mixed_resolution_option = click.option(
+    "--mixed-resolution", is_flag=True,
+    help="Train on slides tiled at different µm per pixel (refused by default: their embeddings mean different things).")
+
+
 @click.group()
 def train() -> None:
     """Fit a model on the store's pairs and record it as a version."""
@@ -44,13 +49,14 @@ def train() -> None:
               help="The image head reads each slide's cancer type beside its embedding.")
 @click.option("--adapt-to", metavar="COHORT", help="Adapt the current model to a new site instead: warm-started from "
               "its heads, trained on COHORT's pairs only for a short schedule (--epochs, default 30).")
+@mixed_resolution_option
 @seed_option
 @workers_option
 @device_option("cpu")
 @quiet_option
 @store_option
 @click.pass_context
-def align(ctx, folds, level, dim, epochs, type_conditioned, adapt_to, seed, workers, device, quiet,
+def align(ctx, folds, level, dim, epochs, type_conditioned, adapt_to, mixed_resolution, seed, workers, device, quiet,
           store_path_) -> None:
     """The projection heads that align H&E and RNA embeddings (the retrieval model)."""
     from hquery.training.alignment_trainer import ADAPT_EPOCHS, train_alignment
@@ -68,7 +74,7 @@ def align(ctx, folds, level, dim, epochs, type_conditioned, adapt_to, seed, work
         advance = progress(f"{folds}-fold cross-validation", folds) if folds else None
         report = train_alignment(open_store(store_path_), folds=folds, config=config, level=level,
                                  device=resolve_device(device), on_fold=(lambda i: advance(1)) if advance else None,
-                                 workers=workers, adapt_to=adapt_to)
+                                 workers=workers, adapt_to=adapt_to, mixed_resolution=mixed_resolution)
     adapted = f", adapted from {report.adapted_from} to {adapt_to}" if report.adapted_from else ""
     click.echo(f"model {report.version}: {report.n_pairs} {level} pairs from {report.n_patients} patients, "
                f"{report.epochs} epochs{adapted}, {report.seconds:.1f}s; now the current {level} model")
@@ -124,11 +130,13 @@ def peka(adapter_kind, rank, backbone, epochs, compare, seed, device, quiet, sto
               help="Condition on the cancer type (the cross-validation always reports both).")
 @click.option("--positions", is_flag=True, help="Add a 2-D sinusoidal encoding of tile positions.")
 @epochs_option
+@mixed_resolution_option
 @seed_option
 @workers_option
 @quiet_option
 @store_option
-def histoprism(panel, folds, conditioning, positions, epochs, seed, workers, quiet, store_path_) -> None:
+def histoprism(panel, folds, conditioning, positions, epochs, mixed_resolution, seed, workers, quiet,
+               store_path_) -> None:
     """HistoPrism, which predicts expression from a slide's tiles and its cancer type (for prompt --method histoprism)."""
     from hquery.training.histoprism import HistoPrismConfig
     from hquery.training.histoprism_trainer import train_histoprism
@@ -140,7 +148,7 @@ def histoprism(panel, folds, conditioning, positions, epochs, seed, workers, qui
         advance = progress(f"HistoPrism: {folds}-fold cross-validation with the ablation, then fit" if folds else
                            "HistoPrism: fit", 2 * folds + 1)
         report = train_histoprism(open_store(store_path_), panel, config, folds=folds or None, collection=collection,
-                                  workers=workers, on_fit=lambda: advance(1))
+                                  workers=workers, on_fit=lambda: advance(1), mixed_resolution=mixed_resolution)
     click.echo(f"histoprism {report.version}: {report.n_genes} genes ({panel}) from {report.n_slides} slides of "
                f"{report.n_patients} patients ({report.n_spot_tiles} tiles with spot expression), "
                f"{report.history['epochs']} epochs, {report.seconds:.1f}s; now the current one")

