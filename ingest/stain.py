@@ -18,6 +18,8 @@ own and never mix with unnormalised ones.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from torchstain.base.normalizers import MacenkoNormalizer, ReinhardNormalizer
 
@@ -52,7 +54,8 @@ class StainNormalizer:
         if (density >= 0.15).any(axis=1).mean() < MIN_STAINED:
             return tile
         try:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate tile falls back below
                 out = self.normalizer.normalize(tile, stains=False)[0] if self.method == "macenko" \
                     else self.normalizer.normalize(tile)
         except (np.linalg.LinAlgError, ValueError, IndexError):

@@ -27,7 +27,8 @@ from hquery.progress import progress_bars
 @click.option("--spots", type=click.Path(path_type=Path), help="Tile-level expression: sample_id, x, y, genes.")
 @click.option("--name", help="Cohort name [default: the manifest's file name, or its folder's for manifest.csv].")
 @click.option("--encoder", help="Image encoder spec [default: the store's, else he-features, which needs no "
-              "weights], e.g. hf-hub:ORG/NAME, timm:ARCH?weights=FILE, demo-vit, concat:he-features+demo-vit.")
+              "weights], e.g. a foundation model by name (uni, 'uni?weights=DIR'; hquery encoders list), "
+              "hf-hub:ORG/NAME, timm:ARCH?weights=FILE, demo-vit, concat:he-features+demo-vit.")
 @click.option("--rna-encoder", help="RNA encoder spec [default: the store's, else pca].")
 @click.option("--units", type=click.Choice(["counts", "tpm", "log"]), default="counts", show_default=True)
 @click.option("--tile-size", type=int, help="Tile size for whole-slide images (px) [default: the encoder's, "
