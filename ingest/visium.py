@@ -1,4 +1,5 @@
-"""Spatial transcriptomics as it arrives: a Space Ranger ``outs/`` folder turned into tile <-> spot pairs.
+"""Spatial transcriptomics as it arrives: a Space Ranger ``outs/`` folder (or a HEST-1k sample) turned into
+tile <-> spot pairs.
 
 Each barcode of the filtered matrix becomes a tile centred on its spot, cut at the
 spot's physical diameter (``spot_diameter_fullres`` px of the full-resolution
@@ -23,6 +24,11 @@ Read from the folder (Space Ranger 1.x and 2.x):
 The full-resolution H&E (``image``) is what the spots were registered on. Without
 it, tiles are cut from ``tissue_hires_image.png`` at its scale, and the tiles'
 µm/px says how coarse they are.
+
+A HEST-1k sample (Jaume et al. 2024; the layout of ``mahmoodlab/HEST``) is read
+from its root: ``st/<id>.h5ad`` (counts, spot centres in ``obsm['spatial']`` in
+WSI pixels), ``metadata/<id>.json`` (``pixel_size_um_estimated``,
+``spot_diameter`` in µm) and ``wsis/<id>.tif``.
 """
 
 from __future__ import annotations
@@ -56,13 +62,17 @@ class VisiumSection:
     genes: list[str]
     spot_diameter: float
     """Full-resolution pixels across a spot."""
-    hires_scale: float
-    """Pixels of ``tissue_hires_image.png`` per full-resolution pixel."""
+    hires_scale: float | None
+    """Pixels of ``tissue_hires_image.png`` per full-resolution pixel (Space Ranger only)."""
+    spot_um: float = SPOT_DIAMETER_UM
+    """A spot's diameter in µm."""
+    image: Path | None = None
+    """The full-resolution image the layout names (HEST's ``wsis/<id>.tif``)."""
 
     @property
     def mpp(self) -> float:
         """µm per full-resolution pixel, from the spot's physical size."""
-        return SPOT_DIAMETER_UM / self.spot_diameter
+        return self.spot_um / self.spot_diameter
 
 
 def read_space_ranger(outs: str | Path) -> VisiumSection:
@@ -109,6 +119,38 @@ def read_space_ranger(outs: str | Path) -> VisiumSection:
                          diameter, hires)
 
 
+def read_hest(root: str | Path, sample_id: str) -> VisiumSection:
+    """Read HEST-1k sample ``sample_id`` under ``root`` (``st/``, ``metadata/``, ``wsis/``)."""
+    try:
+        import anndata
+    except ImportError as exc:
+        raise InputError(f"{root}: HEST samples are AnnData; install it with pip install 'hquery[h5ad]'") from exc
+
+    root = Path(root)
+    st, meta = root / "st" / f"{sample_id}.h5ad", root / "metadata" / f"{sample_id}.json"
+    images = sorted((root / "wsis").glob(f"{sample_id}.*")) if (root / "wsis").is_dir() else []
+    for path, what in ((st, "its expression (st/ID.h5ad)"), (meta, "its metadata (metadata/ID.json)")):
+        if not path.is_file():
+            raise InputError(f"{root}: no HEST sample {sample_id!r}; {what} is missing ({path})")
+    if not images:
+        raise InputError(f"{root}: no HEST sample {sample_id!r}; its image (wsis/{sample_id}.tif) is missing")
+    try:
+        fields = json.loads(meta.read_text())
+        mpp, spot_um = float(fields["pixel_size_um_estimated"]), float(fields.get("spot_diameter", SPOT_DIAMETER_UM))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{meta}: needs pixel_size_um_estimated (µm per WSI pixel): {exc}") from exc
+    try:
+        adata = anndata.read_h5ad(st)
+    except Exception as exc:
+        raise InputError(f"{st}: cannot read as AnnData: {exc}") from exc
+    if "spatial" not in adata.obsm:
+        raise InputError(f"{st}: no obsm['spatial'] (each spot's centre in WSI pixels)")
+    counts = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    return VisiumSection(root, [str(b) for b in adata.obs_names], np.asarray(adata.obsm["spatial"], np.float64)[:, :2],
+                         counts.astype(np.float32), [str(g) for g in adata.var_names], spot_um / mpp, None, spot_um,
+                         images[0])
+
+
 def _read_positions(path: Path) -> dict[str, tuple[float, float]]:
     """barcode -> (x, y): the last two columns are the centre's full-resolution row (y) and column (x)."""
     with open(path, newline="") as fh:
@@ -139,24 +181,27 @@ class VisiumInputs:
 
 
 def prepare_visium(outs: str | Path, dest: str | Path, sample_id: str, patient_id: str, *,
-                   image: str | Path | None = None, cancer_type: str | None = None) -> VisiumInputs:
-    """Write a Space Ranger section as hquery's inputs in ``dest``: a manifest row, its spot tiles, spots, bulk.
+                   image: str | Path | None = None, cancer_type: str | None = None,
+                   hest: bool = False) -> VisiumInputs:
+    """Write a spatial section as hquery's inputs in ``dest``: a manifest row, its spot tiles, spots, bulk.
 
     Parameters
     ----------
     outs
-        The Space Ranger ``outs/`` folder.
+        The Space Ranger ``outs/`` folder, or with ``hest`` a HEST-1k root holding sample ``sample_id``.
     dest
         Where the inputs go (kept: the store reads the tiles again to adapt or re-embed).
     image
         The full-resolution H&E the spots were registered on (a whole-slide image or
-        a PNG/JPEG/TIFF); without it, ``spatial/tissue_hires_image.png``.
+        a PNG/JPEG/TIFF); without it, HEST's ``wsis/<id>.tif``, or Space Ranger's
+        ``spatial/tissue_hires_image.png``.
 
     Returns
     -------
     VisiumInputs
     """
-    section = read_space_ranger(outs)
+    section = read_hest(outs, sample_id) if hest else read_space_ranger(outs)
+    image = image if image is not None else section.image
     dest, name = Path(dest), file_safe(sample_id)
     tiles = dest / "slides" / name
     tiles.mkdir(parents=True, exist_ok=True)
@@ -168,7 +213,7 @@ def prepare_visium(outs: str | Path, dest: str | Path, sample_id: str, patient_i
     for (x, y), crop in zip(corners.tolist(), crops):
         crop.save(tiles / f"{x}_{y}.png")
     tile_px = crops[0].width
-    mpp = SPOT_DIAMETER_UM / tile_px
+    mpp = section.spot_um / tile_px
     genes = section.genes
     header = ["sample_id", "x", "y", *genes]
     _write_csv(dest / "spots.csv", header, [[sample_id, x, y, *row] for (x, y), row in

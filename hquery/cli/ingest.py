@@ -113,17 +113,20 @@ def genes_import_aliases(hgnc_tsv, store_path_) -> None:
 
 
 @click.command()
-@click.argument("outs", type=click.Path(path_type=Path))
+@click.argument("source", metavar="OUTS", type=click.Path(path_type=Path))
 @click.option("--out", "dest", type=click.Path(path_type=Path), required=True,
               help="Where the inputs are written (kept: the store reads the tiles again).")
 @click.option("--sample-id", required=True)
 @click.option("--patient-id", required=True)
 @click.option("--cancer-type")
 @click.option("--image", type=click.Path(path_type=Path),
-              help="The full-resolution H&E the spots were registered on [default: spatial/tissue_hires_image.png].")
-def visium(outs, dest, sample_id, patient_id, cancer_type, image) -> None:
-    """Turn a Space Ranger OUTS folder into tile <-> spot pairs to ingest: a tile per spot at its diameter."""
-    inputs = prepare_visium(outs, dest, sample_id, patient_id, image=image, cancer_type=cancer_type)
+              help="The full-resolution H&E the spots were registered on [default: HEST's wsis/ID.tif, or Space "
+                   "Ranger's spatial/tissue_hires_image.png].")
+@click.option("--hest", is_flag=True, help="OUTS is a HEST-1k root (st/, metadata/, wsis/) holding --sample-id.")
+def visium(source, dest, sample_id, patient_id, cancer_type, image, hest) -> None:
+    """Turn a Space Ranger OUTS folder (or a HEST-1k sample) into tile <-> spot pairs to ingest: a tile per spot at
+    its diameter."""
+    inputs = prepare_visium(source, dest, sample_id, patient_id, image=image, cancer_type=cancer_type, hest=hest)
     click.echo(f"{inputs.n_spots} spots of {sample_id}: tiles of {inputs.tile_px} px ({inputs.mpp:.3g} µm/px, from the "
                f"{inputs.image} image) in {dest / 'slides'}, spot and pseudo-bulk counts beside them")
     click.echo(f"next: hquery ingest {inputs.manifest} --expression {inputs.expression} --spots {inputs.spots}")

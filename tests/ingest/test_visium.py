@@ -92,3 +92,28 @@ def test_cli_visium_prints_the_ingest_that_follows(tmp_path):
                                        "--patient-id", "P1"])
     assert result.exit_code == 0, result.output
     assert "100 spots of V1: tiles of 13 px" in result.output and "next: hquery ingest" in result.output
+
+
+def test_a_hest_sample_is_read_from_its_layout(tmp_path):
+    import anndata
+    import scipy.sparse
+
+    root = tmp_path / "hest"
+    for folder in ("st", "metadata", "wsis"):
+        (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    adata = anndata.AnnData(scipy.sparse.csr_matrix(rng.poisson(3, (4, 3)).astype(np.float32)))
+    adata.obs_names = [f"spot{i}" for i in range(4)]
+    adata.var_names = ["ENSG00000141510", "MKI67", "CD8A"]
+    adata.obsm["spatial"] = np.array([[100, 100], [300, 100], [100, 300], [300, 300]], np.float64)
+    adata.write_h5ad(root / "st" / "TENX1.h5ad")
+    (root / "metadata" / "TENX1.json").write_text(json.dumps({"pixel_size_um_estimated": 0.5, "spot_diameter": 55.0}))
+    Image.fromarray(rng.integers(0, 255, (420, 420, 3), dtype=np.uint8)).save(root / "wsis" / "TENX1.tif")
+    inputs = prepare_visium(root, tmp_path / "in", "TENX1", "P1", hest=True)
+    assert inputs.n_spots == 4 and inputs.tile_px == 110 and inputs.mpp == pytest.approx(0.5)
+    assert sorted(p.name for p in (tmp_path / "in" / "slides" / "TENX1").iterdir()) == [
+        "245_245.png", "245_45.png", "45_245.png", "45_45.png"]
+    spots = (tmp_path / "in" / "spots.csv").read_text().splitlines()
+    assert spots[0] == "sample_id,x,y,ENSG00000141510,MKI67,CD8A"
+    with pytest.raises(InputError, match="no HEST sample 'TENX2'; its expression"):
+        prepare_visium(root, tmp_path / "in2", "TENX2", "P1", hest=True)
