@@ -40,10 +40,11 @@ def shrunk(entry, **overrides):
                                * (2 if entry.pooling == "cls+mean" else 1))
 
 
-TINY = {"virchow2": {"depth": 1, "embed_dim": 48, "num_heads": 2},
-        "uni2-h": {"depth": 1, "embed_dim": 48, "num_heads": 2},
-        "h-optimus-0": {"depth": 1, "embed_dim": 48, "num_heads": 2},
-        "phikon": {"num_hidden_layers": 1, "hidden_size": 48, "num_attention_heads": 2, "intermediate_size": 96}}
+SMALL_VIT = {"depth": 1, "embed_dim": 48, "num_heads": 2}
+TINY = {**{name: SMALL_VIT for name, entry in FOUNDATION_MODELS.items() if entry.library == "timm"},
+        "phikon": {"num_hidden_layers": 1, "hidden_size": 48, "num_attention_heads": 2, "intermediate_size": 96},
+        "phikon-v2": {"num_hidden_layers": 1, "hidden_size": 48, "num_attention_heads": 2}}
+"""Every entry built here, shrunk in depth and width only."""
 
 
 @pytest.mark.parametrize("name", list(TINY))
