@@ -7,10 +7,11 @@ normalisation, and how its tokens are pooled into one vector. A
 ``--encoder uni`` (the hub) or ``--encoder 'uni?weights=PATH'`` (a checkpoint file
 or a local hub snapshot folder, offline) builds one.
 
-Facts are taken from TRIDENT's published loader (Mahmood Lab,
-``trident/patch_encoder_models/load.py`` and its README's encoder table, which
-gives every model here at ``--mag 20``, i.e. 0.5 µm/px) and checked against each
-model card named in ``card``. Where the two differ, the card wins.
+The architectures, normalisations, poolings and dtypes are TRIDENT's (Mahmood
+Lab's published loader, ``trident/patch_encoder_models/load.py``, and its README's
+encoder table, which gives every model here at ``--mag 20``, i.e. 0.5 µm/px); the
+parameter counts the tests check them against, and the licence notes, are the
+model cards' (``card``). Where a card and this registry differ, the card wins.
 
 >>> entry = foundation_model("virchow2")
 >>> entry.dim, entry.pooling, entry.mpp
@@ -86,6 +87,7 @@ def _timm(name, hub, arch, dim, card, access, **fields) -> FoundationModel:
 
 SWIGLU = {"mlp_layer": "swiglu_packed", "act_layer": "silu"}
 NON_COMMERCIAL_GATED = "gated on the hub (accept its terms); CC-BY-NC-ND 4.0, non-commercial"
+GATED = "gated on the hub (accept the terms on its card)"
 
 FOUNDATION_MODELS: dict[str, FoundationModel] = {m.name: m for m in (
     # UNI (Chen et al. 2024): ViT-L/16, DINOv2 on Mass-100K; TRIDENT reads 256 px at 20x, resizes to 224
@@ -100,12 +102,12 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {m.name: m for m in (
                   "dynamic_img_size": True, **SWIGLU}),
     # Virchow (Vorontsov et al. 2024): ViT-H/14, SwiGLU; embedding = class token + mean of the 256 patch tokens
     _timm("virchow", "paige-ai/Virchow", "vit_huge_patch14_224", 2560, "https://huggingface.co/paige-ai/Virchow",
-          NON_COMMERCIAL_GATED, pooling="cls+mean",
+          GATED, pooling="cls+mean",
           kwargs={"img_size": 224, "init_values": 1e-5, "mlp_ratio": 5.3375, "global_pool": "",
                   "dynamic_img_size": True, **SWIGLU}),
     # Virchow2: as Virchow with 4 register tokens, skipped in the patch mean
     _timm("virchow2", "paige-ai/Virchow2", "vit_huge_patch14_224", 2560, "https://huggingface.co/paige-ai/Virchow2",
-          NON_COMMERCIAL_GATED, pooling="cls+mean",
+          GATED, pooling="cls+mean",
           kwargs={"img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375, "global_pool": "",
                   "dynamic_img_size": True, **SWIGLU}),
     # H-optimus-0/1 (Bioptimus): ViT-g/14 with 4 registers, their own stain statistics
@@ -114,12 +116,12 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {m.name: m for m in (
           mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517),
           kwargs={"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True}),
     _timm("h-optimus-1", "bioptimus/H-optimus-1", "vit_giant_patch14_reg4_dinov2", 1536,
-          "https://huggingface.co/bioptimus/H-optimus-1", "gated on the hub (accept its terms on the card)",
+          "https://huggingface.co/bioptimus/H-optimus-1", GATED,
           mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517),
           kwargs={"img_size": 224, "global_pool": "token", "init_values": 1e-5, "dynamic_img_size": True}),
     # Prov-GigaPath (Xu et al. 2024): the tile encoder, a ViT-g with 16 px patches on timm's dinov2 giant
     _timm("gigapath", "prov-gigapath/prov-gigapath", "vit_giant_patch14_dinov2", 1536,
-          "https://huggingface.co/prov-gigapath/prov-gigapath", "gated on the hub (accept its terms on the card)",
+          "https://huggingface.co/prov-gigapath/prov-gigapath", GATED,
           tile_size=256,
           kwargs={"img_size": 224, "in_chans": 3, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24,
                   "mlp_ratio": 5.33334, "dynamic_img_size": True}),
