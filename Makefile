@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 	$(PY) benchmarks/stress.py
+	$(PY) benchmarks/encode_floor.py
 	$(PY) benchmarks/foundation_models.py
 
 clean:

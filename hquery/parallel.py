@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
@@ -74,3 +76,56 @@ def run_jobs(pool: Executor | None, fn: Callable, jobs: Iterable[tuple]) -> Iter
     futures = [pool.submit(fn, *job) for job in jobs]
     for future in futures:
         yield future.result()
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+
+    For reading and decoding tiles (OpenSlide, PIL and h5py release the GIL) while the
+    encoder's forward pass runs. Order and values are those of ``items``; an error in
+    the producer is raised in the consumer, and a consumer that stops early stops the
+    producer. ``depth=0`` iterates in this thread.
+
+    >>> list(prefetch(iter(range(5)), depth=2))
+    [0, 1, 2, 3, 4]
+    """
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            slots.put((_DONE, exc))
+
+    worker = threading.Thread(target=produce, name="hquery-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                slots.get_nowait()
+            worker.join(timeout=0.05)
