@@ -66,9 +66,9 @@ class FoundationModel:
     """Licence and gating, from the card."""
     card: str = ""
 
-    @property
-    def spec(self) -> str:
-        return f"fm:{self.name}"
+    def __post_init__(self):
+        if self.pooling not in POOLINGS or self.library not in ("timm", "transformers", "conch"):
+            raise ValueError(f"{self.name}: pooling {self.pooling!r} or library {self.library!r} is not one hquery runs")
 
     def timm_kwargs(self) -> dict:
         """``kwargs`` with named layers resolved, for ``timm.create_model``."""

@@ -433,11 +433,14 @@ class RegionImage:
     def __init__(self, path: Path):
         from PIL import Image
 
+        guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # read whole on purpose: a section is huge
         try:
             with Image.open(path) as opened:
                 self.image = on_white(opened)
         except Exception as exc:
             raise InputError(f"{path}: cannot read image: {exc}") from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = guard
         self.dimensions = self.image.size
 
     def get_thumbnail(self, size):

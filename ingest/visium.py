@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hquery.errors import InputError
-from hquery.ingest.slides import WSI_SUFFIXES, on_white, open_wsi
+from hquery.ingest.slides import WSI_SUFFIXES, RegionImage, on_white, open_wsi
 from hquery.names import file_safe
 
 SPOT_DIAMETER_UM = 55.0
@@ -226,28 +226,17 @@ def prepare_visium(outs: str | Path, dest: str | Path, sample_id: str, patient_i
 
 
 def _cut_spots(image: Path, corners: np.ndarray, diameter: float, scale: float, barcodes: list[str]) -> list:
-    """Each spot's square, ``diameter`` full-resolution px across, from ``image`` (``scale`` of full resolution)."""
-    from PIL import Image
-
-    size = max(1, int(round(diameter * scale)))
+    """Each spot's square, ``diameter`` full-resolution px across, from ``image`` (``scale`` of full resolution):
+    a pyramid through OpenSlide, anything else read whole (:class:`~hquery.ingest.slides.RegionImage`)."""
     if not image.is_file():
         raise InputError(f"{image}: image not found")
-    if image.suffix.lower() in WSI_SUFFIXES - {".tif", ".tiff"} or _is_pyramid(image):
-        slide = open_wsi(image)
-        with slide:
-            width, height = slide.dimensions
-            _check_inside(image, corners, int(round(diameter)), width, height, barcodes)
-            return [on_white(slide.read_region((int(x), int(y)), 0, (size, size))) for x, y in corners]
-    Image.MAX_IMAGE_PIXELS = None  # a full-resolution section is legitimately huge
-    try:
-        with Image.open(image) as opened:
-            picture = on_white(opened)
-    except Exception as exc:
-        raise InputError(f"{image}: cannot read image: {exc}") from exc
-    width, height = (round(v / scale) for v in picture.size)
-    _check_inside(image, corners, int(round(diameter)), width, height, barcodes)
-    return [picture.crop((round(x * scale), round(y * scale), round(x * scale) + size, round(y * scale) + size))
-            for x, y in corners]
+    size = max(1, int(round(diameter * scale)))
+    pyramid = image.suffix.lower() in WSI_SUFFIXES - {".tif", ".tiff"} or _is_pyramid(image)
+    with open_wsi(image) if pyramid else RegionImage(image) as picture:
+        width, height = (round(v / scale) for v in picture.dimensions)
+        _check_inside(image, corners, int(round(diameter)), width, height, barcodes)
+        return [on_white(picture.read_region((round(x * scale), round(y * scale)), 0, (size, size)))
+                for x, y in corners]
 
 
 def _is_pyramid(path: Path) -> bool:
