@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[wsi,h5ad,dev]'
+	$(PY) -m pip install --quiet -e '.[wsi,h5ad,ray,dev]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,7 +10,9 @@ gc``) is the one place that deletes, and only what nothing live needs:
 * an index version no pointer names, beyond the newest ``keep``;
 * Lance versions older than the committed one, except those a live model was
   trained on (a refresh reads them to know which pairs are new);
-* artifact folders no catalog row refers to (left by a killed commit).
+* artifact folders no catalog row refers to (left by a killed commit);
+* stages of interrupted resumable ingests (:class:`~hquery.store.Stage`) untouched
+  for :data:`STAGE_MAX_AGE` (run the ingest again to resume it before then).
 
 A version superseded less than ``grace`` ago stays, so a reader that opened it
 a moment before finishes. Retired rows stay in the catalog, marked
@@ -30,6 +32,8 @@ DEFAULT_KEEP = 2
 DEFAULT_GRACE = timedelta(minutes=10)
 COMPACT_FRAGMENTS = 8
 """A Lance table with at least this many fragments (one per append) is compacted."""
+STAGE_MAX_AGE = timedelta(days=7)
+"""An interrupted ingest's stage is kept this long after its last change, for the same command to resume."""
 _PROJECTED = ("slide_projected__", "tile_projected__", "rna_projected__")
 
 
@@ -45,9 +49,11 @@ class GarbagePlan:
     """The retired versions' artifact folders (relative to ``artifacts/``)."""
     orphan_artifacts: list[str]
     lance: list[LanceGarbage]
+    stale_stages: list[str]
+    """Stages of interrupted ingests older than ``stage_max_age``."""
     bytes: dict[str, int]
     """``versions`` (retired models, indexes and their tables), ``lance`` (superseded Lance versions),
-    ``orphans`` (artifact folders nothing refers to)."""
+    ``orphans`` (artifact folders nothing refers to), ``stages`` (stale stages)."""
 
     @property
     def total_bytes(self) -> int:
@@ -70,14 +76,16 @@ class GarbageReport:
         parts = [f"{len(p.retired_models)} model version(s)", f"{len(p.retired_indexes)} index version(s)",
                  f"{len(p.dropped_tables)} projected table(s)",
                  f"{sum(len(g.versions) for g in p.lance)} superseded Lance version(s)",
-                 f"{len(p.orphan_artifacts)} orphaned artifact folder(s)"]
+                 f"{len(p.orphan_artifacts)} orphaned artifact folder(s)",
+                 f"{len(p.stale_stages)} stale stage(s)"]
         compacted = f"; compacted {', '.join(self.compacted)}" if self.compacted else ""
         mib = 2**20
         return (f"removed {', '.join(parts)}{compacted}; freed {(self.size_before - self.size_after) / mib:.2f} MiB "
                 f"(tables and artifacts {self.size_before / mib:.2f} -> {self.size_after / mib:.2f} MiB)")
 
 
-def plan_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta = DEFAULT_GRACE) -> GarbagePlan:
+def plan_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta = DEFAULT_GRACE,
+                 stage_max_age: timedelta = STAGE_MAX_AGE) -> GarbagePlan:
     """What :func:`collect_garbage` would delete now; ``hquery status`` shows its size as reclaimable.
 
     Parameters
@@ -86,6 +94,8 @@ def plan_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta = D
         Versions of each model kind, and of the index, kept besides the live ones (at least 1).
     grace
         Keep a version superseded less than this long ago.
+    stage_max_age
+        Keep an interrupted ingest's stage changed less than this long ago.
 
     Returns
     -------
@@ -123,12 +133,15 @@ def plan_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta = D
         "lance": sum(g.bytes for g in lance),
         "orphans": sum(folders[path] for path in orphans),
     }
+    stages = [s for s in store.stages() if s.changed_at <= utcnow() - stage_max_age]
+    sizes["stages"] = sum(s.bytes for s in stages)
     return GarbagePlan([m.version for m in retired_models], [i.version for i in retired_indexes], dropped,
-                       sorted(path for path in retired_paths if path in folders), orphans, lance, sizes)
+                       sorted(path for path in retired_paths if path in folders), orphans, lance,
+                       [s.key for s in stages], sizes)
 
 
 def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta = DEFAULT_GRACE,
-                    compact: bool = True) -> GarbageReport:
+                    stage_max_age: timedelta = STAGE_MAX_AGE, compact: bool = True) -> GarbageReport:
     """Delete what :func:`plan_garbage` lists, under the write lock, in one transaction.
 
     The catalog marks retired versions and forgets dropped tables first; their
@@ -137,7 +150,7 @@ def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta 
 
     Parameters
     ----------
-    keep, grace
+    keep, grace, stage_max_age
         As for :func:`plan_garbage`.
     compact
         Also compact Lance tables with many fragments (:data:`COMPACT_FRAGMENTS`); the
@@ -157,7 +170,7 @@ def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta 
     compacted: dict[str, int] = {}
     with store.transaction() as txn:
         txn.lock()
-        plan = plan_garbage(store, keep=keep, grace=grace)
+        plan = plan_garbage(store, keep=keep, grace=grace, stage_max_age=stage_max_age)
         now = utcnow()
         for version in plan.retired_models:
             txn.execute("retire_model", [now, version])
@@ -168,6 +181,8 @@ def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta 
         for path in plan.retired_artifacts + plan.orphan_artifacts:
             txn.delete_artifact(path)
         store.cleanup_lance(plan.lance)
+        for key in plan.stale_stages:
+            store.remove_stage(key)  # a stage a run holds right now stays
         if compact:
             for name in store.lance_tables():
                 if name not in plan.dropped_tables and len(store.dataset(name).get_fragments()) >= COMPACT_FRAGMENTS:

@@ -16,10 +16,13 @@ import pyarrow as pa
 from hquery.errors import GeneSetTooSmall
 from hquery.genesets import GeneSet
 from hquery.names import EXPRESSION
+from hquery.parallel import RayOptions, ray_map
 from hquery.scoring import GeneSetMatch, match_gene_sets, ssgsea
 from hquery.store import Store, StoreError, vectors
 
 TABLE = EXPRESSION
+BATCH_ROWS = 50_000
+"""Profiles scored at a time when the library is read from Lance: memory follows this, not the library's size."""
 
 
 def match_with_minimum(universe: Sequence[str], gene_sets: Sequence[GeneSet], min_genes: int, whose: str,
@@ -88,7 +91,9 @@ class Library:
                     matches: Sequence[GeneSetMatch]) -> np.ndarray:
         """Compute the ``todo`` columns by ssGSEA and cache them."""
         if todo:
-            scores[:, todo] = ssgsea(self.expression(), [matches[j].positions for j in todo])
+            positions = [matches[j].positions for j in todo]
+            scores[:, todo] = (ssgsea(self._expression, positions) if self._expression is not None
+                               else score_library(self.store, positions, version=self.version))
             self._write_cache([gene_sets[j].members_hash for j in todo], scores[:, todo])
         return scores
 
@@ -103,3 +108,43 @@ class Library:
         with self.store.transaction() as txn:
             txn.execute("drop_stale_library_scores", [self.version])
             txn.insert("library_scores", rows)
+
+
+def score_library(store: Store, gene_sets: Sequence[np.ndarray], *, version: int | None = None,
+                  batch_rows: int = BATCH_ROWS, engine: RayOptions | None = None) -> np.ndarray:
+    """ssGSEA ES of every stored profile, read from Lance ``batch_rows`` at a time.
+
+    A profile's ES depends on that profile alone, so batches are scored
+    independently: in this process one after another (memory bounded by a batch),
+    or with ``engine`` as Ray tasks, each reading its own rows of the same
+    committed version.
+
+    Parameters
+    ----------
+    gene_sets
+        Each set's column positions in the gene universe (:func:`~hquery.scoring.match_gene_sets`).
+    version
+        The ``expression`` table's version (default: the committed one).
+
+    Returns
+    -------
+    ``profiles × sets`` float64 ES, in the table's row order.
+    """
+    dataset = store.dataset(TABLE, version)
+    if dataset is None:
+        raise StoreError("the store has no expression profiles yet; ingest RNA-seq first")
+    if engine is None:
+        blocks = [ssgsea(vectors(batch["values"]), gene_sets)
+                  for batch in dataset.to_batches(columns=["values"], batch_size=batch_rows)]
+    else:
+        n = dataset.count_rows()
+        ranges = [(store.root, dataset.version, start, min(start + batch_rows, n), gene_sets)
+                  for start in range(0, n, batch_rows)]
+        blocks = list(ray_map(_score_rows, ranges, engine))
+    return np.concatenate(blocks) if blocks else np.empty((0, len(gene_sets)))
+
+
+def _score_rows(root, version: int, start: int, stop: int, gene_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """One Ray task of :func:`score_library`: rows ``start:stop`` of the expression table at ``version``."""
+    rows = Store(root).dataset(TABLE, version).to_table(columns=["values"], offset=start, limit=stop - start)
+    return ssgsea(vectors(rows["values"]), gene_sets, threads=1)

@@ -12,12 +12,15 @@ job is seeded on its own, and the results are the same with or without a pool.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+from hquery.errors import InputError, NotReadyError
 
 
 def available_cpus() -> int:
@@ -129,3 +132,82 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
             with contextlib.suppress(queue.Empty):
                 slots.get_nowait()
             worker.join(timeout=0.05)
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a Ray ingest runs.
+
+    Parameters
+    ----------
+    address
+        ``None`` starts a Ray on this machine for the run (and stops it after);
+        ``auto`` joins the cluster this machine belongs to; ``ray://HOST:10001``
+        joins a remote one through Ray Client.
+    workers
+        Encoder replicas (Ray actors); each loads the model once and encodes whole slides.
+    gpus_per_worker
+        GPUs each replica holds (``0.5`` puts two on one GPU); ``0`` encodes on CPUs.
+    cpus_per_worker
+        CPU cores each replica holds (its torch threads); default: this machine's
+        cores shared among the workers on a local Ray, else 1.
+    """
+
+    address: str | None = None
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise InputError(f"--workers must be at least 1, not {self.workers}")
+        if self.gpus_per_worker < 0:
+            raise InputError(f"--gpus-per-worker cannot be negative ({self.gpus_per_worker})")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise InputError(f"--cpus-per-worker must be positive, not {self.cpus_per_worker}")
+
+    def worker_cpus(self) -> float:
+        if self.cpus_per_worker is not None:
+            return self.cpus_per_worker
+        if self.address is None:
+            return max(1, available_cpus() // self.workers)
+        return 1.0
+
+
+@contextlib.contextmanager
+def ray_session(options: RayOptions):
+    """The ``ray`` module, connected as ``options`` say: a running session is used as it is; else this starts a
+    local Ray (``address=None``) or joins a cluster, and disconnects when the block ends."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise NotReadyError("the Ray engine needs Ray: pip install 'hquery[ray]'", needs="install ray") from exc
+    import warnings
+
+    # Ray starts its processes by fork and exec, which is safe for lance; lance's at-fork warning is not for this
+    warnings.filterwarnings("ignore", message="lance is not fork-safe")
+    started_here = not ray.is_initialized()
+    if started_here and options.address is None:
+        ray.init(num_cpus=max(available_cpus(), int(options.workers * options.worker_cpus())),
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    elif started_here:
+        ray.init(address=options.address, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def ray_map(fn: Callable, items: Iterable, options: RayOptions, **remote_args) -> Iterator:
+    """``fn(*item)`` for each item as Ray tasks (at most ``options.workers`` at a time), results in order."""
+    items = list(items)
+    with ray_session(options) as ray:
+        task = ray.remote(num_cpus=options.worker_cpus(), num_gpus=options.gpus_per_worker, **remote_args)(fn)
+        pending, submitted = [], 0
+        for i in range(len(items)):
+            while submitted < len(items) and submitted - i < options.workers:
+                pending.append(task.remote(*items[submitted]))
+                submitted += 1
+            yield ray.get(pending[i])
+            pending[i] = None

@@ -20,6 +20,7 @@ Layout::
       catalog.duckdb        the catalog (schema in sql/migrations)
       lance/NAME.lance      one Lance table per directory
       artifacts/VERSION/    encoder and model files
+      staging/KEY/          a resumable write's finished work, invisible to readers (:class:`Stage`)
       .write.lock           held by the one process writing
       .refresh.lock         held by the one refresh running
 """
@@ -57,6 +58,7 @@ MARKER = "hquery-store.json"
 CATALOG = "catalog.duckdb"
 LANCE_DIR = "lance"
 ARTIFACTS_DIR = "artifacts"
+STAGING_DIR = "staging"
 LOCK_FILE = ".write.lock"
 REFRESH_LOCK_FILE = ".refresh.lock"
 STORE_FORMAT = "hquery-store"
@@ -188,6 +190,16 @@ def _named_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 
 @dataclasses.dataclass(frozen=True)
+class StageInfo:
+    """A stage on disk (``hquery gc`` removes stale ones)."""
+
+    key: str
+    bytes: int
+    changed_at: datetime
+    """UTC."""
+
+
+@dataclasses.dataclass(frozen=True)
 class StoreSummary:
     """What ``hquery status`` shows: counts, cohorts, encoders and committed Lance tables."""
 
@@ -200,6 +212,8 @@ class StoreSummary:
     pointers: dict[str, str | None]
     reclaimable: dict[str, int] | None = None
     """Bytes ``hquery gc`` would free now, by kind (:func:`hquery.gc.store_status` fills it)."""
+    stages: list[StageInfo] = dataclasses.field(default_factory=list)
+    """Interrupted resumable ingests' stages (:class:`Stage`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,6 +433,7 @@ class Store:
             encoders=[r._asdict() for r in self.query("encoders")],
             lance_tables={t.name: {"version": t.version, "rows": t.n_rows} for t in tables.values()},
             pointers={p.value: self.pointer(p) for p in Pointer},
+            stages=self.stages(),
         )
 
     def sql(self, text: str) -> pa.Table:
@@ -545,6 +560,33 @@ class Store:
         return {f"{kind.name}/{folder.name}": directory_size(folder)
                 for kind in sorted(root.iterdir()) if kind.is_dir() and not kind.name.startswith(".staging-")
                 for folder in sorted(kind.iterdir()) if folder.is_dir()}
+
+    def stage(self, key: str) -> Stage:
+        """The stage ``key`` of a resumable write (made if new): see :class:`Stage`."""
+        return Stage(self.root / STAGING_DIR / sql_identifier(key))
+
+    def stages(self) -> list[StageInfo]:
+        """Every stage on disk: its key, size and when it last changed."""
+        root = self.root / STAGING_DIR
+        if not root.is_dir():
+            return []
+        out = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = [f for f in folder.rglob("*") if f.is_file()]
+            changed = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
+            out.append(StageInfo(folder.name, sum(f.stat().st_size for f in files),
+                                 datetime.fromtimestamp(changed, timezone.utc).replace(tzinfo=None)))
+        return out
+
+    def remove_stage(self, key: str) -> bool:
+        """Delete stage ``key`` unless a run holds it; whether it went."""
+        stage = Stage(self.root / STAGING_DIR / key)
+        try:
+            with stage.lock(wait=0.0):
+                shutil.rmtree(stage.root, ignore_errors=True)
+        except StoreError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -718,6 +760,47 @@ class Transaction:
         self.lance_versions[name] = dataset.version
         return dataset.version
 
+    def append_fragments(self, name: str, fragments: Sequence[str], schema: pa.Schema, stage: Stage, *,
+                         kind: str, encoder: str | None = None) -> int:
+        """Append Lance fragments written into ``stage`` (by workers, before this transaction) to the table ``name``.
+
+        ``fragments`` are ``FragmentMetadata`` as JSON, in the order their rows
+        belong. Their data files are linked into the table and committed as one new
+        Lance version, which the catalog records at commit like any other write;
+        the stage is deleted once the catalog has committed. Returns the new version.
+        """
+        import lance
+        from lance.fragment import FragmentMetadata
+
+        self._take_write_lock()
+        path = self.store.lance_path(name)
+        if name not in self._lance_before:
+            self._lance_before[name] = self.store.lance_tables().get(name)
+        current = self._lance.get(name) or self._lance_before[name]
+        if current is None and path.exists():
+            shutil.rmtree(path)
+        metadata = [FragmentMetadata.from_json(f) for f in fragments]
+        (path / "data").mkdir(parents=True, exist_ok=True)
+        for fragment in metadata:
+            for data_file in fragment.files:
+                source, target = stage.data_dir / data_file.path, path / "data" / data_file.path
+                if not source.is_file():
+                    raise StoreError(f"staged fragment file {source} is missing; run the write again")
+                if not target.exists():
+                    try:
+                        os.link(source, target)
+                    except OSError:
+                        shutil.copyfile(source, target)
+        if current is None:
+            dataset = lance.LanceDataset.commit(str(path), lance.LanceOperation.Overwrite(schema, metadata))
+        else:
+            dataset = lance.LanceDataset.commit(str(path), lance.LanceOperation.Append(metadata),
+                                                read_version=current.version)
+        self._lance[name] = LanceTable(name, kind, encoder, dataset.version, dataset.count_rows())
+        self.lance_versions[name] = dataset.version
+        self._delete_after.append(stage.root)
+        return dataset.version
+
     def compact_lance(self, name: str) -> int:
         """Rewrite the Lance table ``name``'s fragments into as few as Lance's defaults allow; returns the new
         version, committed with the catalog. The version before stays readable until :meth:`Store.cleanup_lance`."""
@@ -802,6 +885,71 @@ class Transaction:
             self.store._recover()
         except Exception:  # the next writer recovers too; never mask the original error
             pass
+
+
+class Stage:
+    """A resumable write's finished work, kept between runs where no reader looks.
+
+    A long ingest encodes slide after slide into its stage (``STORE/staging/KEY``):
+    each slide's Lance fragments (:attr:`fragments_uri`, written by whichever worker
+    encoded it) and a record of them. Killed and run again with the same key, it
+    finds the finished slides in :meth:`records`; its final transaction links the
+    staged fragments into the tables (:meth:`Transaction.append_fragments`), and
+    the stage goes once the catalog has committed. Committed tables never see a
+    staged row before then, and the next writer's recovery leaves stages alone.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def key(self) -> str:
+        return self.root.name
+
+    @property
+    def fragments_uri(self) -> str:
+        """Where workers write fragments (a Lance dataset path that is never committed)."""
+        return str(self.root / "fragments.lance")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "fragments.lance" / "data"
+
+    @contextlib.contextmanager
+    def lock(self, wait: float = 0.0) -> Iterator[Stage]:
+        """Held by the one run that stages here; a second run with the same key is refused while it is held."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.root / ".lock", f"is staging into {self.root}", wait=wait):
+            yield self
+
+    def records(self) -> dict[str, dict]:
+        """The finished units' records by name (a slide's sample id)."""
+        folder = self.root / "done"
+        out = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # a record whose write was cut short: that unit is simply done again
+            out[record["name"]] = record
+        return out
+
+    def put_record(self, name: str, record: dict) -> None:
+        """Record unit ``name`` as finished (atomically: a kill leaves the old record or the new one)."""
+        folder = self.root / "done"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = content_digest(name)
+        partial = folder / f".{digest}.{uuid.uuid4().hex[:6]}.tmp"
+        partial.write_text(json.dumps({**record, "name": name}))
+        os.replace(partial, folder / f"{digest}.json")
+
+    def has_files(self, fragments: Sequence[str]) -> bool:
+        """Whether every data file of these staged fragments (JSON) is on disk."""
+        for fragment in fragments:
+            for data_file in json.loads(fragment)["files"]:
+                if not (self.data_dir / data_file["path"]).is_file():
+                    return False
+        return True
 
 
 @contextlib.contextmanager

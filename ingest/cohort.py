@@ -8,6 +8,7 @@ error or a killed process part-way leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.errors import InputError
-from hquery.ingest.embed import Progress, embed_slides, no_progress
+from hquery.ingest.distributed import stage_key, stage_slides
+from hquery.ingest.embed import Progress, adapter_dir, commit_staged_slides, embed_slides, no_progress
 from hquery.ingest.expression import ExpressionMatrix, read_expression
 from hquery.ingest.image_encoders import (
     DEFAULT_IMAGE_ENCODER,
@@ -38,6 +40,7 @@ from hquery.names import (
     file_safe,
     qc_artifact,
 )
+from hquery.parallel import RayOptions
 from hquery.store import Store, Transaction, utcnow, vector_table, vectors
 
 __all__ = ["IngestReport", "ingest_cohort"]
@@ -60,6 +63,11 @@ class IngestReport:
     rna_encoder: str | None = None
     seconds: float = 0.0
     encode_seconds: float = 0.0
+    engine: str = "local"
+    n_resumed: int = 0
+    """Slides a killed earlier run of this ingest had finished (Ray engine), not encoded again."""
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Samples left out because their slide failed (``skip_bad_slides``), with the error."""
     notes: list[str] = dataclasses.field(default_factory=list)
     """What was assumed, and should be checked (a resolution read from the objective power, say)."""
 
@@ -74,11 +82,15 @@ class IngestReport:
             parts.append(f"{self.n_same} unchanged skipped")
         if self.n_tiles:
             rate = self.n_tiles / self.encode_seconds if self.encode_seconds else float("nan")
-            parts.append(f"{self.n_tiles} tiles embedded with {self.image_encoder} ({rate:.0f} tiles/s)")
+            where = " on Ray" if self.engine == "ray" else ""
+            parts.append(f"{self.n_tiles} tiles embedded with {self.image_encoder}{where} ({rate:.0f} tiles/s)")
+        if self.n_resumed:
+            parts.append(f"{self.n_resumed} slides resumed from an interrupted run")
         if self.genes_matched is not None:
             parts.append(f"{self.genes_matched} genes matched, {self.genes_dropped} not in the universe dropped")
         parts.append(f"{self.seconds:.1f}s")
-        return "; ".join(parts) + "".join(f"\nnote: {note}" for note in self.notes)
+        skipped = "".join(f"\nskipped {sid}: {error}" for sid, error in self.skipped.items())
+        return "; ".join(parts) + skipped + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def ingest_cohort(
@@ -95,6 +107,8 @@ def ingest_cohort(
     stain: str | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    engine: RayOptions | None = None,
+    skip_bad_slides: bool = False,
     progress: Progress = no_progress,
     allow_outside_paths: bool = False,
 ) -> IngestReport:
@@ -129,6 +143,15 @@ def ingest_cohort(
         ``counts`` (to log1p CPM), ``tpm`` (to log1p) or ``log``.
     device
         Where the image encoder runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    engine
+        ``None`` encodes in this process; :class:`~hquery.ingest.distributed.RayOptions`
+        encodes on Ray workers, staging each finished slide so that the same
+        ingest, killed and run again, encodes only the slides left. Either way the
+        store changes in one commit at the end.
+    skip_bad_slides
+        Leave out the samples whose slide cannot be opened, checked or (on Ray)
+        encoded, naming each in :attr:`IngestReport.skipped` and the ingest's
+        record, instead of refusing the ingest.
     allow_outside_paths
         Let ``slide_path`` name slides outside the manifest's folder (refused by default).
 
@@ -166,14 +189,19 @@ def ingest_cohort(
     tiling = (tiling or TilingOptions()).with_defaults(
         **encoder_tiling(encoder or store.pointer(Pointer.IMAGE_ENCODER_SPEC)))
     sources: dict[str, SlideSource] = {}
+    skipped: dict[str, str] = {}
     for row in rows:
         if row.slide_path is not None:
             try:
                 sources[row.sample_id] = open_slide(row.slide_path, tiling, row.mpp)
             except InputError as exc:
-                raise InputError(f"{row.where(manifest)}: {exc}") from exc
+                if not skip_bad_slides:
+                    raise InputError(f"{row.where(manifest)}: {exc}") from exc
+                skipped[row.sample_id] = str(exc)
+    if skipped:
+        rows = [r for r in rows if r.sample_id not in skipped]
     if spot is not None:
-        for sid in set(spot.sample_ids) - set(sources):
+        for sid in set(spot.sample_ids) - set(sources) - set(skipped):
             raise InputError(f"{spot.source}: spots for sample {sid}, which has no slide_path in {manifest}")
 
     universe = [r.symbol for r in store.query("gene_universe")]
@@ -219,7 +247,17 @@ def ingest_cohort(
                 f"{row.where(manifest)}: sample {row.sample_id} is already stored (ingest {prior.ingest_id}) with "
                 f"different content; stored samples are never overwritten, so give the changed sample a new sample_id"
             )
-    report = IngestReport(cohort=cohort, ingest_id=None, n_new=len(new_rows), n_same=len(rows) - len(new_rows))
+    for row in new_rows:
+        if row.sample_id in sources:
+            try:
+                sources[row.sample_id].check()
+            except InputError as exc:
+                if not skip_bad_slides:
+                    raise InputError(f"{row.where(manifest)}: {exc}") from exc
+                skipped[row.sample_id] = str(exc)
+    new_rows = [r for r in new_rows if r.sample_id not in skipped]
+    report = IngestReport(cohort=cohort, ingest_id=None, n_new=len(new_rows), n_same=len(rows) - len(new_rows),
+                          engine="ray" if engine is not None else "local", skipped=skipped)
     report.notes = [f"{r.sample_id}: {sources[r.sample_id].path} records no µm/px; "
                     f"{sources[r.sample_id].source_mpp:g} µm/px assumed from its "
                     f"{sources[r.sample_id].resolution_from} (give mpp if that is wrong)"
@@ -229,60 +267,78 @@ def ingest_cohort(
         report.seconds = time.perf_counter() - started
         return report
 
-    new_ids = [r.sample_id for r in new_rows]
-    for row in new_rows:
-        if row.sample_id in sources:
-            try:
-                sources[row.sample_id].check()
-            except InputError as exc:
-                raise InputError(f"{row.where(manifest)}: {exc}") from exc
-    with store.transaction() as txn:
-        raced = sorted(set(new_ids) & {r.sample_id for r in store.query("sample_hashes")})
-        if raced:
-            raise InputError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
-                              f"while this one was reading its input; run it again")
-        report.ingest_id = f"ingest_{started_at:%Y%m%d_%H%M%S}_{txn.id[:6]}"
-        txn.execute("upsert_cohort", [cohort, str(manifest.resolve())])
-        new_bulk = [sid for sid in new_ids if sid in bulk_rows]
-        if new_bulk:
-            if new_universe:
-                txn.insert("genes", pa.table({"position": pa.array(range(len(universe)), pa.int32()),
-                                              "symbol": pa.array(universe, pa.string())}))
-            values = bulk_values[[bulk_rows[s] for s in new_bulk]]
-            txn.write_lance(EXPRESSION, vector_table({"sample_id": new_bulk}, values), kind="expression")
-            report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
-        report.genes_matched, report.genes_dropped = matched, dropped
+    with contextlib.ExitStack() as staging:
+        staged = stage = None
+        if engine is not None and image_spec is not None:
+            stage = staging.enter_context(store.stage(stage_key(cohort, str(manifest.resolve()),
+                                                                image_spec.version)).lock())
+            slides = [(r.sample_id, sources[r.sample_id]) for r in new_rows if r.sample_id in sources]
+            staged = stage_slides(stage, image_spec, slides, engine, batch_size=batch_size, device=device,
+                                  adapter_dir=_adapter_folder(store, image_spec), skip_bad_slides=skip_bad_slides,
+                                  progress=progress)
+            report.skipped.update(staged.failed)
+            report.n_resumed = staged.n_resumed
+            new_rows = [r for r in new_rows if r.sample_id not in staged.failed]
+            report.n_new = len(new_rows)
+            if not new_rows:
+                report.seconds = time.perf_counter() - started
+                return report
+        new_ids = [r.sample_id for r in new_rows]
+        with store.transaction() as txn:
+            raced = sorted(set(new_ids) & {r.sample_id for r in store.query("sample_hashes")})
+            if raced:
+                raise InputError(f"{manifest}: sample(s) {', '.join(raced[:5])} were stored by another ingest "
+                                 f"while this one was reading its input; run it again")
+            report.ingest_id = f"ingest_{started_at:%Y%m%d_%H%M%S}_{txn.id[:6]}"
+            txn.execute("upsert_cohort", [cohort, str(manifest.resolve())])
+            new_bulk = [sid for sid in new_ids if sid in bulk_rows]
+            if new_bulk:
+                if new_universe:
+                    txn.insert("genes", pa.table({"position": pa.array(range(len(universe)), pa.int32()),
+                                                  "symbol": pa.array(universe, pa.string())}))
+                values = bulk_values[[bulk_rows[s] for s in new_bulk]]
+                txn.write_lance(EXPRESSION, vector_table({"sample_id": new_bulk}, values), kind="expression")
+                report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
+            report.genes_matched, report.genes_dropped = matched, dropped
 
-        tiles_table = _tiles_table({sid: sources[sid] for sid in new_ids if sid in sources})
-        if spot is not None:
-            _write_spots(txn, spot, spot_values, [s for s in new_ids if s in spot_rows], spot_rows, sources)
-        new_sources = [(sid, sources[sid]) for sid in new_ids if sid in sources]
-        if new_sources:
-            t0 = time.perf_counter()
-            report.n_tiles = embed_slides(store, txn, image_spec, new_sources, batch_size, device, progress, encoder is not None)
-            report.encode_seconds = time.perf_counter() - t0
-            report.image_encoder = image_spec.version
-        txn.insert("tiles", tiles_table)
-        txn.insert("slides", _slides_table(new_sources, report.ingest_id))
-        wsis = [(sid, source) for sid, source in new_sources if source.kind == "wsi"]
-        if wsis:
-            folder = txn.stage_artifact(qc_artifact(report.ingest_id))
-            for sid, source in wsis:
-                source.draw_tiles(folder / f"{file_safe(sid)}.png")
-        txn.insert("samples", _samples_table(new_rows, cohort, sources, bulk_rows, hashes, report.ingest_id))
-        report.n_pairs = sum(1 for s in new_ids if s in sources and s in bulk_rows)
-        report.n_reference = sum(1 for s in new_ids if s not in sources and s in bulk_rows)
-        report.n_query = sum(1 for s in new_ids if s in sources and s not in bulk_rows)
-        report.seconds = time.perf_counter() - started
-        txn.insert("ingests", pa.Table.from_pylist([{
-            "ingest_id": report.ingest_id, "cohort": cohort, "manifest_path": str(manifest.resolve()),
-            "expression_path": str(Path(expression).resolve()) if expression else None,
-            "spots_path": str(Path(spots).resolve()) if spots else None, "units": units,
-            "image_encoder": report.image_encoder, "rna_encoder": report.rna_encoder,
-            "n_samples_new": report.n_new, "n_samples_same": report.n_same, "n_tiles": report.n_tiles,
-            "genes_matched": matched, "genes_dropped": dropped,
-            "lance_versions": json.dumps(txn.lance_versions), "started_at": started_at, "finished_at": utcnow(),
-        }]))
+            tiles_table = _tiles_table({sid: sources[sid] for sid in new_ids if sid in sources})
+            if spot is not None:
+                _write_spots(txn, spot, spot_values, [s for s in new_ids if s in spot_rows], spot_rows, sources)
+            new_sources = [(sid, sources[sid]) for sid in new_ids if sid in sources]
+            if new_sources and staged is not None:
+                report.n_tiles = commit_staged_slides(store, txn, image_spec, new_sources, staged, stage,
+                                                      encoder is not None)
+                report.encode_seconds = staged.encode_seconds
+                report.image_encoder = image_spec.version
+            elif new_sources:
+                t0 = time.perf_counter()
+                report.n_tiles = embed_slides(store, txn, image_spec, new_sources, batch_size, device, progress,
+                                              encoder is not None)
+                report.encode_seconds = time.perf_counter() - t0
+                report.image_encoder = image_spec.version
+            txn.insert("tiles", tiles_table)
+            txn.insert("slides", _slides_table(new_sources, report.ingest_id))
+            wsis = [(sid, source) for sid, source in new_sources if source.kind == "wsi"]
+            if wsis:
+                folder = txn.stage_artifact(qc_artifact(report.ingest_id))
+                for sid, source in wsis:
+                    source.draw_tiles(folder / f"{file_safe(sid)}.png")
+            txn.insert("samples", _samples_table(new_rows, cohort, sources, bulk_rows, hashes, report.ingest_id))
+            report.n_pairs = sum(1 for s in new_ids if s in sources and s in bulk_rows)
+            report.n_reference = sum(1 for s in new_ids if s not in sources and s in bulk_rows)
+            report.n_query = sum(1 for s in new_ids if s in sources and s not in bulk_rows)
+            report.seconds = time.perf_counter() - started
+            txn.insert("ingests", pa.Table.from_pylist([{
+                "ingest_id": report.ingest_id, "cohort": cohort, "manifest_path": str(manifest.resolve()),
+                "expression_path": str(Path(expression).resolve()) if expression else None,
+                "spots_path": str(Path(spots).resolve()) if spots else None, "units": units,
+                "image_encoder": report.image_encoder, "rna_encoder": report.rna_encoder,
+                "n_samples_new": report.n_new, "n_samples_same": report.n_same, "n_tiles": report.n_tiles,
+                "genes_matched": matched, "genes_dropped": dropped,
+                "lance_versions": json.dumps(txn.lance_versions), "started_at": started_at, "finished_at": utcnow(),
+                "engine": report.engine, "n_slides_resumed": report.n_resumed,
+                "skipped": json.dumps(report.skipped) if report.skipped else None,
+            }]))
     return report
 
 
@@ -306,6 +362,11 @@ def cohort_name(manifest: Path) -> str:
     if stem.lower() in GENERIC_MANIFEST_NAMES and manifest.resolve().parent.name:
         return manifest.resolve().parent.name
     return stem
+
+
+def _adapter_folder(store: Store, spec: ImageEncoderSpec) -> str | None:
+    folder = adapter_dir(store, spec.adapter)
+    return str(folder) if folder is not None else None
 
 
 def _image_spec(

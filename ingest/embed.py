@@ -17,12 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.errors import InputError, NotReadyError, StoreError
+from hquery.ingest.distributed import StagedSlides, stage_key, stage_slides
+from hquery.ingest.encode import tile_batch, tile_embeddings, tile_schema
 from hquery.ingest.image_encoders import ImageEncoderSpec, create_image_encoder, parse_image_encoder
-from hquery.ingest.slides import FeatureFile, SlideSource, reopen_slide
+from hquery.ingest.slides import SlideSource, reopen_slide
 from hquery.names import Pointer, embedding_table
-from hquery.parallel import prefetch
+from hquery.parallel import RayOptions
 from hquery.records import model_record
-from hquery.store import Store, Transaction, utcnow, vector_table
+from hquery.store import Stage, Store, Transaction, utcnow, vector_table
 
 Progress = Callable[[str, int], Callable[[int], None]]
 """``progress(description, total)`` returns an ``advance(n)`` callback."""
@@ -40,22 +42,16 @@ def no_progress(description: str, total: int) -> Callable[[int], None]:
 def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources: list[tuple[str, SlideSource]],
                   batch_size: int, device: str, progress: Progress, explicit: bool) -> int:
     """Stream tile embeddings into Lance (bounded memory) and write each slide's mean embedding."""
-    version = spec.version
     if spec.runs_model:
-
         encoder = create_image_encoder(spec, device=device, adapter_dir=adapter_dir(store, spec.adapter))
         dim, params = encoder.dim, encoder.params
     else:
         encoder = None
         dim, params = sources[0][1].dim, {"spec": spec.text}
     total = sum(s.n_tiles for _, s in sources)
-    advance = progress(f"embedding {total} tiles ({version})", total)
+    advance = progress(f"embedding {total} tiles ({spec.version})", total)
     sums: dict[str, np.ndarray] = {}
-    schema = pa.schema([
-        ("sample_id", pa.string()), ("tile_index", pa.int32()), ("x", pa.int64()), ("y", pa.int64()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-    ])
-
+    schema = tile_schema(dim)
     failures: list[BaseException] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -64,22 +60,38 @@ def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources
             for sid, ids, coords, emb in tile_embeddings(sources, encoder, batch_size, PREFETCH if on_gpu else 0):
                 sums[sid] = sums.get(sid, 0.0) + emb.astype(np.float64).sum(axis=0)
                 advance(len(ids))
-                yield pa.RecordBatch.from_arrays([
-                    pa.array([sid] * len(ids), pa.string()), pa.array(ids.astype(np.int32)),
-                    pa.array(coords[:, 0]), pa.array(coords[:, 1]),
-                    pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).reshape(-1)), dim),
-                ], schema=schema)
+                yield tile_batch(schema, sid, ids, coords, emb)
         except BaseException as exc:
             failures.append(exc)
             raise
 
     try:
-        txn.write_lance(embedding_table("tile", version), pa.RecordBatchReader.from_batches(schema, batches()),
-                        kind="tile_embeddings", encoder=version)
+        txn.write_lance(embedding_table("tile", spec.version), pa.RecordBatchReader.from_batches(schema, batches()),
+                        kind="tile_embeddings", encoder=spec.version)
     except Exception:
         if failures:  # Lance wraps errors raised while it pulls batches; surface the original one
             raise failures[0] from None
         raise
+    _record_slides(store, txn, spec, dim, params, sources, sums, explicit)
+    return total
+
+
+def commit_staged_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec,
+                         sources: list[tuple[str, SlideSource]], staged: StagedSlides, stage: Stage,
+                         explicit: bool) -> int:
+    """The Ray engine's counterpart of :func:`embed_slides`: link the slides' staged fragments into the tile table
+    (in ``sources`` order, as the local path writes them) and write each slide's mean embedding."""
+    fragments = [f for sid, _ in sources for f in staged.records[sid]["fragments"]]
+    txn.append_fragments(embedding_table("tile", spec.version), fragments, tile_schema(staged.dim), stage,
+                         kind="tile_embeddings", encoder=spec.version)
+    _record_slides(store, txn, spec, staged.dim, staged.params, sources, staged.sums(), explicit)
+    return sum(s.n_tiles for _, s in sources)
+
+
+def _record_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, dim: int, params: dict,
+                   sources: list[tuple[str, SlideSource]], sums: dict[str, np.ndarray], explicit: bool) -> None:
+    """Each slide's mean embedding, the encoder's row and (for the first or an asked-for encoder) the pointers."""
+    version = spec.version
     means = np.stack([sums[sid] / s.n_tiles for sid, s in sources])
     slide_table = vector_table({"sample_id": [sid for sid, _ in sources]}, means, "embedding")
     slide_table = slide_table.add_column(1, "n_tiles", pa.array([s.n_tiles for _, s in sources], pa.int32()))
@@ -92,7 +104,6 @@ def embed_slides(store: Store, txn: Transaction, spec: ImageEncoderSpec, sources
     if explicit or store.pointer(Pointer.IMAGE_ENCODER) is None:
         txn.move_pointer(Pointer.IMAGE_ENCODER, version)
         txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, spec.text)
-    return total
 
 
 def adapter_dir(store: Store, adapter: str | None) -> Path | None:
@@ -122,7 +133,7 @@ class ReembedReport:
 
 
 def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int = 64, device: str = "auto",
-                   progress: Progress = no_progress) -> ReembedReport:
+                   engine: RayOptions | None = None, progress: Progress = no_progress) -> ReembedReport:
     """Embed every stored slide again with the store's backbone plus PEKA ``adapter``, into new tables.
 
     The frozen embeddings are never touched: the adapted ones land in
@@ -137,6 +148,9 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     adapter
         A PEKA model version; default: the store's current one (``hquery train peka``).
         ``None`` with no current adapter is an error.
+    engine
+        Embed on Ray (:mod:`hquery.ingest.distributed`) instead of in this process;
+        its finished slides are staged, so a killed run resumes where it stopped.
     """
 
     started = time.perf_counter()
@@ -155,6 +169,13 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     with store.reading():
         sources = [(sid, reopen_slide(store, sid)) for sid in todo]
     n_tiles = 0
+    if sources and engine is not None:
+        with store.stage(stage_key("reembed", spec.version)).lock() as stage:
+            staged = stage_slides(stage, spec, sources, engine, batch_size=batch_size, device=device,
+                                  adapter_dir=str(adapter_dir(store, adapter)), progress=progress)
+            with store.transaction() as txn:
+                n_tiles = commit_staged_slides(store, txn, spec, sources, staged, stage, explicit=True)
+        return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
     with store.transaction() as txn:
         if sources:
             n_tiles = embed_slides(store, txn, spec, sources, batch_size, device, progress, explicit=True)
@@ -162,41 +183,3 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
             txn.move_pointer(Pointer.IMAGE_ENCODER, spec.version)
             txn.move_pointer(Pointer.IMAGE_ENCODER_SPEC, spec.text)
     return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)
-
-
-def tile_embeddings(sources: list[tuple[str, SlideSource]], encoder, batch_size: int, depth: int = 0
-                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(sample_id, tile_indices, coords, embeddings)`` chunks; images are batched across slides, and read up to
-    ``depth`` batches ahead in a background thread while the encoder runs (0: in turn)."""
-    if encoder is None:
-        for sid, src in sources:
-            assert isinstance(src, FeatureFile)
-            for ids, feats in src.iter_features(batch_size):
-                yield sid, ids, src.coords[ids], feats
-        return
-    pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-    count = 0
-
-    def read():
-        for sid, src in sources:
-            for ids, images in src.iter_tiles(batch_size):
-                yield sid, src, ids, images
-
-    def flush():
-        embedded = encoder.embed(np.concatenate([p[3] for p in pending]))
-        start = 0
-        for sid, ids, coords, _ in pending:
-            yield sid, ids, coords, embedded[start : start + len(ids)]
-            start += len(ids)
-
-    for sid, src, ids, images in prefetch(read(), depth):
-        if pending and pending[0][3].shape[1:] != images.shape[1:]:
-            yield from flush()
-            pending, count = [], 0
-        pending.append((sid, ids, src.coords[ids], images))
-        count += len(ids)
-        if count >= batch_size:
-            yield from flush()
-            pending, count = [], 0
-    if pending:
-        yield from flush()

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from hquery.names import Pointer, embedding_table, index_artifact, projected_table
+from hquery.parallel import RayOptions
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
 from hquery.retrieval.neighbours import DEFAULT_MATCH, SampleMetadata, nearest_within, plan_neighbours
 from hquery.retrieval.softknn import most_profiles_per_patient
@@ -46,7 +47,7 @@ class IndexReport:
 
 
 def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 200_000,
-                model_version: str | None = None) -> IndexReport:
+                model_version: str | None = None, shards: int = 1, engine: RayOptions | None = None) -> IndexReport:
     """Project the RNA library with an alignment model, index it and make it current.
 
     Parameters
@@ -56,6 +57,9 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
         ``approximate_above`` vectors, HNSW beyond.
     model_version
         The alignment model (default: the current slide model).
+    shards, engine
+        Fill an IVF index in this many shards side by side (threads, or Ray tasks
+        with ``engine``), merged into one (:func:`~hquery.retrieval.index.fill_ivf_shards`).
 
     Returns
     -------
@@ -81,7 +85,7 @@ def build_index(store: Store, *, kind: str = "auto", approximate_above: int = 20
     n, d = projected.shape
     if kind == "auto":
         kind = "flat" if n <= approximate_above else "hnsw"
-    index = build_faiss_index(projected, kind)
+    index = build_faiss_index(projected, kind, shards=shards, engine=engine)
     recall = recall_against_exact(index, projected) if kind != "flat" else None
     snapshot = {embedding_table("rna", rna_encoder): store.lance_tables()[embedding_table("rna", rna_encoder)].version}
     version = f"idx_{record.version.removeprefix('align_')}_{kind}_{n}_{build_id()}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import device_option, open_store, quiet_option, store_option
+from hquery.cli.options import device_option, engine_options, open_store, quiet_option, ray_engine, store_option
 from hquery.cli.render import print_rows
 from hquery.genesets import read_gmt
 from hquery.ingest import (
@@ -45,18 +45,25 @@ from hquery.progress import progress_bars
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--allow-outside-paths", is_flag=True,
               help="Let slide_path name slides outside the manifest's folder (refused by default).")
+@click.option("--skip-bad-slides", is_flag=True,
+              help="Leave out samples whose slide cannot be read (each named, and listed in the ingest's record) "
+                   "instead of refusing the ingest.")
+@engine_options
 @device_option("auto")
 @quiet_option
 @store_option
 def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_size, magnification, mpp, min_tissue,
-           stain, batch_size, allow_outside_paths, device, quiet, store_path_) -> None:
+           stain, batch_size, allow_outside_paths, skip_bad_slides, engine, address, ray_workers, gpus_per_worker,
+           device, quiet, store_path_) -> None:
     """Ingest a cohort MANIFEST (CSV) with its slides and expression."""
     store = open_store(store_path_)
+    ray = ray_engine(engine, address, ray_workers, gpus_per_worker)
     with progress_bars(not quiet) as progress:
         report = ingest_cohort(
             store, manifest, expression=expression, spots=spots, name=name, encoder=encoder,
-            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification, min_tissue, mpp), stain=stain,
-            batch_size=batch_size, device=device, progress=progress, allow_outside_paths=allow_outside_paths,
+            rna_encoder=rna_encoder, units=units, tiling=TilingOptions(tile_size, magnification, min_tissue, mpp),
+            stain=stain, batch_size=batch_size, device=device, engine=ray, skip_bad_slides=skip_bad_slides,
+            progress=progress, allow_outside_paths=allow_outside_paths,
         )
     click.echo(report.summary())
 
@@ -64,14 +71,17 @@ def ingest(manifest, expression, spots, name, encoder, rna_encoder, units, tile_
 @click.command()
 @click.option("--adapter", help="PEKA adapter version [default: the store's current one].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@engine_options
 @device_option("auto")
 @quiet_option
 @store_option
-def embed(adapter, batch_size, device, quiet, store_path_) -> None:
+def embed(adapter, batch_size, engine, address, ray_workers, gpus_per_worker, device, quiet, store_path_) -> None:
     """Embed every stored slide again with a PEKA adapter, into new tables (the frozen ones stay)."""
     store = open_store(store_path_)
+    ray = ray_engine(engine, address, ray_workers, gpus_per_worker)
     with progress_bars(not quiet) as progress:
-        click.echo(reembed_slides(store, adapter, batch_size=batch_size, device=device, progress=progress).summary())
+        report = reembed_slides(store, adapter, batch_size=batch_size, device=device, engine=ray, progress=progress)
+    click.echo(report.summary())
 
 
 @click.group()

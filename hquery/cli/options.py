@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from hquery.parallel import RayOptions
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
 from hquery.store import Store, default_store_path
@@ -35,6 +36,34 @@ folds_option = click.option("--folds", type=int, default=5, show_default=True, h
 
 collection_option = click.option("--collection", default="hallmark", show_default=True,
                                  help="A gene-set collection (prompt), e.g. hallmark.")
+
+
+def engine_options(command):
+    """``--engine``, ``--address``, ``--workers`` and ``--gpus-per-worker``: where the work runs."""
+    for option in reversed([
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: in this process; ray: on Ray workers (pip install 'hquery[ray]'). An ingest on "
+                          "Ray stages each finished slide, so the same command, killed and run again, resumes."),
+        click.option("--address", help="Ray cluster to join: auto (the one this machine is in) or ray://HOST:10001 "
+                                       "[default: start a Ray on this machine for the run]."),
+        click.option("--workers", "ray_workers", type=int, default=1, show_default=True,
+                     help="Ray workers: encoder replicas (each loads the model once), or index shards at a time."),
+        click.option("--gpus-per-worker", type=float, default=0.0, show_default=True,
+                     help="GPUs each Ray worker holds (0.5: two on one GPU; 0: CPU)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def ray_engine(engine: str, address: str | None, workers: int, gpus_per_worker: float):
+    """The library's ``engine`` argument: ``None`` for local, else :class:`RayOptions`."""
+    if engine == "local":
+        given = [name for name, value, default in (("--address", address, None), ("--workers", workers, 1),
+                                                   ("--gpus-per-worker", gpus_per_worker, 0.0)) if value != default]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} apply to --engine ray only")
+        return None
+    return RayOptions(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 def device_option(default: str):

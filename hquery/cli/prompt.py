@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from hquery.cli.options import (
+    engine_options,
     knn_options,
     neighbour_options,
     neighbour_rule,
     open_store,
+    ray_engine,
     soft_knn,
     store_option,
 )
@@ -30,13 +32,19 @@ genes_option = click.option(
               help="auto: exact (flat) up to --approximate-above vectors, HNSW beyond.")
 @click.option("--approximate-above", type=int, default=200_000, show_default=True)
 @click.option("--model", "version", help="Alignment model version [default: the current one].")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Fill an IVF index in this many shards side by side (threads, or Ray tasks with --engine ray), "
+                   "merged into one.")
+@engine_options
 @store_option
-def index(kind, approximate_above, version, store_path_) -> None:
+def index(kind, approximate_above, version, shards, engine, address, ray_workers, gpus_per_worker,
+          store_path_) -> None:
     """Project the RNA library with the alignment model and build the FAISS index."""
     from hquery.retrieval.index_builder import build_index
 
+    ray = ray_engine(engine, address, ray_workers, gpus_per_worker)
     report = build_index(open_store(store_path_), kind=kind, approximate_above=approximate_above,
-                         model_version=version)
+                         model_version=version, shards=shards, engine=ray)
     recall = f", recall@10 vs exact {report.recall_vs_exact:.3f}" if report.recall_vs_exact is not None else ""
     click.echo(f"index {report.version}: {report.n_vectors} RNA profiles x {report.dim} dims, {report.kind}"
                f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")

@@ -43,6 +43,9 @@ def status(fmt, store_path_) -> None:
     print_rows(["encoder", "kind", "spec", "dim", "created"], [tuple(e.values()) for e in summary.encoders])
     print_rows(["lance table", "version", "rows"],
                [(name, t["version"], t["rows"]) for name, t in summary.lance_tables.items()])
+    for stage in summary.stages:
+        click.echo(f"staged: {stage.key} ({human_bytes(stage.bytes)}, last change {stage.changed_at:%Y-%m-%d %H:%M} "
+                   f"UTC): an interrupted --engine ray ingest; the same command resumes it")
     reclaimable = sum(summary.reclaimable.values())
     click.echo(f"reclaimable: {human_bytes(reclaimable)}"
                + (f" ({_by_kind(summary.reclaimable)}); `hquery gc` frees it" if reclaimable else ""))
@@ -67,7 +70,8 @@ def gc(keep, grace, no_compact, dry_run, store_path_) -> None:
         plan = plan_garbage(store, keep=keep, grace=grace)
         for label, items in (("model versions", plan.retired_models), ("index versions", plan.retired_indexes),
                              ("projected tables", plan.dropped_tables), ("orphaned folders", plan.orphan_artifacts),
-                             ("superseded Lance versions", [f"{g.name} {g.versions}" for g in plan.lance if g.versions])):
+                             ("superseded Lance versions", [f"{g.name} {g.versions}" for g in plan.lance if g.versions]),
+                             ("stale stages", plan.stale_stages)):
             click.echo(f"{label}: {', '.join(sorted(items)) if items else 'none'}")
         click.echo(f"would free {human_bytes(plan.total_bytes)} ({_by_kind(plan.bytes)})")
         return
@@ -75,7 +79,8 @@ def gc(keep, grace, no_compact, dry_run, store_path_) -> None:
 
 
 def _by_kind(sizes: dict[str, int]) -> str:
-    labels = {"versions": "retired versions", "lance": "superseded Lance versions", "orphans": "orphaned files"}
+    labels = {"versions": "retired versions", "lance": "superseded Lance versions", "orphans": "orphaned files",
+              "stages": "stale stages"}
     return ", ".join(f"{labels[k]} {human_bytes(v)}" for k, v in sizes.items())
 
 

@@ -162,3 +162,16 @@ def test_status_shows_reclaimable_space_and_gc_frees_it(aged):
     assert "reclaimable: 0 B" in again.output
     bad = runner.invoke(main, ["gc", "--store", str(aged.root), "--keep", "0"])
     assert bad.exit_code == 2 and "--keep" in bad.output
+
+
+def test_gc_removes_stale_stages_but_not_one_a_run_holds(store):
+    stale, held = store.stage("ingest_old"), store.stage("ingest_running")
+    stale.put_record("S1", {"fragments": [], "sum": [1.0]})
+    held.put_record("S2", {"fragments": [], "sum": [2.0]})
+    assert plan_garbage(store).stale_stages == []  # a week's grace for the same command to resume it
+    plan = plan_garbage(store, stage_max_age=NOW)
+    assert sorted(plan.stale_stages) == ["ingest_old", "ingest_running"] and plan.bytes["stages"] > 0
+    with held.lock():
+        collect_garbage(store, grace=NOW, stage_max_age=NOW)
+    assert [s.key for s in store.stages()] == ["ingest_running"]
+    assert held.records()["S2"]["sum"] == [2.0]

@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from hquery.genesets import hallmark_sets
+from hquery.ingest import ingest_cohort
+from hquery.ingest.genesets import add_builtin_gene_data
+from hquery.library import Library, score_library
+from hquery.parallel import RayOptions
 from hquery.scoring import match_gene_sets, score_gene_sets, ssgsea
+from hquery.store import Store
+from tests.conftest import write_cohort
 
 
 def gseapy_es(matrix: np.ndarray, universe: list[str], sets: dict[str, list[str]]) -> np.ndarray:
@@ -112,3 +118,18 @@ def test_blocks_of_samples_scored_in_threads_equal_one_by_one():
     together = ssgsea(x, sets, threads=2)
     np.testing.assert_allclose(together, ssgsea(x, sets, threads=1))
     np.testing.assert_allclose(together[[0, 449]], np.concatenate([ssgsea(x[[0]], sets), ssgsea(x[[449]], sets)]))
+
+
+def test_the_library_scored_from_lance_in_batches_equals_scoring_it_whole(tmp_path):
+    store = Store.init(tmp_path / "store")
+    add_builtin_gene_data(store)
+    manifest, expression = write_cohort(tmp_path / "cohort", n_pairs=3, n_ref=9, n_query=0)
+    ingest_cohort(store, manifest, expression=expression)
+    library = Library(store)
+    sets = [np.array([0, 1, 2]), np.array([3, 4, 5, 6])]
+    whole = ssgsea(library.expression(), sets)
+    np.testing.assert_allclose(score_library(store, sets, batch_rows=5), whole, rtol=1e-12)
+    ray = pytest.importorskip("ray")
+    on_ray = score_library(store, sets, batch_rows=4, engine=RayOptions(workers=2, cpus_per_worker=1))
+    np.testing.assert_allclose(on_ray, whole, rtol=1e-12)
+    assert not ray.is_initialized()  # the Ray this call started is stopped again

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from hquery.parallel import RayOptions
 from hquery.retrieval import RNAIndex, build_index
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
 from hquery.store import StoreError, vectors
@@ -80,3 +81,30 @@ def test_older_index_versions_stay_queryable_and_failed_builds_change_nothing(in
         RNAIndex.load(store, "idx_nope")
     metrics = json.loads(store.sql(f"select metrics from index_versions where version = '{second.version}'").to_pylist()[0]["metrics"])
     assert metrics["recall_vs_exact@10"] > 0.9
+
+
+def clustered(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(50, d))[rng.integers(0, 50, n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_an_ivf_index_filled_in_shards_answers_as_one_filled_at_once():
+    x = clustered(20_000)
+    whole, sharded = build_faiss_index(x, "ivf"), build_faiss_index(x, "ivf", shards=3)
+    assert sharded.ntotal == whole.ntotal == len(x) and sharded.nprobe == whole.nprobe
+    sims_a, ids_a = whole.search(x[:300], 10)
+    sims_b, ids_b = sharded.search(x[:300], 10)
+    np.testing.assert_array_equal(ids_b, ids_a)
+    np.testing.assert_allclose(sims_b, sims_a, atol=1e-6)
+    assert recall_against_exact(sharded, x, n_queries=300) > 0.9
+    with pytest.raises(ValueError, match="only an IVF index is filled in shards"):
+        build_faiss_index(x, "hnsw", shards=2)
+
+
+def test_ivf_shards_filled_as_ray_tasks_merge_to_the_same_index():
+    pytest.importorskip("ray")
+    x = clustered(6_000, seed=1)
+    local = build_faiss_index(x, "ivf", shards=2)
+    on_ray = build_faiss_index(x, "ivf", shards=2, engine=RayOptions(workers=2, cpus_per_worker=1))
+    np.testing.assert_array_equal(on_ray.search(x[:200], 10)[1], local.search(x[:200], 10)[1])
