@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/ssgsea.py
 	$(PY) benchmarks/stress.py
 	$(PY) benchmarks/encode_floor.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/foundation_models.py
 
 clean:

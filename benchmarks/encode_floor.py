@@ -25,7 +25,7 @@ import numpy as np
 
 def main() -> None:
     from hquery.demo import generate_demo_cohort
-    from hquery.ingest.embed import tile_embeddings
+    from hquery.ingest.encode import tile_embeddings
     from hquery.ingest.image_encoders import create_image_encoder, parse_image_encoder
     from hquery.ingest.manifest import read_manifest
     from hquery.ingest.slides import open_slide

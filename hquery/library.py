@@ -138,7 +138,7 @@ def score_library(store: Store, gene_sets: Sequence[np.ndarray], *, version: int
                   for batch in dataset.to_batches(columns=["values"], batch_size=batch_rows)]
     else:
         n = dataset.count_rows()
-        ranges = [(store.root, dataset.version, start, min(start + batch_rows, n), gene_sets)
+        ranges = [(store.root.absolute(), dataset.version, start, min(start + batch_rows, n), gene_sets)
                   for start in range(0, n, batch_rows)]
         blocks = list(ray_map(_score_rows, ranges, engine))
     return np.concatenate(blocks) if blocks else np.empty((0, len(gene_sets)))

@@ -151,6 +151,11 @@ class RayOptions:
     cpus_per_worker
         CPU cores each replica holds (its torch threads); default: this machine's
         cores shared among the workers on a local Ray, else 1.
+
+    Examples
+    --------
+    >>> RayOptions(address="auto", workers=4, gpus_per_worker=0.5).worker_cpus()
+    1.0
     """
 
     address: str | None = None

@@ -136,9 +136,10 @@ def _check_single_query(text: str) -> None:
         raise InputError(f"only a query (SELECT) can run here, not {statements[0].type.name}")
 
 
-KILL_POINTS = ("init-built", "commit-lance", "commit-artifacts", "commit-catalog")
-"""Where ``$HQUERY_KILL_AT`` can stop a process, in commit order: the store built but not yet in place; Lance
-written, nothing moved; artifacts moved, the catalog not yet committed; the catalog committed, nothing cleaned."""
+KILL_POINTS = ("init-built", "slide-staged", "commit-lance", "commit-artifacts", "commit-catalog")
+"""Where ``$HQUERY_KILL_AT`` can stop a process, in commit order: the store built but not yet in place; a Ray
+ingest's slide recorded in its stage; Lance written, nothing moved; artifacts moved, the catalog not yet
+committed; the catalog committed, nothing cleaned."""
 _kills_seen: collections.Counter = collections.Counter()
 
 
@@ -563,7 +564,7 @@ class Store:
 
     def stage(self, key: str) -> Stage:
         """The stage ``key`` of a resumable write (made if new): see :class:`Stage`."""
-        return Stage(self.root / STAGING_DIR / sql_identifier(key))
+        return Stage((self.root / STAGING_DIR / sql_identifier(key)).absolute())
 
     def stages(self) -> list[StageInfo]:
         """Every stage on disk: its key, size and when it last changed."""

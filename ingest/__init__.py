@@ -2,7 +2,8 @@
 
 Cohort manifests, expression matrices, slides (tile folders, whole-slide images,
 precomputed feature files), frozen image and RNA encoders, and gene sets.
-:func:`ingest_cohort` is the one entry point that writes a cohort, atomically;
+:func:`ingest_cohort` is the one entry point that writes a cohort, atomically,
+encoding in this process or on Ray workers (:mod:`hquery.ingest.distributed`);
 :func:`~hquery.ingest.embed.reembed_slides` embeds the stored slides again with
 a PEKA-adapted backbone.
 

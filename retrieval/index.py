@@ -189,9 +189,33 @@ def to_device(index):
 
 def recall_against_exact(index, vectors: np.ndarray, k: int = 10, n_queries: int = 1000, seed: int = 0) -> float:
     """Mean overlap of ``index``'s top-k with exact search, for library vectors used as queries."""
+    queries, truth = _exact_sample(vectors, k, n_queries, seed)
+    return _overlap(index, queries, truth, k)
+
+
+IVF_RECALL_TARGET = 0.95
+"""The recall@10 against exact search an IVF index is tuned to reach at build (:func:`tune_nprobe`)."""
+
+
+def tune_nprobe(index, vectors: np.ndarray, target: float = IVF_RECALL_TARGET, k: int = 10, n_queries: int = 1000,
+                seed: int = 0) -> float:
+    """Double an IVF index's ``nprobe`` (from its own) until its recall@k against exact search, for a sample of
+    library vectors as queries, reaches ``target`` or every list is probed; returns the recall reached."""
+    queries, truth = _exact_sample(vectors, k, n_queries, seed)
+    recall = _overlap(index, queries, truth, k)
+    while recall < target and index.nprobe < index.nlist:
+        index.nprobe = min(index.nprobe * 2, index.nlist)
+        recall = _overlap(index, queries, truth, k)
+    return recall
+
+
+def _exact_sample(vectors: np.ndarray, k: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     queries = vectors[rng.choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)]
-    exact = build_faiss_index(vectors, "flat")
-    _, truth = exact.search(queries, k)
+    _, truth = build_faiss_index(vectors, "flat").search(queries, k)
+    return queries, truth
+
+
+def _overlap(index, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
     _, found = index.search(queries, k)
     return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))

@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -26,6 +27,7 @@ TWO_WORKERS = RayOptions(workers=2, cpus_per_worker=1)
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module (the library joins a running one instead of starting its own)."""
+    warnings.filterwarnings("ignore", message="lance is not fork-safe")  # Ray forks and execs: safe for lance
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -74,6 +76,7 @@ def test_ray_engine_writes_what_the_local_path_writes(tmp_path, local_ray):
     assert again.n_new == 0
 
 
+@pytest.mark.slow
 def test_killed_ray_ingest_shows_nothing_and_resumes_with_the_slides_left(tmp_path, local_ray):
     manifest, expression = write_cohort(tmp_path / "cohort", n_pairs=5, n_ref=2, n_query=2)
     store = new_store(tmp_path / "store")
@@ -113,6 +116,7 @@ def undecodable_png(path: Path) -> None:
     path.write_bytes(data[:start] + chunk + data[start + 12 + length:])
 
 
+@pytest.mark.slow
 def test_a_slide_that_fails_on_a_worker_is_named_or_skipped(tmp_path, local_ray):
     manifest, expression = write_cohort(tmp_path / "cohort", n_pairs=4, n_ref=1, n_query=1)
     bad = sorted((tmp_path / "cohort" / "slides" / "S002").glob("*.png"))[1]
@@ -160,3 +164,24 @@ def test_ray_options_refuse_what_cannot_run():
         RayOptions(workers=0)
     with pytest.raises(InputError, match="--gpus-per-worker cannot be negative"):
         RayOptions(gpus_per_worker=-1)
+
+
+def test_the_small_demo_ingested_on_ray_is_the_demo_store(small_demo, demo_store, tmp_path):
+    """The issue's acceptance check: the whole small demo (reference library, pairs, query slides, spots) through
+    the Ray engine, against the same cohort ingested by the local path (the ``demo_store`` fixture)."""
+    store = new_store(tmp_path / "store")
+    ingest_cohort(store, small_demo.reference_manifest, expression=small_demo.reference_expression,
+                  name="demo_reference")
+    report = ingest_cohort(store, small_demo.cohort_manifest, expression=small_demo.cohort_expression,
+                           spots=small_demo.cohort_spots, name="demo", encoder="demo-vit",
+                           engine=RayOptions(workers=2, cpus_per_worker=1))
+    assert report.engine == "ray" and report.n_tiles > 1000
+    local, distributed = table_rows(demo_store), table_rows(store)
+    assert local.keys() == distributed.keys()
+    for name in local:
+        for column, values in local[name].items():
+            if isinstance(values, np.ndarray):
+                np.testing.assert_allclose(distributed[name][column], values, atol=1e-5, err_msg=f"{name}.{column}")
+            else:
+                assert distributed[name][column] == values, f"{name}.{column}"
+    assert catalog_rows(demo_store) == catalog_rows(store)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hquery.errors import InputError
-from hquery.ingest.embed import tile_embeddings
+from hquery.ingest.encode import tile_embeddings
 from hquery.ingest.image_encoders import create_image_encoder, parse_image_encoder
 from hquery.ingest.slides import open_slide
 from hquery.parallel import prefetch

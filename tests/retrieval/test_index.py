@@ -5,7 +5,7 @@ import pytest
 
 from hquery.parallel import RayOptions
 from hquery.retrieval import RNAIndex, build_index
-from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact
+from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact, tune_nprobe
 from hquery.store import StoreError, vectors
 from hquery.training import AlignmentConfig, train_alignment
 from hquery.training.fit import project
@@ -108,3 +108,12 @@ def test_ivf_shards_filled_as_ray_tasks_merge_to_the_same_index():
     local = build_faiss_index(x, "ivf", shards=2)
     on_ray = build_faiss_index(x, "ivf", shards=2, engine=RayOptions(workers=2, cpus_per_worker=1))
     np.testing.assert_array_equal(on_ray.search(x[:200], 10)[1], local.search(x[:200], 10)[1])
+
+
+def test_an_ivf_index_probes_as_many_lists_as_its_recall_target_needs():
+    x = clustered(20_000, seed=2)
+    index = build_faiss_index(x, "ivf", nprobe=1)
+    assert recall_against_exact(index, x) < 0.95
+    recall = tune_nprobe(index, x, target=0.95)
+    assert recall >= 0.95 and index.nprobe > 1 and recall == recall_against_exact(index, x)
+    assert tune_nprobe(index, x, target=1.01) <= 1.0 and index.nprobe == index.nlist  # an unreachable target stops

@@ -23,14 +23,35 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def adapted(demo_store, tmp_path_factory):
-    """The small demo with a PEKA adapter (compared first; 3 epochs rather than 5, to keep the suite short) and
-    its slides re-embedded."""
-    store = copy_store(demo_store, tmp_path_factory.mktemp("adapted") / "store")
+def peka_trained(demo_store, tmp_path_factory):
+    """The small demo with a PEKA adapter (compared first; 3 epochs rather than 5, to keep the suite short)."""
+    store = copy_store(demo_store, tmp_path_factory.mktemp("peka") / "store")
     frozen = {name: t.version for name, t in store.lance_tables().items()}
-    trained = run("train", "peka", "--epochs", "3", "--quiet", "--store", store.root)
+    return store, frozen, run("train", "peka", "--epochs", "3", "--quiet", "--store", store.root)
+
+
+@pytest.fixture(scope="module")
+def adapted(peka_trained, tmp_path_factory):
+    """:func:`peka_trained` with its slides re-embedded through the adapter."""
+    trained, frozen, output = peka_trained
+    store = copy_store(trained, tmp_path_factory.mktemp("adapted") / "store")
     reembedded = run("embed", "--quiet", "--device", "cpu", "--store", store.root)
-    return store, frozen, trained, reembedded
+    return store, frozen, output, reembedded
+
+
+def test_reembedding_on_ray_writes_what_the_local_run_wrote(peka_trained, adapted, tmp_path):
+    pytest.importorskip("ray")
+    store = copy_store(peka_trained[0], tmp_path / "store")
+    output = run("embed", "--quiet", "--device", "cpu", "--engine", "ray", "--workers", "2", "--store", store.root)
+    assert "re-embedded" in output and store.stages() == []
+    local = adapted[0]
+    version = local.setting("image_encoder")
+    assert store.setting("image_encoder") == version
+    for level in ("tile", "slide"):
+        a = local.dataset(f"{level}_embeddings__{version}").to_table()
+        b = store.dataset(f"{level}_embeddings__{version}").to_table()
+        assert b["sample_id"].to_pylist() == a["sample_id"].to_pylist()
+        np.testing.assert_allclose(vectors(b["embedding"]), vectors(a["embedding"]), atol=1e-4)
 
 
 def test_spot_tiles_are_read_back_from_their_slides(demo_store):
