@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo lint test test-fast bench clean
+.PHONY: install demo lint browser test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,18 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/hquery demo --store hquery-store --data hquery-demo
 
+# The viewer's browser tests need Debian's chromium and chromium-driver: installed here where this runs as root with
+# apt; elsewhere the tests are skipped and say why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed: the browser tests will be skipped"
+
 lint: install
 	$(PY) tools/lint_imports.py
 
-test: lint
+test: lint browser
 	$(PY) -m pytest -q
 
 test-fast: lint

@@ -400,7 +400,7 @@ class Store:
 
     def query_arrow(self, name: str, params: Sequence[Any] = ()) -> pa.Table:
         with self.connect() as con:
-            return con.execute(_queries()[name], list(params)).to_arrow_table()
+            return con.sql(_queries()[name], params=list(params) or None).to_arrow_table()
 
     def samples_where(self, predicate: str, *, library: bool = False) -> list[str]:
         """Slide samples (or, with ``library``, expression profiles) matching a user's SQL predicate over

@@ -306,3 +306,42 @@ INSERT INTO transfer_runs BY NAME SELECT * FROM staged_transfer_runs;
 
 -- name: insert_transfer_results
 INSERT INTO transfer_results BY NAME SELECT * FROM staged_transfer_results;
+
+-- name: slide_footprint
+-- A slide's tile side in level-0 pixels is tile_size * mpp / source_mpp (tiles cut at a coarser resolution).
+SELECT source_kind, tile_size, mpp, source_mpp, width, height FROM slides WHERE sample_id = ?;
+
+-- name: prompt_run
+SELECT run_id, created_at, method, aggregate, level, model_version, index_version, library_version, k, tau,
+       n_samples, params FROM prompt_runs WHERE run_id = ?;
+
+-- name: last_prompt_run
+SELECT run_id FROM prompt_runs WHERE method <> 'measured' ORDER BY created_at DESC LIMIT 1;
+
+-- name: prompt_run_scores
+SELECT sample_id, tile_index, patient_id, cohort, cancer_type, gene_set, score, percentile, dispersion, effective_k,
+       route, trust
+FROM prompt_results_all WHERE run_id = ? ORDER BY gene_set, sample_id, tile_index;
+
+-- name: prompt_run_gene_sets
+SELECT gene_set, n_members, n_found, missing FROM prompt_gene_sets WHERE run_id = ? ORDER BY gene_set;
+
+-- name: viewer_slides
+SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_tiles, sl.width, sl.height
+FROM samples s JOIN slides sl USING (sample_id) ORDER BY s.sample_id;
+
+-- name: viewer_slide_scores
+-- The newest slide-level run that scored gene set ? (named twice): each slide's score, dispersion and trust.
+SELECT sample_id, score, dispersion, trust, run_id FROM prompt_results_all
+WHERE gene_set = ? AND level = 'slide' AND source = 'predicted'
+  AND created_at = (SELECT max(created_at) FROM prompt_results_all
+                    WHERE gene_set = ? AND level = 'slide' AND source = 'predicted');
+
+-- name: viewer_tile_scores
+-- The newest tile-level run that scored slide ? for gene set ? (both named twice): each tile's place and score.
+SELECT r.tile_index, t.x, t.y, r.score, r.dispersion, r.effective_k, r.trust, r.run_id
+FROM prompt_results_all r JOIN tiles t USING (sample_id, tile_index)
+WHERE r.sample_id = ? AND r.gene_set = ? AND r.level = 'tile'
+  AND r.created_at = (SELECT max(created_at) FROM prompt_results_all
+                      WHERE sample_id = ? AND gene_set = ? AND level = 'tile')
+ORDER BY r.tile_index;

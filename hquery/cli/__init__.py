@@ -12,7 +12,7 @@ import sys
 import click
 
 from hquery import __version__
-from hquery.cli import clinical, demo, encoders, evaluate, ingest, prompt, refresh, store, train
+from hquery.cli import clinical, demo, encoders, evaluate, export, ingest, prompt, refresh, store, train, view
 from hquery.cli.render import hint
 from hquery.errors import HqueryError
 
@@ -40,7 +40,7 @@ def main() -> None:
     """
 
 
-for group in (store, ingest, encoders, train, prompt, evaluate, clinical, refresh, demo):
+for group in (store, ingest, encoders, train, prompt, evaluate, clinical, export, view, refresh, demo):
     for command in group.COMMANDS:
         main.add_command(command)
 

@@ -8,6 +8,7 @@ import click
 
 from hquery.cli.clinical import archetypes, associate, survival
 from hquery.cli.evaluate import adapt, spectrum, transfer
+from hquery.cli.export import report
 from hquery.cli.ingest import ingest
 from hquery.cli.options import quiet_option, store_option, store_path
 from hquery.cli.prompt import prompt
@@ -76,6 +77,11 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
     ctx.invoke(transfer, train_cohorts="demo", test_cohort="site2", folds=3, store_path_=store_path_)
     click.echo("\n$ hquery eval adapt --cohort site2 --fractions 0,0.1,0.25,0.5 --repeats 2")
     ctx.invoke(adapt, cohort="site2", fractions="0,0.1,0.25,0.5", repeats=2, quiet=quiet, store_path_=store_path_)
+    page = data_dir / "report.html"
+    click.echo(f"\n$ hquery report --last --out {page}")
+    ctx.invoke(report, run_id=None, last=True, out=page, store_path_=store_path_)
+    click.echo(f"\nLook at the answers in a browser: hquery view --store {store_path(store_path_)}  "
+               f"(then open http://127.0.0.1:8765/); the newest run's report is {page}")
 
 
 COMMANDS = [demo]

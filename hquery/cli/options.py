@@ -118,3 +118,13 @@ def soft_knn(k: int, tau: float):
         return SoftKNN(k, tau)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def sample_list(samples: str | None) -> list[str] | None:
+    """``--samples`` as a list of sample ids (``None``: every sample)."""
+    if samples is None:
+        return None
+    wanted = [s.strip() for s in samples.split(",") if s.strip()]
+    if not wanted:
+        raise click.BadParameter("names no sample; leave it out to score every sample", param_hint="--samples")
+    return wanted

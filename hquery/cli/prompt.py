@@ -13,6 +13,7 @@ from hquery.cli.options import (
     neighbour_rule,
     open_store,
     ray_engine,
+    sample_list,
     soft_knn,
     store_option,
 )
@@ -93,7 +94,7 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
     store = open_store(store_path_)
     knn = soft_knn(k, tau)
     check_out(out)
-    wanted = _sample_list(samples)
+    wanted = sample_list(samples)
     run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn,
                      neighbours=neighbour_rule(match, neighbours_where), aggregate=aggregate,
                      method=method, cohort=cohort, samples=wanted, where=where, min_genes=min_genes)
@@ -131,7 +132,7 @@ def score(prompts, collection, cohort, samples, where, min_genes, limit, fmt, ou
     store = open_store(store_path_)
     check_out(out)
     run = score_measured(store, resolve_prompts(store, prompts, collection), cohort=cohort,
-                         samples=_sample_list(samples), where=where, min_genes=min_genes)
+                         samples=sample_list(samples), where=where, min_genes=min_genes)
     if fmt != "table" or out:
         write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
     if fmt == "table":
@@ -139,15 +140,6 @@ def score(prompts, collection, cohort, samples, where, min_genes, limit, fmt, ou
     scored = "all library scores cached" if run.computed_sets == 0 else f"ssGSEA on {run.computed_sets} set(s)"
     click.echo(f"run {run.run_id}: {run.results.num_rows} measured scores, {scored}, {run.seconds:.2f}s",
                err=fmt != "table")
-
-
-def _sample_list(samples: str | None) -> list[str] | None:
-    if samples is None:
-        return None
-    wanted = [s.strip() for s in samples.split(",") if s.strip()]
-    if not wanted:
-        raise click.BadParameter("names no sample; leave it out to score every sample", param_hint="--samples")
-    return wanted
 
 
 @click.command("map")

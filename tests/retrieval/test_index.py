@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from hquery.genesets import resolve_prompts
 from hquery.parallel import RayOptions
-from hquery.retrieval import RNAIndex, build_index
+from hquery.retrieval import RNAIndex, build_index, run_prompt
 from hquery.retrieval.index import build_faiss_index, gpu_count, recall_against_exact, tune_nprobe
 from hquery.store import StoreError, vectors
 from hquery.training import AlignmentConfig, train_alignment
@@ -117,3 +118,15 @@ def test_an_ivf_index_probes_as_many_lists_as_its_recall_target_needs():
     recall = tune_nprobe(index, x, target=0.95)
     assert recall >= 0.95 and index.nprobe > 1 and recall == recall_against_exact(index, x)
     assert tune_nprobe(index, x, target=1.01) <= 1.0 and index.nprobe == index.nlist  # an unreachable target stops
+
+
+def test_a_sharded_ivf_index_is_tuned_recorded_and_serves_prompts(indexed, tmp_path):
+    store = copy_store(indexed[0], tmp_path / "store")
+    report = build_index(store, kind="ivf", shards=2)
+    index = RNAIndex.load(store)
+    params = json.loads(store.sql(f"select params from index_versions where version = '{report.version}'")
+                        .to_pylist()[0]["params"])
+    assert report.kind == "ivf" and params["shards"] == 2 and params["nprobe"] == index.index.nprobe
+    assert report.recall_vs_exact >= 0.95 or index.index.nprobe == index.index.nlist
+    answer = run_prompt(store, resolve_prompts(store, ["MKI67,TOP2A,CD8A,COL1A1,VIM"]), record=False)
+    assert answer.results.num_rows > 0

@@ -1,0 +1,122 @@
+"""QuPath GeoJSON and AnnData exports of prompt runs on the small demo: what they hold is what the run recorded."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hquery.cli import main
+from hquery.errors import InputError
+from hquery.export import export_h5ad, export_qupath, write_report
+from hquery.genesets import resolve_prompts
+from hquery.retrieval.tilemap import tile_grid
+from tests.conftest import copy_store
+
+SETS = ["HALLMARK_G2M_CHECKPOINT", "HALLMARK_HYPOXIA"]
+
+
+@pytest.fixture(scope="module")
+def store(indexed_store, tmp_path_factory):
+    return copy_store(indexed_store, tmp_path_factory.mktemp("exports") / "store")
+
+
+@pytest.fixture(scope="module")
+def slide(store):
+    return store.sql("select sample_id from slides order by n_tiles desc, sample_id limit 1").to_pylist()[0]["sample_id"]
+
+
+def recorded(store, run_id: str) -> dict:
+    rows = store.sql(f"select sample_id, tile_index, gene_set, score, dispersion, effective_k from prompt_results_all "
+                     f"where run_id = '{run_id}'").to_pylist()
+    return {(r["sample_id"], r["tile_index"], r["gene_set"]): r for r in rows}
+
+
+def test_qupath_detections_sit_on_the_tiles_and_carry_the_recorded_scores(store, slide, tmp_path):
+    done = export_qupath(store, slide, resolve_prompts(store, SETS), tmp_path)
+    collection = json.loads(done.path.read_text())
+    tiles = {r["tile_index"]: (r["x"], r["y"]) for r in
+             store.sql(f"select tile_index, x, y from tiles where sample_id = '{slide}'").to_pylist()}
+    assert collection["type"] == "FeatureCollection" and done.n_tiles == len(collection["features"]) == len(tiles)
+    _, step = tile_grid(np.array([x for x, _ in tiles.values()]), np.array([y for _, y in tiles.values()]),
+                        np.zeros(len(tiles)))
+    scores = recorded(store, done.run_id)
+    for feature in collection["features"]:
+        props = feature["properties"]
+        assert props["objectType"] == "detection" and feature["geometry"]["type"] == "Polygon"
+        tile = int(props["name"].rsplit(" ", 1)[1])
+        ring = np.array(feature["geometry"]["coordinates"][0])
+        assert tuple(ring[0]) == tiles[tile] and tuple(ring[-1]) == tiles[tile]  # closed, at the tile's level-0 origin
+        assert ring[2][0] - ring[0][0] == ring[2][1] - ring[0][1] == step  # a tile folder's tiles abut on the grid
+        for name in SETS:
+            row = scores[(slide, tile, name)]
+            assert props["measurements"][name] == row["score"]
+            assert props["measurements"][f"{name} dispersion"] == row["dispersion"]
+
+
+def test_qupath_export_of_an_unknown_slide_names_it(store, tmp_path):
+    with pytest.raises(InputError, match="sample NOPE has no slide"):
+        export_qupath(store, "NOPE", resolve_prompts(store, SETS[:1]), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_h5ad_of_slides_holds_the_recorded_scores_metadata_and_provenance(store, tmp_path):
+    import anndata
+
+    done = export_h5ad(store, resolve_prompts(store, SETS), tmp_path / "slides.h5ad")
+    adata = anndata.read_h5ad(done.path)
+    assert adata.shape == (done.n_obs, 2) and list(adata.var_names) == SETS
+    scores = recorded(store, done.run_id)
+    for i, sid in enumerate(adata.obs["sample_id"]):
+        for j, name in enumerate(SETS):
+            row = scores[(sid, None, name)]
+            assert adata.X[i, j] == row["score"] and adata.layers["effective_k"][i, j] == row["effective_k"]
+    assert {"patient_id", "cohort", "cancer_type"} <= set(adata.obs.columns)
+    assert adata.uns["hquery"]["run_id"] == done.run_id and adata.uns["hquery"]["level"] == "slide"
+    assert adata.uns["hquery"]["index_version"] == store.setting("current_index")
+
+
+def test_h5ad_of_tiles_places_each_tile_at_its_centre(store, slide, tmp_path):
+    import anndata
+
+    done = export_h5ad(store, resolve_prompts(store, SETS[:1]), tmp_path / "tiles.h5ad", level="tile",
+                       samples=[slide])
+    adata = anndata.read_h5ad(done.path)
+    tiles = store.sql(f"select tile_index, x, y from tiles where sample_id = '{slide}' order by tile_index").to_pylist()
+    [size] = store.sql(f"select tile_size from slides where sample_id = '{slide}'").to_pylist()
+    assert adata.n_obs == len(tiles) and adata.obsm["spatial"].shape == (len(tiles), 2)
+    by_tile = dict(zip(adata.obs["tile_index"].astype(int), adata.obsm["spatial"]))
+    for t in tiles:
+        np.testing.assert_allclose(by_tile[t["tile_index"]], [t["x"] + size["tile_size"] / 2,
+                                                              t["y"] + size["tile_size"] / 2])
+    scores = recorded(store, done.run_id)
+    np.testing.assert_array_equal(adata.X[:, 0], [scores[(slide, int(t), SETS[0])]["score"]
+                                                  for t in adata.obs["tile_index"]])
+
+
+def test_export_commands(store, slide, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["export", "qupath", slide, "--genes", SETS[0], "--out", str(tmp_path),
+                               "--store", str(store.root)])
+    assert out.exit_code == 0, out.output
+    assert f"{slide}.geojson" in out.output and (tmp_path / f"{slide}.geojson").exists()
+    out = runner.invoke(main, ["export", "h5ad", "--genes", SETS[0], "--out", str(tmp_path / "a.h5ad"),
+                               "--store", str(store.root)])
+    assert out.exit_code == 0, out.output and "slides x 1 gene sets" in out.output
+    bad = runner.invoke(main, ["export", "qupath", "NOPE", "--genes", SETS[0], "--out", str(tmp_path),
+                               "--store", str(store.root)])
+    assert bad.exit_code == 1 and "sample NOPE has no slide" in bad.output
+
+
+def test_a_report_holds_the_runs_provenance_scores_and_figures(store, tmp_path):
+    run = export_h5ad(store, resolve_prompts(store, SETS), tmp_path / "a.h5ad")
+    report = write_report(store, None, tmp_path / "report.html")
+    page = report.path.read_text()
+    assert report.run_id == run.run_id and report.n_rows == run.n_obs * 2
+    assert store.setting("current_index") in page and f"Prompt run {run.run_id}" in page
+    assert page.count("data:image/png;base64,") == report.n_figures == 1 + 2 * 2  # box plots, top/bottom per set
+    assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
+    with pytest.raises(InputError, match="no prompt run 'prompt_nope'"):
+        write_report(store, "prompt_nope", tmp_path / "x.html")
+    cli = CliRunner().invoke(main, ["report", "--store", str(store.root), "--out", str(tmp_path / "r.html")])
+    assert cli.exit_code == 2 and "RUN_ID or --last" in cli.output
