@@ -92,6 +92,13 @@ def test_h5ad_of_tiles_places_each_tile_at_its_centre(store, slide, tmp_path):
     scores = recorded(store, done.run_id)
     np.testing.assert_array_equal(adata.X[:, 0], [scores[(slide, int(t), SETS[0])]["score"]
                                                   for t in adata.obs["tile_index"]])
+    sc = pytest.importorskip("scanpy")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    again = sc.read_h5ad(done.path)  # scanpy's reader, and its spatial plot on the tile centres
+    [axes] = sc.pl.spatial(again, color=SETS[0], spot_size=float(size["tile_size"]), show=False)
+    assert len(axes.collections) == 1 and len(axes.collections[0].get_paths()) == len(tiles)  # a circle a tile
 
 
 def test_export_commands(store, slide, tmp_path):
