@@ -35,8 +35,11 @@ async function loadSlides() {
   const params = new URLSearchParams({ q: $("search").value, cohort: $("cohort").value,
                                        cancer_type: $("cancer-type").value, gene_set: $("sort-set").value });
   for (const [k, v] of [...params]) { if (!v) { params.delete(k); } }
-  const { slides } = await getJSON("/api/slides?" + params);
+  const { slides, gene_set, scored } = await getJSON("/api/slides?" + params);
   state.slides = slides;
+  const trust = slides.find((s) => s.trust !== null);
+  $("trust").textContent = !gene_set ? "" : !scored ? `${gene_set}: no slide-level run yet (hquery prompt)`
+    : `${gene_set}: ${scored} slides scored; held-out R² of its route ${trust ? fmt(trust.trust) : "not evaluated"}`;
   for (const [select, key] of [["cohort", "cohort"], ["cancer-type", "cancer_type"]]) {
     const known = new Set([...$(select).options].map((o) => o.value));
     for (const s of slides) { if (s[key] && !known.has(s[key])) { $(select).add(new Option(s[key], s[key])); known.add(s[key]); } }
