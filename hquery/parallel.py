@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
@@ -136,7 +137,7 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
 
 @dataclasses.dataclass(frozen=True)
 class RayOptions:
-    """Where and how wide a Ray ingest runs.
+    """Where and how wide a Ray job runs (an ingest's encoders, library scoring, index shards).
 
     Parameters
     ----------
@@ -145,11 +146,12 @@ class RayOptions:
         ``auto`` joins the cluster this machine belongs to; ``ray://HOST:10001``
         joins a remote one through Ray Client.
     workers
-        Encoder replicas (Ray actors); each loads the model once and encodes whole slides.
+        Workers side by side: an ingest's encoder replicas (Ray actors, each loading the
+        model once), or tasks at a time.
     gpus_per_worker
-        GPUs each replica holds (``0.5`` puts two on one GPU); ``0`` encodes on CPUs.
+        GPUs each worker holds (``0.5`` puts two on one GPU); ``0``: CPUs only.
     cpus_per_worker
-        CPU cores each replica holds (its torch threads); default: this machine's
+        CPU cores each worker holds (its torch threads); default: this machine's
         cores shared among the workers on a local Ray, else 1.
 
     Examples
@@ -187,8 +189,6 @@ def ray_session(options: RayOptions):
         import ray
     except ImportError as exc:
         raise NotReadyError("the Ray engine needs Ray: pip install 'hquery[ray]'", needs="install ray") from exc
-    import warnings
-
     # Ray starts its processes by fork and exec, which is safe for lance; lance's at-fork warning is not for this
     warnings.filterwarnings("ignore", message="lance is not fork-safe")
     started_here = not ray.is_initialized()

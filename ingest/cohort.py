@@ -274,7 +274,7 @@ def ingest_cohort(
                                                                 image_spec.version)).lock())
             slides = [(r.sample_id, sources[r.sample_id]) for r in new_rows if r.sample_id in sources]
             staged = stage_slides(stage, image_spec, slides, engine, batch_size=batch_size, device=device,
-                                  adapter_dir=_adapter_folder(store, image_spec), skip_bad_slides=skip_bad_slides,
+                                  adapter_dir=adapter_dir(store, image_spec.adapter), skip_bad_slides=skip_bad_slides,
                                   progress=progress)
             report.skipped.update(staged.failed)
             report.n_resumed = staged.n_resumed
@@ -362,11 +362,6 @@ def cohort_name(manifest: Path) -> str:
     if stem.lower() in GENERIC_MANIFEST_NAMES and manifest.resolve().parent.name:
         return manifest.resolve().parent.name
     return stem
-
-
-def _adapter_folder(store: Store, spec: ImageEncoderSpec) -> str | None:
-    folder = adapter_dir(store, spec.adapter)
-    return str(folder) if folder is not None else None
 
 
 def _image_spec(

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -115,7 +116,7 @@ def stage_slides(
     *,
     batch_size: int = 64,
     device: str = "auto",
-    adapter_dir: str | None = None,
+    adapter_dir: Path | None = None,
     skip_bad_slides: bool = False,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> StagedSlides:
@@ -142,7 +143,8 @@ def stage_slides(
     failed: dict[str, str] = {}
     n_tiles = 0
     if todo:
-        for sid, record in _run_on_ray(todo, spec, options, batch_size, device, adapter_dir, stage.fragments_uri):
+        folder = str(adapter_dir) if adapter_dir is not None else None
+        for sid, record in _run_on_ray(todo, spec, options, batch_size, device, folder, stage.fragments_uri):
             if "error" in record:
                 failed[sid] = record["error"]
                 continue

@@ -172,7 +172,7 @@ def reembed_slides(store: Store, adapter: str | None = None, *, batch_size: int 
     if sources and engine is not None:
         with store.stage(stage_key("reembed", spec.version)).lock() as stage:
             staged = stage_slides(stage, spec, sources, engine, batch_size=batch_size, device=device,
-                                  adapter_dir=str(adapter_dir(store, adapter)), progress=progress)
+                                  adapter_dir=adapter_dir(store, adapter), progress=progress)
             with store.transaction() as txn:
                 n_tiles = commit_staged_slides(store, txn, spec, sources, staged, stage, explicit=True)
         return ReembedReport(spec.version, adapter, len(sources), len(done), n_tiles, time.perf_counter() - started)

@@ -11,6 +11,13 @@ from hquery.ingest.slides import open_wsi, on_white
 from hquery.store import Store, StoreError
 
 
+def tile_side(store: Store, sample_id: str) -> float:
+    """The side of slide ``sample_id``'s tiles in level-0 pixels: its tile size, times the ratio of the tiles' µm/px to
+    the slide's own where the tiles were cut coarser."""
+    [slide] = store.query("slide_footprint", [sample_id])
+    return slide.tile_size * (slide.mpp / slide.source_mpp if slide.mpp and slide.source_mpp else 1.0)
+
+
 def tile_grid(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
     """Scores on the slide's tile grid (NaN where there is no tile), and the grid step in level-0 pixels.
 

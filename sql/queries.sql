@@ -330,6 +330,10 @@ SELECT gene_set, n_members, n_found, missing FROM prompt_gene_sets WHERE run_id 
 SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_tiles, sl.width, sl.height
 FROM samples s JOIN slides sl USING (sample_id) ORDER BY s.sample_id;
 
+-- name: viewer_slide
+SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_tiles, sl.width, sl.height
+FROM samples s JOIN slides sl USING (sample_id) WHERE s.sample_id = ?;
+
 -- name: viewer_slide_scores
 -- The newest slide-level run that scored gene set ? (named twice): each slide's score, dispersion and trust.
 SELECT sample_id, score, dispersion, trust, run_id FROM prompt_results_all

@@ -23,6 +23,7 @@ from hquery.retrieval import run_prompt
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.prompt import LEVELS, PromptRun
 from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
 
 __all__ = ["H5adExport", "export_h5ad", "prompt_anndata"]
@@ -104,8 +105,7 @@ def prompt_anndata(store: Store, run: PromptRun):
     if tile:
         centres = {}
         for sid in set(sample_ids):
-            [slide] = store.query("slide_footprint", [sid])
-            half = slide.tile_size * (slide.mpp / slide.source_mpp if slide.mpp and slide.source_mpp else 1.0) / 2
+            half = tile_side(store, sid) / 2
             centres.update({(sid, t.tile_index): (t.x + half, t.y + half) for t in store.query("slide_tiles", [sid])})
         adata.obsm["spatial"] = np.array([centres[(s, int(t))] for s, t in zip(obs["sample_id"], obs["tile_index"])],
                                          dtype=np.float64)

@@ -22,6 +22,7 @@ from hquery.names import file_safe
 from hquery.retrieval import run_prompt
 from hquery.retrieval.neighbours import NeighbourRule
 from hquery.retrieval.softknn import SoftKNN
+from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
 
 __all__ = ["QuPathExport", "export_qupath", "tile_features"]
@@ -72,9 +73,7 @@ def export_qupath(store: Store, sample_id: str, gene_sets: Sequence[GeneSet], ou
 def tile_features(store: Store, sample_id: str, results: pa.Table) -> dict:
     """A GeoJSON ``FeatureCollection``: one square detection per tile of ``sample_id`` in level-0 pixels, with its
     score and dispersion for each gene set in ``results`` (tile-level prompt results) as measurements."""
-    [slide] = store.query("slide_footprint", [sample_id])
-    scale = slide.mpp / slide.source_mpp if slide.mpp and slide.source_mpp else 1.0
-    side = slide.tile_size * scale
+    side = tile_side(store, sample_id)
     coords = {t.tile_index: (t.x, t.y) for t in store.query("slide_tiles", [sample_id])}
     measurements: dict[int, dict[str, float]] = {}
     for row in results.to_pylist():

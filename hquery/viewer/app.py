@@ -30,13 +30,18 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hquery.errors import HqueryError
 from hquery.genesets import resolve_prompts
 from hquery.ingest.genesets import list_gene_sets
 from hquery.ingest.slides import on_white, open_wsi
 from hquery.retrieval import run_prompt
+from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ["create_app"]
 
@@ -74,10 +79,10 @@ def create_app(store: Store) -> Starlette:
     commands would be), which DuckDB's file locks and the store's retries keep apart."""
 
     def slide_row(sample_id: str):
-        for row in store.query("viewer_slides"):
-            if row.sample_id == sample_id:
-                return row
-        raise NotFound(f"no slide {sample_id!r} in the store")
+        found = store.query("viewer_slide", [sample_id])
+        if not found:
+            raise NotFound(f"no slide {sample_id!r} in the store")
+        return found[0]
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -129,10 +134,8 @@ def create_app(store: Store) -> Starlette:
         if not tiles:
             raise NotFound(f"no tile scores of {gene_set} for slide {row.sample_id} yet; POST /api/prompts to "
                            f"score it")
-        size = store.query("slide_footprint", [row.sample_id])[0]
-        side = size.tile_size * (size.mpp / size.source_mpp if size.mpp and size.source_mpp else 1.0)
         return JSONResponse({"sample_id": row.sample_id, "gene_set": gene_set, "run_id": tiles[0].run_id,
-                             "width": row.width, "height": row.height, "tile_side": side,
+                             "width": row.width, "height": row.height, "tile_side": tile_side(store, row.sample_id),
                              "tiles": [{"tile_index": t.tile_index, "x": t.x, "y": t.y, "score": t.score,
                                         "dispersion": t.dispersion} for t in tiles]})
 
