@@ -3,13 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
+# constraints.txt pins what the suite passed with on Python 3.11; other Pythons, or CONSTRAINTS= , take the newest.
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+CONSTRAINTS ?= $(if $(filter 3.11,$(PYVER)),-c constraints.txt)
 
 .PHONY: install demo lint browser test test-fast bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[wsi,h5ad,ray,dev]'
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[wsi,h5ad,ray,dev]'
 	touch $@
 
 install: $(VENV)/.installed
