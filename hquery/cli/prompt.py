@@ -18,6 +18,7 @@ from hquery.cli.options import (
     store_option,
 )
 from hquery.cli.render import FORMATS, check_out, print_prompt, write_table
+from hquery.export import write_geojson, write_h5ad
 from hquery.genesets import resolve_prompts
 from hquery.retrieval.prompt import run_prompt, score_measured
 from hquery.retrieval.tilemap import render_tile_map
@@ -51,18 +52,40 @@ def index(kind, approximate_above, version, shards, engine, address, ray_workers
                f"{recall}, {'GPU' if report.on_gpu else 'CPU'}, {report.seconds:.1f}s; now current")
 
 
-def result_options(command):
+EXPORT_FORMATS = ("h5ad", "geojson")
+"""What ``prompt --format`` writes through :mod:`hquery.export` besides the tables."""
+
+
+def result_options(formats: tuple[str, ...] = FORMATS):
     """``--min-genes``, ``--limit``, ``--format`` and ``--out``: what every scoring command takes."""
-    for option in reversed([
-        click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
-                     help="A gene set with fewer genes in the library is an error."),
-        click.option("--limit", type=int, default=20, show_default=True,
-                     help="Rows shown per gene set in table format."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True),
-        click.option("--out", type=click.Path(path_type=Path), help="Write every result row to this file."),
-    ]):
-        command = option(command)
-    return command
+    out_help = "Write every result row to this file" + (
+        " (with --format geojson, a folder: one SAMPLE.geojson a slide)." if "geojson" in formats else ".")
+
+    def decorate(command):
+        for option in reversed([
+            click.option("--min-genes", type=click.IntRange(min=1), default=5, show_default=True,
+                         help="A gene set with fewer genes in the library is an error."),
+            click.option("--limit", type=int, default=20, show_default=True,
+                         help="Rows shown per gene set in table format."),
+            click.option("--format", "fmt", type=click.Choice(formats), default="table", show_default=True),
+            click.option("--out", type=click.Path(path_type=Path), help=out_help),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def check_export(fmt: str, level: str, out: Path | None) -> None:
+    """Refuse an export ``--format`` that cannot be written before the prompt runs (and is recorded)."""
+    if out is None:
+        raise click.UsageError(f"--format {fmt} needs --out ({'a folder' if fmt == 'geojson' else 'a .h5ad file'})")
+    if fmt == "geojson":
+        if level != "tile":
+            raise click.UsageError("--format geojson writes QuPath detections, which are tiles: add --level tile")
+        if out.exists() and not out.is_dir():
+            raise click.BadParameter(f"{out} is a file; give a folder for the .geojson files", param_hint="--out")
+    else:
+        check_out(out)
 
 
 @click.command()
@@ -83,7 +106,7 @@ def result_options(command):
 @click.option("--cohort", help="Only slides of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only slides whose samples row matches this SQL predicate, e.g. \"cancer_type = 'BRCA'\".")
-@result_options
+@result_options(FORMATS + EXPORT_FORMATS)
 @store_option
 def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregate, method, cohort, samples, where, min_genes, limit, fmt, out,
            store_path_) -> None:
@@ -93,12 +116,19 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
     """
     store = open_store(store_path_)
     knn = soft_knn(k, tau)
-    check_out(out)
+    if fmt in EXPORT_FORMATS:
+        check_export(fmt, level, out)
+    else:
+        check_out(out)
     wanted = sample_list(samples)
     run = run_prompt(store, resolve_prompts(store, prompts, collection), level=level, knn=knn,
                      neighbours=neighbour_rule(match, neighbours_where), aggregate=aggregate,
                      method=method, cohort=cohort, samples=wanted, where=where, min_genes=min_genes)
-    if fmt != "table" or out:
+    if fmt in EXPORT_FORMATS:
+        paths = write_geojson(store, run, out) if fmt == "geojson" else [write_h5ad(store, run, out)[0]]
+        click.echo(f"wrote {len(paths)} {fmt} file(s): {', '.join(map(str, paths[:3]))}"
+                   f"{', ...' if len(paths) > 3 else ''}", err=True)
+    elif fmt != "table" or out:
         write_table(run.results, fmt if fmt != "table" or not out else "csv", out)
     if fmt == "table":
         print_prompt(run, level, limit, shown_all=out is not None)
@@ -122,7 +152,7 @@ def prompt(prompts, collection, level, k, tau, match, neighbours_where, aggregat
 @click.option("--cohort", help="Only samples of this cohort.")
 @click.option("--samples", help="Only these sample ids (comma-separated).")
 @click.option("--where", help="Only samples whose samples row matches this SQL predicate.")
-@result_options
+@result_options()
 @store_option
 def score(prompts, collection, cohort, samples, where, min_genes, limit, fmt, out, store_path_) -> None:
     """Score gene sets on the samples' measured expression, recorded beside the predicted scores.

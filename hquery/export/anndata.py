@@ -26,7 +26,7 @@ from hquery.retrieval.softknn import SoftKNN
 from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
 
-__all__ = ["H5adExport", "export_h5ad", "prompt_anndata"]
+__all__ = ["H5adExport", "export_h5ad", "prompt_anndata", "write_h5ad"]
 
 IDS = ("sample_id", "patient_id", "cohort", "cancer_type")
 """Observation columns that are text whatever they look like (sample ``0010`` stays ``0010``)."""
@@ -62,13 +62,25 @@ def export_h5ad(store: Store, gene_sets: Sequence[GeneSet], out: str | Path, *, 
         raise InputError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     run = run_prompt(store, gene_sets, level=level, samples=samples, cohort=cohort, method=method, knn=knn,
                      neighbours=neighbours, min_genes=min_genes)
+    path, adata = write_h5ad(store, run, out)
+    return H5adExport(path, run.run_id, adata.n_obs, adata.n_vars, level)
+
+
+def write_h5ad(store: Store, run: PromptRun, out: str | Path):
+    """Write a prompt run's results as ``.h5ad`` (``hquery prompt --format h5ad``); nothing is left half-written.
+
+    Returns
+    -------
+    tuple[Path, anndata.AnnData]
+        The file and what it holds.
+    """
     adata = prompt_anndata(store, run)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     adata.write_h5ad(partial)
     partial.replace(path)
-    return H5adExport(path, run.run_id, adata.n_obs, adata.n_vars, level)
+    return path, adata
 
 
 def prompt_anndata(store: Store, run: PromptRun):

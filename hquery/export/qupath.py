@@ -21,11 +21,12 @@ from hquery.genesets import GeneSet
 from hquery.names import file_safe
 from hquery.retrieval import run_prompt
 from hquery.retrieval.neighbours import NeighbourRule
+from hquery.retrieval.prompt import PromptRun
 from hquery.retrieval.softknn import SoftKNN
 from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
 
-__all__ = ["QuPathExport", "export_qupath", "tile_features"]
+__all__ = ["QuPathExport", "export_qupath", "tile_features", "write_geojson"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +61,32 @@ def export_qupath(store: Store, sample_id: str, gene_sets: Sequence[GeneSet], ou
                          f"slides\"` lists them")
     run = run_prompt(store, gene_sets, level="tile", samples=[sample_id], method=method, knn=knn,
                      neighbours=neighbours, min_genes=min_genes)
-    collection = tile_features(store, sample_id, run.results)
+    [path] = write_geojson(store, run, out)
+    n_tiles = len({r["tile_index"] for r in run.results.select(["tile_index"]).to_pylist()})
+    return QuPathExport(path, run.run_id, sample_id, n_tiles, [gs.name for gs in gene_sets])
+
+
+def write_geojson(store: Store, run: PromptRun, out: str | Path) -> list[Path]:
+    """Write a tile-level prompt run as one ``<sample_id>.geojson`` of QuPath detections a slide, in folder ``out``
+    (``hquery prompt --level tile --format geojson``); each file appears whole or not at all.
+
+    Returns
+    -------
+    list[Path]
+        The files, in the order of the run's slides.
+    """
+    if run.results.num_rows == 0 or run.results.column("tile_index").null_count:
+        raise InputError("QuPath detections are tiles: run the prompt at level='tile' (--level tile)")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{file_safe(sample_id)}.geojson"
-    partial = path.with_suffix(".geojson.partial")
-    partial.write_text(json.dumps(collection))
-    partial.replace(path)
-    return QuPathExport(path, run.run_id, sample_id, len(collection["features"]), [gs.name for gs in gene_sets])
+    paths = []
+    for sample_id in dict.fromkeys(run.results.column("sample_id").to_pylist()):
+        path = folder / f"{file_safe(sample_id)}.geojson"
+        partial = path.with_suffix(".geojson.partial")
+        partial.write_text(json.dumps(tile_features(store, sample_id, run.results)))
+        partial.replace(path)
+        paths.append(path)
+    return paths
 
 
 def tile_features(store: Store, sample_id: str, results: pa.Table) -> dict:

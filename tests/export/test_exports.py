@@ -109,10 +109,43 @@ def test_export_commands(store, slide, tmp_path):
     assert f"{slide}.geojson" in out.output and (tmp_path / f"{slide}.geojson").exists()
     out = runner.invoke(main, ["export", "h5ad", "--genes", SETS[0], "--out", str(tmp_path / "a.h5ad"),
                                "--store", str(store.root)])
-    assert out.exit_code == 0, out.output and "slides x 1 gene sets" in out.output
+    assert out.exit_code == 0, out.output
+    assert "slides x 1 gene sets" in out.output
     bad = runner.invoke(main, ["export", "qupath", "NOPE", "--genes", SETS[0], "--out", str(tmp_path),
                                "--store", str(store.root)])
     assert bad.exit_code == 1 and "sample NOPE has no slide" in bad.output
+
+
+def test_prompt_writes_geojson_and_h5ad_through_the_export_writers(store, tmp_path):
+    import anndata
+
+    two = [r["sample_id"] for r in store.sql("select sample_id from slides order by sample_id limit 2").to_pylist()]
+    runner = CliRunner()
+    base = ["prompt", "--genes", SETS[0], "--samples", ",".join(two), "--store", str(store.root)]
+    out = runner.invoke(main, base + ["--level", "tile", "--format", "geojson", "--out", str(tmp_path / "qupath")])
+    assert out.exit_code == 0, out.output
+    run_id = store.sql("select run_id from prompt_runs order by created_at desc limit 1").to_pylist()[0]["run_id"]
+    scores = recorded(store, run_id)
+    for sid in two:  # a file a slide, each detection the run's recorded score for its tile
+        features = json.loads((tmp_path / "qupath" / f"{sid}.geojson").read_text())["features"]
+        assert len(features) == sum(1 for (s, _, _) in scores if s == sid) > 0
+        for f in features:
+            tile = int(f["properties"]["name"].rsplit(" ", 1)[1])
+            assert f["properties"]["measurements"][SETS[0]] == scores[(sid, tile, SETS[0])]["score"]
+    out = runner.invoke(main, base + ["--format", "h5ad", "--out", str(tmp_path / "two.h5ad")])
+    assert out.exit_code == 0, out.output
+    adata = anndata.read_h5ad(tmp_path / "two.h5ad")
+    run_id = adata.uns["hquery"]["run_id"]
+    assert sorted(adata.obs_names) == sorted(two)
+    assert [adata[s, SETS[0]].X[0, 0] for s in two] == [recorded(store, run_id)[(s, None, SETS[0])]["score"]
+                                                         for s in two]
+    runs = store.sql("select count(*) as n from prompt_runs").to_pylist()[0]["n"]
+    slide_level = runner.invoke(main, base + ["--format", "geojson", "--out", str(tmp_path / "q2")])
+    no_out = runner.invoke(main, base + ["--format", "h5ad"])
+    assert slide_level.exit_code == no_out.exit_code == 2
+    assert "add --level tile" in slide_level.output and "needs --out" in no_out.output
+    assert store.sql("select count(*) as n from prompt_runs").to_pylist()[0]["n"] == runs  # refused before running
+    assert not (tmp_path / "q2").exists()
 
 
 def test_a_report_holds_the_runs_provenance_scores_and_figures(store, tmp_path):
