@@ -331,7 +331,8 @@ SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_
 FROM samples s JOIN slides sl USING (sample_id) ORDER BY s.sample_id;
 
 -- name: viewer_slide
-SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_tiles, sl.width, sl.height
+SELECT s.sample_id, s.patient_id, s.cohort, s.cancer_type, sl.source_kind, sl.n_tiles, sl.width, sl.height,
+       sl.source_path, sl.content_hash
 FROM samples s JOIN slides sl USING (sample_id) WHERE s.sample_id = ?;
 
 -- name: viewer_slide_scores

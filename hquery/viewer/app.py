@@ -84,6 +84,19 @@ def create_app(store: Store) -> Starlette:
             raise NotFound(f"no slide {sample_id!r} in the store")
         return found[0]
 
+    @functools.lru_cache(maxsize=16)
+    def generator(sample_id: str, kind: str, source_path: str, content_hash: str | None, width: int, height: int):
+        """A slide's DeepZoom generator, made once (its tile list read once) while the slide's ingest stands."""
+        tiles = [(t.x, t.y) for t in store.query("slide_tiles", [sample_id])] if kind == "tiles" else []
+        return deep_zoom(kind, Path(source_path), width, height, tiles)
+
+    def slide_zoom(sample_id: str):
+        row = slide_row(sample_id)
+        if row.source_kind == "features":
+            raise NotFound(f"slide {row.sample_id} was ingested as precomputed features: it has no pixels to show")
+        return generator(row.sample_id, row.source_kind, row.source_path, row.content_hash, int(row.width),
+                         int(row.height))
+
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
@@ -111,14 +124,13 @@ def create_app(store: Store) -> Starlette:
                                            for r in list_gene_sets(store)]})
 
     async def dzi(request: Request) -> Response:
-        generator = deep_zoom(store, slide_row(request.path_params["sample"]))
-        return Response(generator.get_dzi("jpeg"), media_type="application/xml")
+        return Response(slide_zoom(request.path_params["sample"]).get_dzi("jpeg"), media_type="application/xml")
 
     async def dzi_tile(request: Request) -> Response:
-        generator = deep_zoom(store, slide_row(request.path_params["sample"]))
+        zoom = slide_zoom(request.path_params["sample"])
         level, col, row = (int(request.path_params[k]) for k in ("level", "col", "row"))
         try:
-            tile = generator.get_tile(level, (col, row))
+            tile = zoom.get_tile(level, (col, row))
         except ValueError as exc:
             raise NotFound(f"no DeepZoom tile {level}/{col}_{row}: {exc}") from exc
         buffer = io.BytesIO()
@@ -211,21 +223,22 @@ def score_tiles(store_root: str, sample_id: str, genes: str) -> tuple[str, str]:
         return "failed", str(exc)
 
 
-@functools.lru_cache(maxsize=16)
-def _generator(kind: str, source_path: str, width: int, height: int, tiles: tuple):
+def deep_zoom(kind: str, source: Path, width: int, height: int, tiles: list[tuple[int, int]]):
+    """OpenSlide's DeepZoom generator over a slide: a WSI, a PNG/JPEG region image, or (``kind="tiles"``) the
+    mosaic of a tile folder's ``tiles`` at their level-0 places."""
     from openslide import ImageSlide
     from openslide.deepzoom import DeepZoomGenerator
 
     if kind == "wsi":
-        slide = open_wsi(Path(source_path))
+        slide = open_wsi(source)
         if not hasattr(slide, "level_count"):  # a PNG/JPEG region image: OpenSlide's ImageSlide reads it whole
-            slide = ImageSlide(str(source_path))
+            slide = ImageSlide(str(source))
     else:
-        slide = ImageSlide(_mosaic(Path(source_path), width, height, tiles))
+        slide = ImageSlide(_mosaic(source, width, height, tiles))
     return DeepZoomGenerator(slide, tile_size=DEEP_ZOOM_TILE, overlap=1)
 
 
-def _mosaic(folder: Path, width: int, height: int, tiles: tuple):
+def _mosaic(folder: Path, width: int, height: int, tiles: list[tuple[int, int]]):
     """A tile folder's tiles pasted at their level-0 places on white: the slide a folder stands for."""
     from PIL import Image
 
@@ -238,12 +251,3 @@ def _mosaic(folder: Path, width: int, height: int, tiles: tuple):
                     canvas.paste(on_white(tile), (x, y))
                 break
     return canvas
-
-
-def deep_zoom(store: Store, row):
-    """The DeepZoom generator of a ``viewer_slides`` row's slide (cached for the last 16 slides)."""
-    if row.source_kind == "features":
-        raise NotFound(f"slide {row.sample_id} was ingested as precomputed features: it has no pixels to show")
-    [source] = store.query("slide_source", [row.sample_id])
-    tiles = tuple((t.x, t.y) for t in store.query("slide_tiles", [row.sample_id])) if row.source_kind == "tiles" else ()
-    return _generator(row.source_kind, source.source_path, int(row.width), int(row.height), tiles)
