@@ -131,16 +131,14 @@ def _page(run, sets, scores: pa.Table, figures: list[tuple[str, str]]) -> str:
                   ("alignment model", run.model_version), ("index", run.index_version),
                   ("expression library version", run.library_version), ("slides", run.n_samples)]
     rows = scores.to_pylist()
-    stats = {}
+    set_rows = ""
     for s in sets:
         values = np.array([r["score"] for r in rows if r["gene_set"] == s.gene_set and r["score"] is not None])
         first = next((r for r in rows if r["gene_set"] == s.gene_set), {})
-        stats[s.gene_set] = (values, first.get("route"), first.get("trust"))
-    set_rows = "".join(
-        f"<tr><td>{esc(s.gene_set)}</td><td>{s.n_found} of {s.n_members}</td><td>{esc(str(stats[s.gene_set][1]))}</td>"
-        f"<td>{_fmt(stats[s.gene_set][2])}</td><td>{_fmt(np.mean(stats[s.gene_set][0]) if len(stats[s.gene_set][0]) else None)}"
-        f"</td><td>{_fmt(np.std(stats[s.gene_set][0]) if len(stats[s.gene_set][0]) else None)}</td></tr>"
-        for s in sets)
+        mean, sd = (values.mean(), values.std()) if len(values) else (None, None)
+        set_rows += (f"<tr><td>{esc(s.gene_set)}</td><td>{s.n_found} of {s.n_members}</td>"
+                     f"<td>{esc(str(first.get('route')))}</td><td>{_fmt(first.get('trust'))}</td>"
+                     f"<td>{_fmt(mean)}</td><td>{_fmt(sd)}</td></tr>")
     columns = ["sample_id"] + (["tile_index"] if run.level == "tile" else []) + [
         "patient_id", "cohort", "cancer_type", "gene_set", "score", "percentile", "dispersion", "effective_k"]
     body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
