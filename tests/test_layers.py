@@ -3,12 +3,14 @@
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "lint_imports.py"
+CORE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]["hquery"]
 
 
 def check(source: Path) -> subprocess.CompletedProcess:
@@ -18,9 +20,11 @@ def check(source: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def checkout(tmp_path) -> Path:
-    """A copy of the sources the check reads, to break on purpose."""
-    for folder in ("hquery", "ingest", "training", "retrieval", "sql"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    """A copy of the sources the check reads (every folder pyproject maps into hquery), to break on purpose."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in mapping.values():
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"),
+                        dirs_exist_ok=True)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 
@@ -42,14 +46,14 @@ def test_training_importing_retrieval_breaks_the_contract(checkout):
 
 
 def test_core_importing_a_stage_breaks_the_contract(checkout):
-    with open(checkout / "hquery" / "library.py", "a") as fh:
+    with open(checkout / CORE / "library.py", "a") as fh:
         fh.write("\nfrom hquery.ingest.manifest import read_manifest  # noqa: E402\n")
     result = check(checkout)
     assert result.returncode == 1 and "hquery.library is not allowed to import hquery.ingest" in result.stdout
 
 
 def test_a_new_module_needs_a_layer(checkout):
-    (checkout / "hquery" / "orphan.py").write_text("X = 1\n")
+    (checkout / CORE / "orphan.py").write_text("X = 1\n")
     result = check(checkout)
     assert result.returncode == 1 and "hquery.orphan" in result.stdout
 

@@ -49,7 +49,7 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
     ctx.invoke(spectrum, collection="hallmark", quiet=quiet, store_path_=store_path_)
     click.echo("\n$ hquery prompt --genes HALLMARK_G2M --limit 10")
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
-    # the manifest's clinical columns carry built-in associations (hquery/demo/cohort.py, _clinical)
+    # the manifest's clinical columns carry built-in associations (demo/cohort.py, _clinical)
     for column in ("pdl1", "negative_control"):
         click.echo(f"\n$ hquery associate --genes INTERFERON_GAMMA --by {column} --source both")
         ctx.invoke(associate, prompts=("INTERFERON_GAMMA",), column=column, source="both", store_path_=store_path_)
