@@ -1,11 +1,12 @@
 """Check hquery's one-way layers with import-linter, as the package installs.
 
-The stage folders (``ingest/``, ``training/``, ``retrieval/``, ``sql/``) install
-under the ``hquery`` import root through ``[tool.setuptools.package-dir]``. An
-editable install maps them with an import hook, which grimp (import-linter's
-graph builder) does not follow: it would see ``hquery/`` alone. So this script
-lays the sources out as a wheel would (``hquery/ingest/...``) in a temporary
-folder and runs ``lint-imports`` on that tree with the contracts from
+Each root folder is one layer (``core/``, ``ingest/``, ``training/``,
+``retrieval/``, ``evaluation/``, ``apps/*``, ``cli/``, plus ``demo/`` and
+``sql/``) and installs under the ``hquery`` import root through
+``[tool.setuptools.package-dir]``. An editable install maps them with an import
+hook, which grimp (import-linter's graph builder) does not follow. So this
+script lays the sources out as a wheel would (``hquery/ingest/...``) in a
+temporary folder and runs ``lint-imports`` on that tree with the contracts from
 ``pyproject.toml``. Function-level imports count like any other.
 
 Usage::

@@ -1,4 +1,4 @@
-"""Derive ``hquery/data/demo_tcga_medians.csv.gz`` from pirlygenes 4.0.0.
+"""Derive ``core/data/demo_tcga_medians.csv.gz`` from pirlygenes 4.0.0.
 
 The demo cohort's per-cancer-type baseline expression is the TCGA median FPKM
 shipped by pirlygenes (``pirlygenes/data/pan-cancer-expression.csv``), restricted
@@ -28,7 +28,7 @@ def main(source: str) -> None:
         pl.col("Symbol").alias("symbol"),
         *[pl.col(f"FPKM_{c}").fill_null(0).fill_nan(0).log1p().round(2).alias(c) for c in CANCER_TYPES],
     )
-    target = Path(__file__).resolve().parents[1] / "hquery" / "data" / "demo_tcga_medians.csv.gz"
+    target = Path(__file__).resolve().parents[1] / "core" / "data" / "demo_tcga_medians.csv.gz"
     import gzip
 
     with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as fh:

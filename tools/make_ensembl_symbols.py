@@ -1,4 +1,4 @@
-"""Derive ``hquery/data/ensembl_symbols.tsv.gz`` (Ensembl gene ID -> HGNC symbol) from pirlygenes 4.0.0.
+"""Derive ``core/data/ensembl_symbols.tsv.gz`` (Ensembl gene ID -> HGNC symbol) from pirlygenes 4.0.0.
 
 pirlygenes ships the Human Protein Atlas / TCGA expression table with both
 columns (``pirlygenes/data/pan-cancer-expression.csv``: ``Ensembl_Gene_ID``,
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-OUT = Path(__file__).resolve().parents[1] / "hquery" / "data" / "ensembl_symbols.tsv.gz"
+OUT = Path(__file__).resolve().parents[1] / "core" / "data" / "ensembl_symbols.tsv.gz"
 
 
 def main(source: str) -> None:
