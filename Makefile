@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 CONSTRAINTS ?= $(if $(filter 3.11,$(PYVER)),-c constraints.txt)
 
-.PHONY: install demo lint browser test test-fast bench clean
+.PHONY: install demo lint browser smoke test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ browser:
 lint: install
 	$(PY) tools/lint_imports.py
 
-test: lint browser
+# A regular install, as a user gets it: the wheel in a fresh venv, used from a temporary folder and from the checkout.
+smoke: install
+	$(PY) tools/wheel_smoke.py
+
+test: lint browser smoke
 	$(PY) -m pytest -q
 
 test-fast: lint
