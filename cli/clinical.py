@@ -1,5 +1,5 @@
-"""What a lab asks of its scores next: ``associate``, ``survival``, ``archetypes``; and ``map-space``, the picture
-of the aligned space they come from."""
+"""``hquery clinic``: what a lab asks of its scores next (``associate``, ``survival``, ``archetypes``) and
+``map-space``, the picture of the aligned space they come from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import open_store, store_option
+from hquery.cli.options import open_store, renamed_command, store_option
 from hquery.cli.prompt import genes_option
 from hquery.cli.render import check_out, print_rows
 from hquery.errors import PromptError
@@ -136,4 +136,13 @@ def map_space_command(color, version, neighbors, seed, out, store_path_) -> None
     click.echo(f"plot: {out or space.plot}")
 
 
-COMMANDS = [associate, survival, archetypes, map_space_command]
+@click.group()
+def clinic() -> None:
+    """Clinical questions of the scores: associations with a column, survival, archetypes, the aligned space."""
+
+
+for _command in (associate, survival, archetypes, map_space_command):
+    clinic.add_command(_command)
+
+COMMANDS = [clinic, *(renamed_command(c, c.name, f"clinic {c.name}")
+                      for c in (associate, survival, archetypes, map_space_command))]

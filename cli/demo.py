@@ -51,12 +51,12 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
     ctx.invoke(prompt, prompts=("HALLMARK_G2M",), limit=10, store_path_=store_path_)
     # the manifest's clinical columns carry built-in associations (demo/cohort.py, _clinical)
     for column in ("pdl1", "negative_control"):
-        click.echo(f"\n$ hquery associate --genes INTERFERON_GAMMA --by {column} --source both")
+        click.echo(f"\n$ hquery clinic associate --genes INTERFERON_GAMMA --by {column} --source both")
         ctx.invoke(associate, prompts=("INTERFERON_GAMMA",), column=column, source="both", store_path_=store_path_)
-    click.echo("\n$ hquery survival --genes G2M --time os_months --event os_event --source both")
+    click.echo("\n$ hquery clinic survival --genes G2M --time os_months --event os_event --source both")
     ctx.invoke(survival, prompts=("G2M",), time_column="os_months", event_column="os_event", source="both",
                store_path_=store_path_)
-    click.echo("\n$ hquery archetypes --immune INTERFERON_GAMMA --fibrosis EPITHELIAL_MESENCHYMAL")
+    click.echo("\n$ hquery clinic archetypes --immune INTERFERON_GAMMA --fibrosis EPITHELIAL_MESENCHYMAL")
     ctx.invoke(archetypes, immune="INTERFERON_GAMMA", fibrosis="EPITHELIAL_MESENCHYMAL", store_path_=store_path_)
     if peka:
         backbone = None if parse_image_encoder(encoder).adaptable else "demo-vit"
@@ -78,7 +78,7 @@ def demo(ctx, size, data_dir, seed, world, encoder, peka, quiet, store_path_) ->
     click.echo("\n$ hquery eval adapt --cohort site2 --fractions 0,0.1,0.25,0.5 --repeats 2")
     ctx.invoke(adapt, cohort="site2", fractions="0,0.1,0.25,0.5", repeats=2, quiet=quiet, store_path_=store_path_)
     page = data_dir / "report.html"
-    click.echo(f"\n$ hquery report --last --out {page}")
+    click.echo(f"\n$ hquery export report --last --out {page}")
     ctx.invoke(report, run_id=None, last=True, out=page, store_path_=store_path_)
     click.echo(f"\nLook at the answers in a browser: hquery view --store {store_path(store_path_)}  "
                f"(then open http://127.0.0.1:8765/); the newest run's report is {page}")

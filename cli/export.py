@@ -1,4 +1,4 @@
-"""``hquery export`` and ``hquery report``: prompt scores for QuPath (GeoJSON), scanpy/squidpy (h5ad) and a browser."""
+"""``hquery export qupath|h5ad|report``: prompt scores for QuPath (GeoJSON), scanpy/squidpy (h5ad) and a browser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import knn_options, neighbour_options, neighbour_rule, open_store, sample_list, soft_knn, store_option
+from hquery.cli.options import (knn_options, neighbour_options, neighbour_rule, open_store, renamed_command,
+                                sample_list, soft_knn, store_option)
 from hquery.cli.prompt import genes_option
 from hquery.export import export_h5ad, export_qupath, write_report
 from hquery.genesets import resolve_prompts
@@ -18,7 +19,8 @@ method_option = click.option("--method", type=click.Choice(METHODS), default="au
 
 @click.group()
 def export() -> None:
-    """Write prompt scores where QuPath and scanpy read them (each export is a recorded prompt run)."""
+    """Write prompt scores where QuPath, scanpy and a browser read them (qupath and h5ad record a prompt run;
+    report renders one)."""
 
 
 @export.command("qupath")
@@ -60,7 +62,7 @@ def export_h5ad_command(prompts, collection, level, cohort, samples, out, method
     click.echo(f"{done.path}: {done.n_obs} {done.level}s x {done.n_vars} gene sets (run {done.run_id})")
 
 
-@click.command()
+@export.command("report")
 @click.argument("run_id", required=False)
 @click.option("--last", is_flag=True, help="The newest prompt run.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The HTML file.")
@@ -74,4 +76,4 @@ def report(run_id, last, out, store_path_) -> None:
     click.echo(f"{done.path}: run {done.run_id}, {done.n_rows} scores, {done.n_figures} figure(s)")
 
 
-COMMANDS = [export, report]
+COMMANDS = [export, renamed_command(report, "report", "export report")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import click
@@ -128,3 +130,19 @@ def sample_list(samples: str | None) -> list[str] | None:
     if not wanted:
         raise click.BadParameter("names no sample; leave it out to score every sample", param_hint="--samples")
     return wanted
+
+
+def renamed_command(command: click.Command, old: str, new: str) -> click.Command:
+    """``command`` under the top-level name it had before ``new`` for one more release: hidden from ``--help``, and
+    each use says the new name on stderr."""
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        click.secho(f"note: `hquery {old}` is now `hquery {new}`; the old name goes in the next release",
+                    fg="yellow", err=True)
+        return callback(*args, **kwargs)
+
+    alias = copy.copy(command)
+    alias.name, alias.callback, alias.hidden = old, run, True
+    return alias

@@ -362,7 +362,7 @@ def generate_demo_cohort(
 
 
 def _clinical(rng: np.random.Generator, activity: np.ndarray) -> dict:
-    """A patient's clinical columns, with built-in associations for `hquery associate` and `survival` to find.
+    """A patient's clinical columns, with built-in associations for `hquery clinic associate` and `clinic survival` to find.
 
     ``pdl1`` (negative / low / high) follows the immune program; overall survival
     (``os_months``, ``os_event``: 1 died, 0 censored) shortens with proliferation

@@ -1,4 +1,4 @@
-"""One self-contained HTML page per prompt run: ``hquery report RUN_ID|--last --out report.html``.
+"""One self-contained HTML page per prompt run: ``hquery export report RUN_ID|--last --out report.html``.
 
 The page needs nothing but itself (figures embedded as PNG data, a few lines
 of script to sort the table): the run's parameters and provenance (model,

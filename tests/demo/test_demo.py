@@ -154,7 +154,7 @@ def test_demo_command_ingests_through_the_public_path(tmp_path):
     hazards = store.sql("select source, logrank_p, hr_lower from survival_results").to_pylist()
     assert len(hazards) == 2 and all(h["logrank_p"] < 1e-3 and h["hr_lower"] > 1 for h in hazards), hazards
     assert store.sql("select kappa from archetype_runs").to_pylist()[0]["kappa"] > 0.2
-    assert "$ hquery survival" in result.output and "Cohen's kappa" in result.output
+    assert "$ hquery clinic survival" in result.output and "Cohen's kappa" in result.output
     # the second batch arrives after the first model is in service; the refresh retrains, gates and reindexes
     assert "$ hquery refresh" in result.output
     refreshed = store.sql("select status, candidate_model, index_version from refresh_runs").to_pylist()

@@ -32,7 +32,7 @@ def test_predicted_archetypes_agree_with_measured_beyond_chance(clinic_store):
     classes = store.sql(f"select source, count(*) n from archetype_classes where run_id = '{report.run_id}' "
                         "group by 1 order by 1").to_pylist()
     assert classes[0]["source"] == "measured" and classes[1]["n"] >= len(both)
-    cli = CliRunner().invoke(main, ["archetypes", "--immune", "INTERFERON_GAMMA", "--fibrosis",
+    cli = CliRunner().invoke(main, ["clinic", "archetypes", "--immune", "INTERFERON_GAMMA", "--fibrosis",
                                     "EPITHELIAL_MESENCHYMAL", "--store", str(store.root)])
     assert cli.exit_code == 0 and "Cohen's kappa" in cli.output, cli.output
     assert np.isclose(float(cli.output.split("Cohen's kappa ")[1].split()[0]), report.kappa, atol=1e-3)

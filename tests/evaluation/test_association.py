@@ -82,10 +82,17 @@ def test_the_demos_built_in_associations_are_found_and_its_negative_control_is_n
 
 
 def test_cli_associate_prints_the_tests_and_the_plot(clinic):
-    result = CliRunner().invoke(main, ["associate", "--genes", "INTERFERON_GAMMA", "--by", "pdl1", "--source",
-                                       "measured", "--store", str(clinic.root)])
+    args = ["--genes", "INTERFERON_GAMMA", "--by", "pdl1", "--source", "measured", "--store", str(clinic.root)]
+    result = CliRunner().invoke(main, ["clinic", "associate", *args])
     assert result.exit_code == 0, result.output
     assert "kruskal_wallis" in result.output and "plot: " in result.output and "epsilon_squared" in result.output
-    as_json = CliRunner().invoke(main, ["associate", "--genes", "G2M", "--by", "os_months", "--format", "json",
+    # the old top-level name still works for one release, says the new one, and prints the same tests
+    old = CliRunner().invoke(main, ["associate", *args])
+    assert old.exit_code == 0 and "`hquery associate` is now `hquery clinic associate`" in old.output
+    table = lambda text: [line for line in text.splitlines() if "kruskal_wallis" in line]  # noqa: E731
+    assert table(old.output) == table(result.output) != []
+    listed = [line.split()[0] for line in CliRunner().invoke(main, ["--help"]).output.splitlines() if line.strip()]
+    assert "clinic" in listed and "associate" not in listed  # the old name is hidden from the command list
+    as_json = CliRunner().invoke(main, ["clinic", "associate", "--genes", "G2M", "--by", "os_months", "--format", "json",
                                         "--store", str(clinic.root)])
     assert json.loads(as_json.output)["results"][0]["test"] == "spearman"

@@ -27,7 +27,7 @@ def test_slides_land_near_their_own_rna_and_the_map_is_kept(clinic_store):
 
 def test_cli_map_space_by_a_gene_set(clinic_store, tmp_path):
     out = tmp_path / "space.png"
-    result = CliRunner().invoke(main, ["map-space", "--color", "G2M", "--out", str(out), "--store",
+    result = CliRunner().invoke(main, ["clinic", "map-space", "--color", "G2M", "--out", str(out), "--store",
                                        str(clinic_store.root)])
     assert result.exit_code == 0, result.output
     assert "own RNA lies" in result.output and out.stat().st_size > 20_000

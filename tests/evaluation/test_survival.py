@@ -46,6 +46,6 @@ def test_proliferation_shortens_survival_in_the_demo_and_a_hidden_program_does_n
     assert rows == [{"n": 4}] and all(p.stat().st_size > 10_000 for p in report.plots.values())
     with pytest.raises(InputError, match="an event is 1 .* or 0"):
         survival(store, resolve_prompts(store, ["G2M"]), "os_months", "pdl1")
-    cli = CliRunner().invoke(main, ["survival", "--genes", "G2M", "--time", "os_months", "--event", "os_event",
+    cli = CliRunner().invoke(main, ["clinic", "survival", "--genes", "G2M", "--time", "os_months", "--event", "os_event",
                                     "--split", "tertile", "--source", "measured", "--store", str(store.root)])
     assert cli.exit_code == 0 and "HR per SD" in cli.output and "middle:" in cli.output, cli.output

@@ -158,5 +158,8 @@ def test_a_report_holds_the_runs_provenance_scores_and_figures(store, tmp_path):
     assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
     with pytest.raises(InputError, match="no prompt run 'prompt_nope'"):
         write_report(store, "prompt_nope", tmp_path / "x.html")
-    cli = CliRunner().invoke(main, ["report", "--store", str(store.root), "--out", str(tmp_path / "r.html")])
+    cli = CliRunner().invoke(main, ["export", "report", "--store", str(store.root), "--out", str(tmp_path / "x.html")])
     assert cli.exit_code == 2 and "RUN_ID or --last" in cli.output
+    old = CliRunner().invoke(main, ["report", "--last", "--store", str(store.root), "--out", str(tmp_path / "o.html")])
+    assert old.exit_code == 0 and "`hquery report` is now `hquery export report`" in old.output, old.output
+    assert (tmp_path / "o.html").read_text().count("data:image/png;base64,") == report.n_figures
