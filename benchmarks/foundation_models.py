@@ -9,7 +9,7 @@ measured in the same run on the same tiles, is the weights-free ``he-features``
 encoder, hquery's default. Printed per model: seconds per 1,000 tiles, the ratio
 to the baseline, and peak resident memory.
 
-GPU costs are not measured here (there is no GPU); README cites timm's published
+GPU costs are not measured here (there is no GPU); docs/inputs.md cites timm's published
 inference benchmark for the nearest architecture instead.
 
 Usage::

@@ -20,7 +20,7 @@ Three parts, each against a baseline measured in the same run:
 * **read**: tiles of the real CMU H&E region (``tests/data/cmu_small_region.svs``)
   read, cut and decoded at 224 px, 20x, by one core through the ingest's reader
   (:meth:`~hquery.ingest.slides.WholeSlide.iter_tiles`): the per-core read rate
-  the README's cost model divides a GPU's encode rate by.
+  docs/scale.md's cost model divides a GPU's encode rate by.
 
 Each part and size runs in its own process and prints its peak RSS (``ru_maxrss``). Usage::
 

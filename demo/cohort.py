@@ -81,7 +81,7 @@ class DemoSize:
 
 
 DEMO_ENCODER = "he-features"
-"""The image encoder ``hquery demo`` ingests with, chosen by measurement on both worlds (README, *Measured*):
+"""The image encoder ``hquery demo`` ingests with, chosen by measurement on both worlds (docs/measured.md):
 the weights-free statistics beat the random ViT (``demo-vit``), and the two side by side, on the programs the
 tiles draw."""
 

@@ -58,8 +58,8 @@ SOURCES = ("timm", "hf-hub", "random", "fm", "precomputed", "handcrafted", "conc
 HANDCRAFTED = ("he-features",)
 DEFAULT_IMAGE_ENCODER = "he-features"
 """What an ingest embeds with when neither ``--encoder`` nor the store names one. No pretrained pathology
-weights ship with hquery; the weights-free statistics beat a random ViT on both demo worlds (README,
-*Measured*), and unlike one they mean the same on a user's slides. A pathology foundation model
+weights ship with hquery; the weights-free statistics beat a random ViT on both demo worlds
+(docs/measured.md), and unlike one they mean the same on a user's slides. A pathology foundation model
 (``hf-hub:...`` or a local checkpoint) is the better choice wherever its weights can be had."""
 
 

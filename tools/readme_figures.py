@@ -1,6 +1,6 @@
-"""The README's figures, made anew from the small demo of a world: the commands' own PNGs, shrunk for the page.
+"""The docs' figures (docs/figures), made anew from the small demo of a world: the commands' own PNGs, shrunk for the page.
 
-Runs the small demo (ingest, train, index), then the analyses the README shows
+Runs the small demo (ingest, train, index), then the analyses the docs show
 (the spectrum, association with the PD-L1 groups, survival by the G2M score, the
 map of the aligned space, adaptation to the second hospital) through the same
 library calls as their commands, and writes each PNG to ``docs/figures/``.

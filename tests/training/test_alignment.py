@@ -5,7 +5,7 @@ a ridge that reads the type too: H&E -> RNA recall@10 aligned 0.613, ridge 0.520
 chance 0.050; RNA -> H&E aligned 0.635, ridge 0.672. (Plain heads against a plain
 ridge: 0.368 / 0.395 and 0.386 / 0.377.) On about 1,000 pairs of the random ViT's
 features the heads keep up with a linear map that knows what they know; the
-README has the default demo's margins. Floors keep a margin for CPU nondeterminism.
+docs/measured.md has the default demo's margins. Floors keep a margin for CPU nondeterminism.
 """
 
 import functools

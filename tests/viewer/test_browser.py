@@ -4,7 +4,7 @@ Opens the viewer on the small demo, picks a slide and a gene set, waits for the
 heatmap, and checks the page and its pixels; then opens a report and checks
 that it renders with its images and no console errors. Skipped, with the
 reason, where no browser is installed (`make test` installs one where it can).
-Set ``HQUERY_SCREENSHOT=PATH`` to keep the viewer's screenshot (README's is made so).
+Set ``HQUERY_SCREENSHOT=PATH`` to keep the viewer's screenshot (docs/figures/viewer.png is made so).
 """
 
 import io
