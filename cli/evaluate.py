@@ -26,6 +26,7 @@ from hquery.cli.options import (
 from hquery.cli.render import HISTOPRISM_NAMES, RECALL_COLUMNS, print_rows, recall_rows, spectrum_table
 from hquery.evaluation.recall import recall_summary
 from hquery.progress import progress_bars
+from hquery.retrieval.routes import label, short_label
 
 
 
@@ -103,8 +104,7 @@ def spectrum(collection, folds, k, tau, match, neighbours_where, plot, workers, 
 @store_option
 def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, workers, fmt, quiet, store_path_) -> None:
     """The routes side by side on the same folds: Soft-kNN, the MLP and the ridge+type floor against HistoPrism."""
-    from hquery.evaluation.compare import ROUTES, compare_routes
-    from hquery.evaluation.spectrum import SHORT_LABELS
+    from hquery.evaluation.compare import compare_routes, compared_routes
     from hquery.training.histoprism import HistoPrismConfig
 
     with progress_bars(not quiet) as progress:
@@ -121,13 +121,13 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
     click.echo(f"{collection}: held-out ssGSEA of {len(comparison.rows)} gene sets on {comparison.n_slides} paired "
                f"slides, the same {folds} patient-level folds for every route (eval {comparison.eval_id}, "
                f"{comparison.seconds:.0f}s)")
-    routes = {route: SHORT_LABELS[route] for route in ROUTES}
+    routes = {route: short_label(route) for route in compared_routes()}
     metrics = (("r2", "R²"), ("r", "r"), ("r_type", "rT"))
     print_rows(["gene set", *(f"{label} {m}" for _, m in metrics for label in routes.values()), "HP GPC",
                 "auto takes"],
                [(r["gene_set"].removeprefix(f"{collection.upper()}_"),
                  *(f"{r[f'{route}_{key}']:.3f}" for key, _ in metrics for route in routes),
-                 f"{r['histoprism_gpc']:.3f}", SHORT_LABELS[r["route"]]) for r in comparison.rows])
+                 f"{r['histoprism_gpc']:.3f}", short_label(r["route"])) for r in comparison.rows])
     click.echo("kNN: Soft-kNN and HP: HistoPrism, R² after a line fitted on the other folds; floor: ridge+type; "
                "ens: kNN and floor averaged;\nauto: each set's route chosen on the other folds (auto takes: the "
                "route a prompt will use); rT: r with each cancer type's mean removed")
@@ -159,7 +159,6 @@ def compare(collection, folds, k, tau, match, neighbours_where, plot, epochs, wo
 def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, tau, match, neighbours_where, epochs,
              histoprism, workers, fmt, store_path_) -> None:
     """Fit on some cohorts, test on another, beside the test cohort's own cross-validation: the generalisation gap."""
-    from hquery.evaluation.spectrum import LABELS
     from hquery.evaluation.transfer import evaluate_transfer
     from hquery.training.heads import AlignmentConfig
 
@@ -189,7 +188,7 @@ def transfer(train_cohorts, test_cohort, library_cohorts, collection, folds, k, 
                          f"{own - transfer_v:+.3f}"))
     print_rows(["direction", "metric", "transfer", "ridge (transfer)", "chance", "in-cohort", "gap"], rows)
     print_rows(["route", "transfer R²", "r", "rT", "in-cohort R²", "r", "rT", "R² gap"],
-               [(LABELS[route], *(f"{means[s][route][m]:.3f}" for s in ("transfer", "in_cohort")
+               [(label(route), *(f"{means[s][route][m]:.3f}" for s in ("transfer", "in_cohort")
                                   for m in ("r2_calibrated", "pearson_r", "r_within_type")),
                  f"{means['in_cohort'][route]['r2_calibrated'] - means['transfer'][route]['r2_calibrated']:+.3f}")
                 for route in means["transfer"]])

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
-from hquery.cli.options import (knn_options, neighbour_options, neighbour_rule, open_store, renamed_command,
-                                sample_list, soft_knn, store_option)
+from hquery.cli.options import (MethodChoice, knn_options, neighbour_options, neighbour_rule, open_store,
+                                renamed_command, sample_list, soft_knn, store_option)
 from hquery.cli.prompt import genes_option
 from hquery.export import export_h5ad, export_qupath, write_report
 from hquery.genesets import resolve_prompts
-from hquery.retrieval.prompt import METHODS
 
-method_option = click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
+method_option = click.option("--method", type=MethodChoice(), default="auto", show_default=True,
                              help="As for `hquery prompt`.")
 
 

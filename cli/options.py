@@ -10,6 +10,7 @@ import click
 
 from hquery.parallel import RayOptions
 from hquery.retrieval.neighbours import NeighbourRule
+from hquery.retrieval.routes import METHODS
 from hquery.retrieval.softknn import SoftKNN
 from hquery.store import Store, default_store_path
 
@@ -146,3 +147,19 @@ def renamed_command(command: click.Command, old: str, new: str) -> click.Command
     alias = copy.copy(command)
     alias.name, alias.callback, alias.hidden = old, run, True
     return alias
+
+
+class MethodChoice(click.Choice):
+    """``--method``: ``auto`` or any registered route, read from the registry when the command runs (a route
+    registered after import is a choice too)."""
+
+    def __init__(self) -> None:
+        super().__init__(METHODS)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(METHODS)
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass

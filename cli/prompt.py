@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hquery.cli.options import (
+    MethodChoice,
     engine_options,
     knn_options,
     neighbour_options,
@@ -96,7 +97,7 @@ def check_export(fmt: str, level: str, out: Path | None) -> None:
 @neighbour_options
 @click.option("--aggregate", type=click.Choice(["score", "expression"]), default="score", show_default=True,
               help="Average the neighbours' scores, or their expression and then score it.")
-@click.option("--method", type=click.Choice(["auto", "softknn", "mlp", "histoprism", "ridge_type", "ensemble"]),
+@click.option("--method", type=MethodChoice(),
               default="auto", show_default=True,
               help="auto: per gene set, the route with the best held-out R² in its latest `hquery eval spectrum` "
                    "(Soft-kNN where it was never evaluated). Or one route: Soft-kNN over the RNA library, the "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from hquery.retrieval.routes import short_label
+
 FORMATS = ("table", "csv", "json", "parquet")
 
 HINTS = {
@@ -182,7 +184,7 @@ def _cell(column: str, value):
 
 def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
     """Per gene set, each method's calibrated R², r and r within cancer type, the route ``auto`` takes; then the means."""
-    labels = {m: spectrum.short_labels[m] for m in spectrum.methods}
+    labels = {m: short_label(m) for m in spectrum.methods}
     columns = ["gene set"] + [f"{label} {metric}" for label in labels.values()
                               for metric in ("R²", "r", "rT")] + ["auto takes"]
 
@@ -194,7 +196,7 @@ def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
         values = {m: {key: spectrum.metric(name, m, key) for key in ("r2_calibrated", "pearson_r", "r_within_type")}
                   for m in labels}
         rows.append((name.removeprefix(f"{collection.upper()}_"), *cells(values),
-                     spectrum.short_labels[spectrum.routes[name]]))
+                     short_label(spectrum.routes[name])))
     rows.append(("mean", *cells(spectrum.means()), ""))
     return columns, rows
 

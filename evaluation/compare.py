@@ -31,6 +31,7 @@ from hquery.errors import NotReadyError
 from hquery.evaluation.spectrum import evaluate_prompts, record_spectrum
 from hquery.genesets import resolve_prompts
 from hquery.names import eval_artifact
+from hquery.retrieval.routes import plot_label, route_names
 from hquery.scoring import match_gene_sets, ssgsea
 from hquery.stats import finite_mean
 from hquery.store import Store
@@ -41,8 +42,9 @@ from hquery.training.histoprism import HistoPrismConfig
 from hquery.training.histoprism_trainer import cross_validate_histoprism, gene_panel
 from hquery.training.pairs import load_pairs
 
-ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "histoprism", "auto")
-"""The spectrum's routes with HistoPrism, then ``auto`` among all of them."""
+def compared_routes() -> tuple[str, ...]:
+    """Every registered route (the spectrum's and HistoPrism), then ``auto`` among all of them."""
+    return (*route_names(), "auto")
 
 
 @dataclasses.dataclass
@@ -100,7 +102,7 @@ def compare_routes(store: Store, collection: str = "hallmark", *, folds: int = 5
     for name in spectrum.gene_sets:
         values = [by_type[name] for by_type in gpc.values() if name in by_type]
         row = {"gene_set": name, "route": spectrum.routes[name]}
-        for route in ROUTES:
+        for route in compared_routes():
             row[f"{route}_r2"] = spectrum.metric(name, route, "r2_calibrated")
             row[f"{route}_r"] = spectrum.metric(name, route, "pearson_r")
             row[f"{route}_r_type"] = spectrum.metric(name, route, "r_within_type")
@@ -140,8 +142,7 @@ def plot_routes(comparison: RouteComparison, path: str | Path) -> Path:
     x = np.arange(len(names))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True, constrained_layout=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
-    labels = (("softknn", "Soft-kNN (calibrated)"), ("mlp", "MLP"), ("ridge_type", "ridge+type (floor)"),
-              ("ensemble", "Soft-kNN+ridge"), ("histoprism", "HistoPrism (calibrated)"), ("auto", "auto"))
+    labels = [(route, plot_label(route)) for route in compared_routes()]
     width = 0.85 / len(labels)
     for k, (route, label) in enumerate(labels):
         top.bar(x + (k - (len(labels) - 1) / 2) * width, [r[f"{route}_r2"] for r in comparison.rows], width,

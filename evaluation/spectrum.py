@@ -12,15 +12,14 @@ Patient-level cross-validation over the paired slides. In every fold:
 4. a linear calibration per gene set (truth ~ prediction) is fitted on the
    training slides, each predicted the same way from the library without its own
    patient, and applied to the held-out predictions;
-5. an MLP from the aligned slide embedding to the collection's standardised scores
-   (the seed paper's trained-predictor alternative) is fitted on the training slides;
-6. the floor, ``ridge_type``: a ridge from the frozen slide embedding plus the
-   cancer-type one-hot to every set's score, alpha chosen on the training slides
-   (:class:`~hquery.training.type_ridge.TypeRidge`). A route that cannot beat it
-   has learned nothing a linear map of the features and the manifest's type would not;
-7. ``ensemble``: the mean of calibrated Soft-kNN and the floor. Their errors are
-   partly independent (neighbours in the aligned space against a linear map of
-   the raw features), so the mean beats both where each carries signal.
+5. every other registered route of the spectrum (:mod:`hquery.retrieval.routes`)
+   is fitted on the training slides and predicts the held-out ones by its own
+   recipe, the one a prompt fits it with: the MLP from the aligned slide embedding
+   (the seed paper's trained-predictor alternative), the floor ``ridge_type`` (a
+   ridge from the frozen slide embedding plus the cancer-type one-hot; a route that
+   cannot beat it has learned nothing a linear map of the features and the
+   manifest's type would not), and ``ensemble``, the mean of calibrated Soft-kNN
+   and the floor.
 
 ``auto`` is what ``hquery prompt`` answers by default: per gene set, the route
 with the best held-out R². Choosing on the same slides it is scored on would
@@ -58,7 +57,14 @@ from hquery.retrieval.neighbours import (
     plan_neighbours,
     search_groups,
 )
-from hquery.retrieval.routes import ROUTES, best_route
+from hquery.retrieval.routes import (
+    Slides,
+    best_route,
+    plot_label,
+    predict_fitted_routes,
+    route_names,
+    spectrum_route_names,
+)
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.stats import (
     apply_lines,
@@ -72,18 +78,9 @@ from hquery.stats import (
 from hquery.store import Store, StoreError, Transaction, record_id, utcnow, vectors
 from hquery.training.heads import AlignmentConfig
 from hquery.training.pairs import load_pairs
-from hquery.training.predictor import fit_mlp, mlp_predict
 from hquery.training.splits import patient_folds
-from hquery.training.type_ridge import UNKNOWN, TypeRidge
+from hquery.training.type_ridge import UNKNOWN
 
-SPECTRUM_ROUTES = ("softknn", "mlp", "ridge_type", "ensemble")
-"""The routes every spectrum scores; ``hquery eval compare`` adds ``histoprism`` (:meth:`Spectrum.add_route`)."""
-METHODS = (*SPECTRUM_ROUTES, "auto")
-LABELS = {"softknn": "Soft-kNN", "mlp": "MLP", "ridge_type": "ridge+type", "ensemble": "Soft-kNN+ridge",
-          "histoprism": "HistoPrism", "auto": "auto"}
-SHORT_LABELS = {"softknn": "kNN", "mlp": "MLP", "ridge_type": "floor", "ensemble": "ens", "histoprism": "HP",
-                "auto": "auto"}
-"""Column prefixes of the terminal tables (``hquery eval spectrum``/``compare``), which fit six methods side by side."""
 
 
 @dataclasses.dataclass
@@ -125,10 +122,6 @@ class Spectrum:
     record_params: dict = dataclasses.field(default_factory=dict)
     """The settings and data versions the run is recorded with."""
 
-    labels = LABELS
-    """Each method's display name."""
-    short_labels = SHORT_LABELS
-
     @property
     def methods(self) -> tuple[str, ...]:
         """The routes scored, then ``auto``."""
@@ -136,7 +129,7 @@ class Spectrum:
 
     @property
     def route_names(self) -> tuple[str, ...]:
-        return tuple(m for m in ROUTES if m in self.predictions)
+        return tuple(m for m in route_names() if m in self.predictions)
 
     def metric(self, gene_set: str, method: str = "softknn", name: str = "r2_calibrated") -> float:
         return next(r[name] for r in self.rows if r["gene_set"] == gene_set and r["method"] == method)
@@ -232,7 +225,7 @@ def evaluate_prompts(
                  library_rna, pairs.image, pairs.cancer_types) for rows in fitted_on]
         projected = run_jobs(pool, _fit_and_project, jobs)
         n, s = len(pairs), len(gene_sets)
-        pred = {m: np.full((n, s), np.nan) for m in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
+        pred: dict[str, np.ndarray] = {}
         fold_of = np.zeros(n, np.int64)
         dispersion = np.full((n, s), np.nan)
         leaked, notes = 0, []
@@ -247,11 +240,10 @@ def evaluate_prompts(
             fold_of[test] = i
             dispersion[test] = fold.pop("dispersion")
             for route, values in fold.items():
-                pred[route][test] = values
+                pred.setdefault(route, np.full((n, s), np.nan))[test] = values
             if on_fold:
                 on_fold(i)
 
-    pred["ensemble"] = (pred["softknn_calibrated"] + pred["ridge_type"]) / 2
     spectrum = Spectrum(None, [], _dispersion_table(truth, pred["softknn_calibrated"], dispersion),
                         {"truth": truth, **pred, "dispersion": dispersion}, [gs.name for gs in gene_sets],
                         len(pairs), folds, library_leak, 0.0, leaked, neighbours=neighbours, notes=notes,
@@ -307,13 +299,14 @@ def predict_split(pairs, train: np.ndarray, test: np.ndarray, library_vecs: np.n
                   searchable: np.ndarray, library_scores: np.ndarray, library_patients: np.ndarray,
                   library_values: list[tuple], metadata: SampleMetadata, neighbours: NeighbourRule, knn: SoftKNN,
                   truth: np.ndarray, types: np.ndarray, seed: int, *, exclude_own_patient: bool = True,
-                  routes: tuple[str, ...] = ("mlp", "ridge_type")) -> dict:
+                  routes: tuple[str, ...] | None = None) -> dict:
     """Held-out predictions of the ``test`` pairs by heads fitted on the ``train`` pairs (their projections are
     ``library_vecs`` and ``slide_vecs``), searching the ``searchable`` library profiles.
 
     Returns ``softknn``, ``softknn_calibrated`` (a line fitted on the training slides, each predicted from the
-    library without its own patient), ``mlp`` and ``ridge_type`` (fitted on the training slides), ``dispersion``
-    and the neighbour plan's ``notes``; of the trained ``routes``, only those named. Shared by the
+    library without its own patient), ``dispersion``, the neighbour plan's ``notes``, and the scores of every
+    registered spectrum route fitted on the training slides (``mlp``, ``ridge_type``, ``ensemble``, ...;
+    :func:`~hquery.retrieval.routes.predict_fitted_routes`), or of those of ``routes`` only. Shared by the
     cross-validated spectrum, ``hquery eval transfer`` and ``hquery eval adapt``.
     """
     rows_of = np.flatnonzero(searchable)
@@ -329,11 +322,10 @@ def predict_split(pairs, train: np.ndarray, test: np.ndarray, library_vecs: np.n
     (on_train, _), (on_test, notes) = predict(train), predict(test)
     out = {"softknn": on_test.score, "dispersion": on_test.dispersion, "notes": notes,
            "softknn_calibrated": apply_lines(on_test.score, *calibration_lines(on_train.score, truth[train]))}
-    if "mlp" in routes:
-        out["mlp"] = mlp_predict(fit_mlp(slide_vecs[train], truth[train], seed)[0], slide_vecs[test])
-    if "ridge_type" in routes:
-        out["ridge_type"] = TypeRidge.fit(pairs.image[train], types[train], truth[train]).predict(pairs.image[test],
-                                                                                                  types[test])
+    names = spectrum_route_names() if routes is None else routes
+    slides = lambda rows: Slides(pairs.image[rows], slide_vecs[rows], types[rows])  # noqa: E731
+    out.update(predict_fitted_routes(slides(train), truth[train], slides(test), seed,
+                                     {"softknn": out["softknn_calibrated"]}, names))
     return out
 
 
@@ -478,8 +470,7 @@ def plot_spectrum(spectrum: Spectrum, path: str | Path) -> Path:
     x = np.arange(len(names))
     width = 0.85 / len(methods)
     for i, method in enumerate(methods):
-        label = LABELS[method] + (" (floor)" if method == "ridge_type" else " (calibrated)"
-                                  if f"{method}_calibrated" in spectrum.predictions else "")
+        label = plot_label(method)
         bars.bar(x + (i - (len(methods) - 1) / 2) * width, values[method], width, label=label)
     bars.axhline(0, color="black", linewidth=0.6)
     bars.set_xticks(x, short, rotation=75, ha="right", fontsize=7)

@@ -30,10 +30,11 @@ import pyarrow as pa
 
 from hquery.errors import InputError
 from hquery.evaluation.compare import check_same_slides
-from hquery.evaluation.spectrum import SPECTRUM_ROUTES, SpectrumInputs, _fit_and_project, _metrics, predict_split
+from hquery.evaluation.spectrum import SpectrumInputs, _fit_and_project, _metrics, predict_split
 from hquery.names import Pointer
 from hquery.records import model_record
 from hquery.retrieval.neighbours import NeighbourRule
+from hquery.retrieval.routes import spectrum_route_names
 from hquery.retrieval.softknn import SoftKNN
 from hquery.scoring import match_gene_sets, ssgsea
 from hquery.stats import apply_lines, calibration_lines, cross_fitted_lines, finite_mean
@@ -189,8 +190,7 @@ def _spectrum_rows(setting: str, inputs: SpectrumInputs, splits, library_mask: n
     """Held-out predictions of every split's test pairs, pooled, and each route's metrics per gene set."""
     pairs = inputs.pairs
     tested = np.concatenate([test for _, test in splits])
-    pooled = {route: np.full((len(pairs), len(inputs.gene_sets)), np.nan)
-              for route in ("softknn", "softknn_calibrated", "mlp", "ridge_type")}
+    pooled: dict[str, np.ndarray] = {}
     for train, test in splits:
         library_vecs, slide_vecs = _fit_and_project(
             pairs.image[train], pairs.rna[train], pairs.patients[train], pairs.cancer_types[train], config,
@@ -202,11 +202,11 @@ def _spectrum_rows(setting: str, inputs: SpectrumInputs, splits, library_mask: n
         notes += [f"{setting}: {note}" for note in fold.pop("notes")]
         fold.pop("dispersion")
         for route, values in fold.items():
-            pooled[route][test] = values
+            pooled.setdefault(route, np.full((len(pairs), len(inputs.gene_sets)), np.nan))[test] = values
     predictions = {route: values[tested] for route, values in pooled.items()}
-    predictions["ensemble"] = (predictions["softknn_calibrated"] + predictions["ridge_type"]) / 2
     names = [gs.name for gs in inputs.gene_sets]
-    rows = _metrics(inputs.truth[tested], predictions, names, inputs.types[tested], {}, SPECTRUM_ROUTES)
+    scored = tuple(route for route in spectrum_route_names() if route in predictions)
+    rows = _metrics(inputs.truth[tested], predictions, names, inputs.types[tested], {}, scored)
     return [{"setting": setting, **row} for row in rows]
 
 

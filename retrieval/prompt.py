@@ -51,13 +51,23 @@ from hquery.retrieval.neighbours import (
     plan_neighbours,
     search_groups,
 )
-from hquery.retrieval.routes import Evaluated, RouteChoice, choose_routes, trust_of
+from hquery.retrieval.routes import (
+    METHODS,
+    Evaluated,
+    RouteChoice,
+    Slides,
+    choose_routes,
+    predict_fitted_routes,
+    route,
+    routes,
+    trust_of,
+    with_needs,
+)
 from hquery.retrieval.softknn import SoftKNN, most_profiles_per_patient
 from hquery.training.bags import load_slide_bags
 from hquery.training.pairs import cancer_types, load_pairs
 from hquery.training.predictor import Predictor, load_predictor
 from hquery.training.registry import load_model
-from hquery.training.type_ridge import TypeRidge
 
 from hquery.errors import InputError, NotReadyError, PromptError
 from hquery.genesets import GeneSet
@@ -70,7 +80,6 @@ from hquery.store import Store, StoreError, record_id, utcnow, vectors
 
 LEVELS = ("slide", "tile")
 AGGREGATES = ("score", "expression")
-METHODS = ("auto", "softknn", "mlp", "histoprism", "ridge_type", "ensemble")
 
 
 @dataclasses.dataclass
@@ -183,12 +192,12 @@ def run_prompt(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if aggregate == "expression" and method != "softknn":
         raise InputError("--aggregate expression averages Soft-kNN neighbours' profiles; use it with --method softknn")
-    if method == "histoprism":
-        return _run_histoprism(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
-                               min_genes=min_genes, record=record, started=started)
-    if method == "mlp":
-        return _run_predictor(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
-                              min_genes=min_genes, record=record, started=started)
+    if method != "auto" and route(method).served_by == "model":
+        serve = _MODEL_SERVERS.get(method)
+        if serve is None:
+            raise PromptError(f"route {method!r} is served by a recorded model, and hquery has no code that serves it")
+        return serve(store, gene_sets, level=level, samples=samples, cohort=cohort, where=where,
+                     min_genes=min_genes, record=record, started=started)
     return _run_routes(store, gene_sets, method, level=level, knn=knn, neighbours=neighbours, aggregate=aggregate,
                        samples=samples, cohort=cohort, where=where, min_genes=min_genes,
                        index_version=index_version, record=record, started=started)
@@ -280,7 +289,7 @@ def _run_predictor(store: Store, gene_sets: Sequence[GeneSet], *, level, samples
 
 def _run_histoprism(store: Store, gene_sets: Sequence[GeneSet], *, level, samples, cohort, where, min_genes, record,
                     started) -> PromptRun:
-    from hquery.training.histoprism_trainer import load_histoprism
+    from hquery.training.histoprism import load_histoprism
 
     with store.reading():
         fitted, params = load_histoprism(store)
@@ -334,7 +343,7 @@ def _histoprism_route(store: Store, keys: list[tuple[str, int | None]], level: s
                       choices: dict[str, RouteChoice], min_genes: int) -> tuple[np.ndarray, list[str], str]:
     """HistoPrism's scores of ``keys`` on the truth's scale (each set through its evaluation's line), ``NaN``
     for the sets another route answers; notes; the model version."""
-    from hquery.training.histoprism_trainer import load_histoprism
+    from hquery.training.histoprism import load_histoprism
 
     fitted, params = load_histoprism(store)
     bags = load_slide_bags(store, sorted({s for s, _ in keys}), image_encoder=params["image_encoder"])
@@ -366,8 +375,9 @@ def _usable_histoprism(store: Store) -> Callable[[str, Evaluated], bool] | None:
 
 def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, level, knn, neighbours, aggregate,
                 samples, cohort, where, min_genes, index_version, record, started) -> PromptRun:
-    """``auto``, ``softknn``, ``ridge_type`` and ``ensemble``: Soft-kNN over the index, and the routes fitted on
-    the paired slides at prompt time. ``softknn`` returns raw scores; elsewhere Soft-kNN is calibrated."""
+    """``auto``, ``softknn`` and every route fitted on the paired slides at prompt time (``ridge_type``,
+    ``ensemble``, ...): Soft-kNN over the index, the others by their registered recipe. ``softknn`` returns raw
+    scores; elsewhere Soft-kNN is calibrated."""
     names = [gs.name for gs in gene_sets]
     raw = method == "softknn"
     by_route: dict[str, np.ndarray] = {}
@@ -381,18 +391,21 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
         predictor = _covering_predictor(store, gene_sets) if method == "auto" else None
         usable = _usable_histoprism(store) if method == "auto" else None
         if method == "auto":
-            available = (["softknn", "ridge_type", "ensemble"] + (["mlp"] if predictor else [])
-                         + (["histoprism"] if usable else []))
+            servable = {"mlp": predictor is not None, "histoprism": usable is not None}
+            available = [r.name for r in routes() if r.served_by != "model" or servable.get(r.name, False)]
             choices, notes = choose_routes(store, names, available, usable)
         else:
             trust = trust_of(store, names, "softknn_raw" if raw else method)
             choices, notes = {n: RouteChoice(method, trust[n], None) for n in names}, []
         notes = late + notes
         needed = {c.route for c in choices.values()}
+        computed = with_needs(needed)
+        fitted_here = [name for name in computed if route(name).served_by == "pairs"]
+        uses = set().union(*(route(name).uses for name in fitted_here))
         pairs = None if raw else load_pairs(store, "slide")
         cancer_type = {r.sample_id: r.cancer_type for r in store.query("sample_metadata")}
         query_ids = [s for s, _ in keys]
-        if needed & {"softknn", "ensemble"}:
+        if "softknn" in computed:
             rows, sims, plan_notes = _neighbours(store, index, library, queries, query_ids, knn.k, neighbours,
                                                  saved=level == "slide")
             notes += plan_notes
@@ -407,8 +420,8 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
                 calibrated_on = [sample for sample, _ in calibrated_on]
                 pair_rows, pair_sims, _ = _neighbours(store, index, library, pair_queries, calibrated_on, knn.k,
                                                       neighbours, saved=True)
-        if needed & {"ridge_type", "ensemble"}:
-            frozen = _frozen_vectors(store, pairs.image_encoder, level, keys)
+        frozen = _frozen_vectors(store, pairs.image_encoder, level, keys) if "image" in uses else None
+        pair_aligned = _pair_vectors(store, index.model_version, pairs.sample_ids) if "aligned" in uses else None
         if "mlp" in needed:
             _, aligned = _query_vectors(store, predictor.model_version, level, query_ids, notes=[])
         if "histoprism" in needed:
@@ -419,7 +432,7 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
     library_scores = library.fill_scores(library_scores, todo, gene_sets, matches)
     nan = np.full((len(keys), len(matches)), np.nan)
     dispersion, effective_k = nan.copy(), nan[:, 0]
-    if needed & {"softknn", "ensemble"}:
+    if "softknn" in computed:
         predicted = knn.predict(library_scores[rows], sims)
         dispersion, effective_k = predicted.dispersion, predicted.effective_k
         if raw:
@@ -430,19 +443,19 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
                                                  library_scores[[library.row[s] for s in calibrated_on]])
             by_route["softknn"] = apply_lines(predicted.score, slope, intercept)
             dispersion = dispersion * np.abs(slope)
-    if needed & {"ridge_type", "ensemble"}:
+    if fitted_here:
         truth = library_scores[[library.row[s] for s in pairs.sample_ids]]
-        ridge = TypeRidge.fit(pairs.image, [cancer_type.get(s) for s in pairs.sample_ids], truth)
-        by_route["ridge_type"] = ridge.predict(frozen, [cancer_type.get(s) for s in query_ids])
-    if "ensemble" in needed:
-        by_route["ensemble"] = (by_route["softknn"] + by_route["ridge_type"]) / 2
+        train = Slides(pairs.image, pair_aligned, np.array([cancer_type.get(s) for s in pairs.sample_ids], object))
+        query = Slides(frozen, queries if "aligned" in uses else None,
+                       np.array([cancer_type.get(s) for s in query_ids], object))
+        by_route.update(predict_fitted_routes(train, truth, query, 0, by_route, fitted_here))
     if "mlp" in needed:
         columns = {h: j for j, h in enumerate(predictor.members_hashes)}
         by_route["mlp"] = predictor.predict(aligned)[:, [columns[gs.members_hash] for gs in gene_sets]]
     score = np.column_stack([by_route[choices[m.name].route][:, j] for j, m in enumerate(matches)])
-    spread = np.array([choices[m.name].route in ("softknn", "ensemble") for m in matches])
+    spread = np.array([route(choices[m.name].route).dispersion for m in matches])
     dispersion = np.where(spread[None, :], dispersion, np.nan)
-    notes += _stale_index_notes(index, library) if needed & {"softknn", "ensemble"} else []
+    notes += _stale_index_notes(index, library) if "softknn" in computed else []
     if level == "tile" and needed - {"softknn"}:
         notes.append("the ridge, the MLP and the calibration lines were fitted on slides; tile scores extrapolate "
                      "them")
@@ -463,6 +476,13 @@ def _run_routes(store: Store, gene_sets: Sequence[GeneSet], method: str, *, leve
                                     **({"predictor": predictor.version} if "mlp" in needed else {}),
                                     **({"histoprism": histoprism} if "histoprism" in needed else {})})
     return run
+
+
+def _pair_vectors(store: Store, model_version: str, sample_ids: list[str]) -> np.ndarray:
+    """The paired slides ``sample_ids`` in model ``model_version``'s shared space, in that order."""
+    keys, found = _query_vectors(store, model_version, "slide", sample_ids)
+    row = {sample: i for i, (sample, _) in enumerate(keys)}
+    return found[[row[s] for s in sample_ids]]
 
 
 def _expression_scores(library: Library, knn: SoftKNN, rows: np.ndarray, sims: np.ndarray,
@@ -676,3 +696,7 @@ def _record(store: Store, run: PromptRun, gene_sets: Sequence[GeneSet], *, metho
                    .append_column("route", run.results["route"])
                    .append_column("trust", run.results["trust"]))
     return run_id
+
+
+_MODEL_SERVERS = {"mlp": _run_predictor, "histoprism": _run_histoprism}
+"""How each route served by a recorded model answers a prompt."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from hquery.errors import HqueryError, InputError, NotReadyError
 from hquery.genesets import resolve_prompts
 from hquery.retrieval import run_prompt
-from hquery.retrieval.prompt import METHODS
+from hquery.retrieval.routes import METHODS
 from hquery.retrieval.tilemap import render_tile_map
 from hquery.store import Store
 

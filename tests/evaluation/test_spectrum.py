@@ -15,7 +15,7 @@ import pytest
 
 from hquery.demo import PROGRAMS
 from hquery.evaluation.spectrum import choose_routes_by_fold, evaluate_prompts, plot_spectrum
-from hquery.retrieval.routes import ROUTES
+from hquery.retrieval.routes import route_names
 from hquery.training.heads import AlignmentConfig
 from tests.conftest import copy_store
 
@@ -49,8 +49,8 @@ def test_the_floor_and_within_type_r_come_with_every_set(spectrum):
     assert floor["r2_calibrated"] > 0.3 and floor["r_within_type"] > 0.4, floor
     for r in spectrum.rows:
         assert np.isfinite(r["r_within_type"]) and r["r_within_type"] <= abs(r["pearson_r"]) + 0.3
-    assert {spectrum.winner(g) for g in spectrum.gene_sets} <= set(ROUTES)
-    assert set(spectrum.routes) == set(spectrum.gene_sets) and set(spectrum.routes.values()) <= set(ROUTES)
+    assert {spectrum.winner(g) for g in spectrum.gene_sets} <= set(route_names())
+    assert set(spectrum.routes) == set(spectrum.gene_sets) and set(spectrum.routes.values()) <= set(route_names())
 
 
 def test_neighbours_of_the_slides_own_type_predict_better_than_the_whole_library(store, spectrum):

@@ -10,7 +10,7 @@ import pytest
 from hquery.genesets import resolve_prompts
 from hquery.library import Library
 from hquery.retrieval.prompt import run_prompt
-from hquery.retrieval.routes import ROUTES, best_route, choose_routes
+from hquery.retrieval.routes import best_route, choose_routes, route_names
 from hquery.store import utcnow
 from hquery.training.pairs import load_pairs
 from hquery.training.type_ridge import TypeRidge
@@ -53,7 +53,7 @@ def test_routes_come_from_the_newest_careful_evaluation(fresh):
     assert choices[HYPOXIA].route == "softknn" and np.isnan(choices[HYPOXIA].trust) and "no evaluation" in notes[0]
     record_eval(fresh, {G2M: {"softknn": 0.1, "ridge_type": 0.7, "ensemble": 0.65}}, eval_id="eval_b")
     record_eval(fresh, {G2M: {"softknn": 0.95, "ridge_type": 0.1}}, leak=True, eval_id="eval_leak")
-    choices, _ = choose_routes(fresh, [G2M], ROUTES)
+    choices, _ = choose_routes(fresh, [G2M], route_names())
     assert choices[G2M].route == "ridge_type" and choices[G2M].eval_id == "eval_b"  # a leaky eval never counts
 
 

@@ -1,22 +1,4 @@
-"""Which route answers each gene set, and how far its answer can be trusted.
-
-Five routes reach a gene-set score from a slide: Soft-kNN over the aligned RNA
-library (``softknn``), the trained MLP on the aligned embedding (``mlp``), the
-ridge from frozen slide features plus cancer type (``ridge_type``, the floor of
-every evaluation), the mean of calibrated Soft-kNN and that ridge (``ensemble``)
-and ssGSEA on the expression HistoPrism predicts (``histoprism``, through the
-line its evaluation fitted onto the truth's scale). No route wins every set: an
-immune program may be retrieved best and a stromal one read best linearly.
-``hquery eval spectrum`` measures the first four routes' held-out R² per set and
-``hquery eval compare`` all five; :func:`choose_routes` takes the newest
-measurement of each set and picks its best route among those the store can run
-now. That R² travels with every score as its ``trust``: a set no route predicts
-gets a score whose trust says so.
-
->>> choice = best_route({"softknn": 0.41, "mlp": float("nan"), "ridge_type": 0.52, "ensemble": 0.55})
->>> choice
-'ensemble'
-"""
+"""Which route answers each gene set: the newest evaluation's R² of every route, and the best of them."""
 
 from __future__ import annotations
 
@@ -26,10 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from hquery.retrieval.routes.registry import route_names
 from hquery.store import Store
-
-ROUTES = ("softknn", "mlp", "ridge_type", "ensemble", "histoprism")
-"""The routes ``auto`` chooses among, in order of preference on a tie."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,16 +35,17 @@ class RouteChoice:
 
 
 def best_route(r2: dict[str, float]) -> str:
-    """The route with the highest finite R², the earlier of :data:`ROUTES` on a tie (Soft-kNN when none is finite)."""
+    """The route with the highest finite R², the earlier registered on a tie (Soft-kNN when none is finite)."""
     finite = {m: v for m, v in r2.items() if v is not None and np.isfinite(v)}
-    return max(finite, key=lambda m: (finite[m], -ROUTES.index(m))) if finite else "softknn"
+    order = route_names()
+    return max(finite, key=lambda m: (finite[m], -order.index(m))) if finite else "softknn"
 
 
 def evaluated_r2(store: Store, gene_sets: Sequence[str]) -> dict[str, dict[str, Evaluated]]:
     """``{gene_set: {method: Evaluated}}`` from each set's newest evaluation.
 
     The R² is of the scores as that method's prompt returns them: calibrated for the
-    routes of :data:`ROUTES` (``auto`` calibrates Soft-kNN, HistoPrism goes through
+    registered routes (``auto`` calibrates Soft-kNN, HistoPrism goes through
     its evaluation's line), raw for ``softknn_raw`` (``--method softknn``) and
     ``histoprism_raw`` (``--method histoprism``). HistoPrism counts as a route only
     where its evaluation fitted that line (``hquery eval compare``).
@@ -85,7 +66,7 @@ def evaluated_r2(store: Store, gene_sets: Sequence[str]) -> dict[str, dict[str, 
     return out
 
 
-def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[str] = ROUTES,
+def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[str] | None = None,
                   usable: Callable[[str, Evaluated], bool] | None = None
                   ) -> tuple[dict[str, RouteChoice], list[str]]:
     """Each set's best evaluated route among ``available``, and notes for the sets never evaluated.
@@ -94,7 +75,7 @@ def choose_routes(store: Store, gene_sets: Sequence[str], available: Iterable[st
     by (a HistoPrism evaluated on another gene panel than the one deployed, say).
     A set without an evaluation is answered by Soft-kNN, with NaN trust.
     """
-    available = [r for r in ROUTES if r in set(available)]
+    available = [r for r in route_names() if available is None or r in set(available)]
     measured = evaluated_r2(store, gene_sets)
     choices, unmeasured = {}, []
     for name in gene_sets:
