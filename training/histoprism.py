@@ -30,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hquery.store import Store
 from hquery.training.bags import SlideBags
+from hquery.training.registry import load_model
 from hquery.training.splits import patient_holdout
 
 UNKNOWN = 0
@@ -285,3 +287,9 @@ def _validation_loss(model, bags, val_idx, types, bulk_z, spot_z, config, device
             total += _loss(model, bags, batch, drawn, types[batch], bulk_z, spot_z, config, device).item() * len(batch)
             count += len(batch)
     return total / max(count, 1)
+
+
+def load_histoprism(store: Store, version: str | None = None) -> tuple[FittedHistoPrism, dict]:
+    """The store's current HistoPrism (or ``version``) and its ``params`` (with its ``version``)."""
+    fitted, record = load_model(store, "histoprism", version)
+    return fitted, {"version": record.version, **record.params}

@@ -36,9 +36,9 @@ from hquery.stats import finite_mean, most_variable, pearson_per_column, ridge_r
 from hquery.store import Store, StoreError
 from hquery.training.bags import SlideBags, load_slide_bags
 from hquery.training.coherence import gene_pathway_coherence, mean_by, mean_over_groups, mean_over_pathways
-from hquery.training.histoprism import FittedHistoPrism, HistoPrismConfig, fit_histoprism
+from hquery.training.histoprism import FittedHistoPrism, HistoPrismConfig, fit_histoprism, load_histoprism  # noqa: F401
 from hquery.training.pairs import check_one_resolution
-from hquery.training.registry import load_model, save_model, version_id
+from hquery.training.registry import save_model, version_id
 from hquery.training.splits import patient_folds
 
 METHODS = ("histoprism", "no_conditioning", "ridge", "ridge_type")
@@ -318,8 +318,3 @@ def _record(store: Store, fitted: FittedHistoPrism, version: str, config: HistoP
                    snapshot=bags.snapshot, seed=config.seed, metrics=metrics, cv_rows=cv_rows,
                    pointer=Pointer.HISTOPRISM)
 
-
-def load_histoprism(store: Store, version: str | None = None) -> tuple[FittedHistoPrism, dict]:
-    """The store's current HistoPrism (or ``version``) and its ``params`` (with its ``version``)."""
-    fitted, record = load_model(store, "histoprism", version)
-    return fitted, {"version": record.version, **record.params}
