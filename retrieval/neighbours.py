@@ -21,9 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hquery.errors import InputError
+from hquery.errors import InputError, NotReadyError
+from hquery.library import Library
+from hquery.retrieval.index import RNAIndex
 from hquery.retrieval.softknn import most_profiles_per_patient, skip_own_patient
-from hquery.store import Store
+from hquery.store import Store, StoreError
 
 DEFAULT_MATCH = ("cancer_type",)
 SAMPLE_COLUMNS = ("cancer_type", "cohort")
@@ -211,3 +213,51 @@ def search_groups(plan: NeighbourPlan, query_patients: np.ndarray, candidate_pat
         found, sims = skip_own_patient(found, sims, candidate_patients, query_patients[at], k)
         positions[at], similarities[at] = found, sims
     return positions, similarities
+
+
+def library_neighbours(store: Store, index: RNAIndex, library: Library, queries: np.ndarray,
+                       query_samples: list[str], k: int, rule: NeighbourRule = NeighbourRule(), saved: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Library rows and similarities ``[queries, k]`` of each query's top-k under ``rule``, other patients only.
+
+    With ``saved`` (slide-level queries), neighbours saved with the index answer
+    wherever they cover the request, and no search runs. Returns the notes of the
+    :class:`~hquery.retrieval.neighbours.NeighbourPlan` too.
+    """
+    metadata = SampleMetadata.load(store, rule.match)
+    missing = [s for s in index.ids if s not in library.row]
+    if missing:
+        raise NotReadyError(f"index profiles {', '.join(missing[:5])} are not in the expression table; "
+                         "build the index again", needs="index")
+    ids = index.ids.tolist()
+    index_patients = np.array([metadata.patient[s] for s in ids])
+    allowed = None
+    if rule.where:
+        keep = set(store.samples_where(rule.where, library=True))
+        allowed = np.array([s in keep for s in ids], bool)
+        if not allowed.any():
+            raise InputError(f"--neighbours-where {rule.where!r} keeps none of the index's {len(ids)} profiles")
+    searchable = np.flatnonzero(allowed) if allowed is not None else np.arange(len(ids))
+    k = min(k, len(searchable) - most_profiles_per_patient(index_patients[searchable]))
+    if k < 1:
+        raise StoreError("the library has no profiles from other patients to retrieve")
+    plan = plan_neighbours([metadata.values.get(s) for s in query_samples], [metadata.values[s] for s in ids],
+                           index_patients, k, columns=rule.match, allowed=allowed)
+    stored = index.stored_neighbours() if saved and rule.where is None else None
+    query_rows = [stored.row.get(s) for s in query_samples] if stored is not None else []
+
+    def search(group, at, n):
+        if stored is not None and all(query_rows[i] is not None for i in at):
+            rows = [query_rows[i] for i in at]
+            if group == 0 and stored.positions.shape[1] >= n:
+                return stored.positions[rows, :n].astype(np.int64), stored.similarities[rows, :n]
+            if group > 0 and stored.matched_on == rule.match and (stored.matched_positions[rows, :n] >= 0).all():
+                return stored.matched_positions[rows, :n].astype(np.int64), stored.matched_similarities[rows, :n]
+        if group == 0 and allowed is None:
+            return index.search_positions(queries[at], n)
+        return nearest_within(index.vectors(), plan.groups[group], queries[at], n)
+
+    query_patients = np.array([metadata.patient[s] for s in query_samples])
+    positions, sims = search_groups(plan, query_patients, index_patients, k, search)
+    library_row = np.array([library.row[s] for s in ids], dtype=np.int64)
+    return library_row[positions], sims, plan.notes

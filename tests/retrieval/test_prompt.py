@@ -11,8 +11,8 @@ from hquery.genesets import resolve_prompts
 from hquery.ingest import ingest_cohort
 from hquery.library import Library
 from hquery.retrieval import RNAIndex
-from hquery.retrieval.neighbours import NeighbourRule
-from hquery.retrieval.prompt import _neighbours, _query_vectors, run_prompt, score_measured
+from hquery.retrieval.neighbours import NeighbourRule, library_neighbours
+from hquery.retrieval.prompt import aligned_vectors, run_prompt, score_measured
 from hquery.retrieval.softknn import SoftKNN
 from hquery.scoring import ssgsea
 from tests.conftest import copy_store
@@ -28,7 +28,7 @@ def indexed(indexed_store):
 def slide_queries(store, sample_ids):
     """The index, library, query keys, vectors and patients for ``sample_ids``' slides."""
     index, library = RNAIndex.load(store), Library(store)
-    keys, queries = _query_vectors(store, index.model_version, "slide", sample_ids)
+    keys, queries = aligned_vectors(store, index.model_version, "slide", sample_ids)
     patient_of = dict(store.query("sample_patients"))
     return index, library, keys, queries, np.array([patient_of[s] for s, _ in keys]), patient_of
 
@@ -55,7 +55,7 @@ def test_score_is_the_weighted_mean_of_the_neighbours_library_scores(indexed):
     library = Library(indexed)
     expected_library = ssgsea(library.expression(), [m.positions for m in library.match(gene_sets)])
     index = RNAIndex.load(indexed)
-    keys, queries = _query_vectors(indexed, index.model_version, "slide", [run.results["sample_id"][0].as_py()])
+    keys, queries = aligned_vectors(indexed, index.model_version, "slide", [run.results["sample_id"][0].as_py()])
     patient = dict(indexed.query("sample_patients"))[keys[0][0]]
     ids, sims = index.search(queries, 8 + 5)
     own = [dict(indexed.query("sample_patients"))[s] == patient for s in ids[0]]
@@ -112,7 +112,7 @@ def test_measured_scores_are_the_librarys_own_and_sit_beside_the_predicted(fresh
 def test_neighbours_never_come_from_the_querys_own_patient(indexed):
     paired = [r[0] for r in indexed.query("pairs")][:100]
     index, library, keys, queries, patients, patient_of = slide_queries(indexed, paired)
-    rows, _, _ = _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16)
+    rows, _, _ = library_neighbours(indexed, index, library, queries, [s for s, _ in keys], 16)
     neighbour_patients = np.array([[patient_of[library.sample_ids[r]] for r in row] for row in rows])
     assert not (neighbour_patients == patients[:, None]).any()
     # without the rule a paired slide would often find its own profile
@@ -223,9 +223,9 @@ def test_neighbours_saved_with_the_index_equal_a_fresh_search(indexed, rule):
     index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
     assert index.stored_neighbours() is not None and index._index is None
     samples = [s for s, _ in keys]
-    saved_rows, saved_sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule, saved=True)
+    saved_rows, saved_sims, _ = library_neighbours(indexed, index, library, queries, samples, 32, rule, saved=True)
     assert index._index is None and index._vectors is None  # answered without reading the FAISS index
-    rows, sims, _ = _neighbours(indexed, index, library, queries, samples, 32, rule)
+    rows, sims, _ = library_neighbours(indexed, index, library, queries, samples, 32, rule)
     np.testing.assert_allclose(saved_sims, sims, atol=1e-5)
     # two candidates whose similarities tie to float precision may trade places, nothing else may differ
     for q, j in zip(*np.nonzero(saved_rows != rows)):
@@ -238,10 +238,10 @@ def test_neighbours_share_the_querys_cancer_type_by_default(indexed):
     slides = [r[0] for r in indexed.query("slide_samples")][:200]
     index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
     samples = [s for s, _ in keys]
-    rows, _, notes = _neighbours(indexed, index, library, queries, samples, 32)
+    rows, _, notes = library_neighbours(indexed, index, library, queries, samples, 32)
     types = np.array([[metadata[library.sample_ids[r]].cancer_type for r in row] for row in rows])
     assert (types == np.array([metadata[s].cancer_type for s in samples])[:, None]).all() and notes == []
-    rows, _, _ = _neighbours(indexed, index, library, queries, samples, 32, NeighbourRule(()))
+    rows, _, _ = library_neighbours(indexed, index, library, queries, samples, 32, NeighbourRule(()))
     mixed = np.array([[metadata[library.sample_ids[r]].cancer_type for r in row] for row in rows])
     assert (mixed != np.array([metadata[s].cancer_type for s in samples])[:, None]).any()
 
@@ -251,12 +251,12 @@ def test_neighbours_where_restricts_the_library(indexed):
     slides = [r[0] for r in indexed.query("slide_samples")][:50]
     index, library, keys, queries, patients, _ = slide_queries(indexed, slides)
     rule = NeighbourRule((), "cohort = 'demo_reference'")
-    rows, _, _ = _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, rule)
+    rows, _, _ = library_neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, rule)
     assert {metadata[library.sample_ids[r]].cohort for r in rows.reshape(-1)} == {"demo_reference"}
     with pytest.raises(InputError, match="keeps none"):
-        _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule((), "false"))
+        library_neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule((), "false"))
     with pytest.raises(InputError, match="no sample has a value for match column"):
-        _neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule(("no_such_field",)))
+        library_neighbours(indexed, index, library, queries, [s for s, _ in keys], 16, NeighbourRule(("no_such_field",)))
 
 
 def test_slides_ingested_after_the_index_are_scored_at_once(fresh, tmp_path):
