@@ -13,7 +13,7 @@ TINY_VIT = "random:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&seed=0"
 
 PURE = ["hquery.errors", "hquery.names", "hquery.genes", "hquery.stats", "hquery.parallel", "hquery.genesets", "hquery.ingest",
         "hquery.ingest.foundation_models",
-        "hquery.retrieval.neighbours", "hquery.retrieval.routes", "hquery.evaluation.archetypes",
+        "hquery.retrieval.neighbours", "hquery.retrieval.routes", "hquery.evaluation.archetypes", "hquery.viewer.access",
         "hquery.training", "hquery.training.type_ridge"]
 """Modules whose examples need no store."""
 

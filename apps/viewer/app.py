@@ -11,7 +11,12 @@ Routes (JSON unless said):
   the tile folder's mosaic).
 * ``GET /api/slides/{sample}/tiles?gene_set=`` the newest tile-level scores of a set.
 * ``POST /api/prompts`` ``{"sample_id", "genes"}`` starts a tile-level prompt in
-  a worker process; ``GET /api/prompts/{job}`` says how it goes.
+  a worker process; ``GET /api/prompts/{job}`` says how it goes. At most
+  :attr:`~hquery.viewer.access.ViewerAccess.max_jobs` run or wait at once, and a
+  finished job's status is kept for ``job_ttl_s``.
+
+Who may ask is :mod:`hquery.viewer.access`'s to say: the host names it answers
+to, same-site ``POST`` only, and beyond loopback a token on every API call.
 
 It reads the store through :class:`~hquery.store.Store` only: a sample id or
 gene set is looked up in the catalog and a file is opened only where the
@@ -25,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 import multiprocessing
 import time
 import uuid
@@ -39,6 +45,7 @@ from hquery.ingest.slides import on_white, open_wsi
 from hquery.retrieval import run_prompt
 from hquery.retrieval.tilemap import tile_side
 from hquery.store import Store
+from hquery.viewer.access import AccessGuard, ViewerAccess
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -64,14 +71,29 @@ class PromptJob:
     started: float = dataclasses.field(default_factory=time.monotonic)
     seconds: float | None = None
 
+    def expired(self, ttl_s: float) -> bool:
+        return self.seconds is not None and time.monotonic() - self.started - self.seconds > ttl_s
 
-def create_app(store: Store) -> Starlette:
-    """The viewer over ``store`` (opened by the caller; the app only reads it and records prompt runs)."""
+
+class BadRequest(Exception):
+    """A request body the API cannot read; the message says what it expects."""
+
+
+def create_app(store: Store, access: ViewerAccess | None = None) -> Starlette:
+    """The viewer over ``store`` (opened by the caller; the app only reads it and records prompt runs).
+
+    ``access`` says who may use it (default: this machine only, no token; see
+    :func:`~hquery.viewer.access.viewer_access`).
+    """
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
+
+    access = access or ViewerAccess()
 
     jobs: dict[str, PromptJob] = {}
     pool: list[ProcessPoolExecutor] = []
@@ -152,11 +174,26 @@ def create_app(store: Store) -> Starlette:
                                         "dispersion": t.dispersion} for t in tiles]})
 
     async def start_prompt(request: Request) -> Response:
-        body = await request.json()
-        row = slide_row(str(body.get("sample_id", "")))
-        genes = str(body.get("genes", "")).strip()
+        try:
+            body = json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON ({exc}); send {{\"sample_id\": ..., \"genes\": ...}}") from None
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("sample_id", "genes")):
+            raise BadRequest('send a JSON object {"sample_id": "...", "genes": "NAME or GENE,GENE,..."} (two strings)')
+        row = slide_row(body["sample_id"])
+        genes = body["genes"].strip()
         if not genes:
-            return JSONResponse({"error": "give genes: a gene-set name or GENE,GENE,..."}, status_code=400)
+            raise BadRequest("give genes: a gene-set name or GENE,GENE,...")
+        n_genes = len([g for g in genes.replace(",", " ").split() if g])
+        if n_genes > access.max_genes:
+            raise BadRequest(f"{n_genes} genes in one list; the viewer scores at most {access.max_genes} (score "
+                             "longer sets with hquery prompt)")
+        for old in [k for k, j in jobs.items() if j.expired(access.job_ttl_s)]:
+            del jobs[old]
+        running = sum(j.state == "running" for j in jobs.values())
+        if running >= access.max_jobs:
+            return JSONResponse({"error": f"{running} prompts are running or waiting; try again when one ends"},
+                                status_code=429, headers={"Retry-After": "5"})
         job_id = uuid.uuid4().hex[:12]
         jobs[job_id] = job = PromptJob(row.sample_id, genes)
         if not pool:
@@ -192,7 +229,7 @@ def create_app(store: Store) -> Starlette:
     async def no_route(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": f"nothing at {request.url.path}"}, status_code=404)
 
-    async def bad_request(request: Request, exc: HqueryError) -> Response:
+    async def bad_request(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     return Starlette(
@@ -207,7 +244,9 @@ def create_app(store: Store) -> Starlette:
             Route("/api/prompts/{job}", prompt_status),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        exception_handlers={NotFound: not_found, HqueryError: bad_request, 404: no_route},
+        exception_handlers={NotFound: not_found, HqueryError: bad_request, BadRequest: bad_request, 404: no_route},
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(access.hosts)),
+                    Middleware(AccessGuard, access=access)],
         lifespan=lifespan,
     )
 

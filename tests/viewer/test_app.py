@@ -23,7 +23,7 @@ def store(indexed_store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(store):
-    with TestClient(create_app(store)) as c:
+    with TestClient(create_app(store), base_url="http://127.0.0.1:8765") as c:
         yield c
 
 

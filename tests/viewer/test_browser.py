@@ -142,3 +142,68 @@ def test_a_report_renders_with_its_images_and_no_errors(browser, store, tmp_path
         f"return document.querySelector('#scores tbody tr').cells[{column}].textContent"))
     assert first == pytest.approx(max(run.results["score"].to_pylist()), rel=1e-3)
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+MARKUP = "<img src=x onerror=\"document.title='pwned'\">"
+"""What a collaborator's manifest may hold: were it parsed as HTML, the page's title would change."""
+
+
+@pytest.fixture(scope="module")
+def markup_store(indexed_store, tmp_path_factory):
+    """The indexed small demo plus two query slides whose ids, cancer type and clinical column are markup, and a
+    gene set whose name is markup, scored at slide level."""
+    import polars as pl
+
+    from hquery.genesets import GeneSet, hallmark_sets
+    from hquery.ingest import ingest_cohort
+    from hquery.ingest.genesets import add_gene_sets
+    from tests.conftest import write_cohort
+
+    root = tmp_path_factory.mktemp("markup")
+    store = copy_store(indexed_store, root / "store")
+    manifest, _ = write_cohort(root / "cohort", n_pairs=0, n_ref=0, n_query=2, prefix=MARKUP)
+    pl.read_csv(manifest).with_columns(pl.lit(f"<b>{MARKUP}</b>").alias("cancer_type"),
+                                       pl.lit(f"<script>document.title='pwned'</script>").alias("grade")
+                                       ).write_csv(manifest)
+    ingest_cohort(store, manifest)
+    hypoxia = next(gs for gs in hallmark_sets() if gs.name == SET)
+    markup_set = GeneSet(f"{MARKUP}SET", hypoxia.members, "markup", "a test")
+    add_gene_sets(store, [markup_set])
+    run_prompt(store, [markup_set])
+    return store, markup_set.name
+
+
+def test_markup_in_a_manifest_shows_as_typed_and_never_runs(browser, markup_store):
+    import uvicorn
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    store, set_name = markup_store
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.1)
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(browser, "return document.querySelectorAll('#slides tr.slide').length")
+        names = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "sort-set")).options]
+        Select(browser.find_element(By.ID, "sort-set")).select_by_index(names.index(set_name))  # listed as typed
+        wait_for(browser, "return document.getElementById('trust').textContent !== ''")
+        cells = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#slides tr.slide')).map(tr => [tr.cells[0].textContent, "
+            "tr.cells[1].textContent])")
+        assert [f"{MARKUP}S000", f"<b>{MARKUP}</b>"] in cells and [f"{MARKUP}S001", f"<b>{MARKUP}</b>"] in cells
+        assert set_name in browser.find_element(By.ID, "trust").text  # the set's name, as text
+        assert browser.execute_script("return document.querySelectorAll('#side img, #side b, #side script, "
+                                      "#bar img').length") == 0
+        browser.find_element(By.ID, "genes").send_keys(set_name)
+        browser.execute_script("document.querySelector('#slides tr.slide').click()")
+        time.sleep(1.0)
+        assert browser.title == "hquery viewer"  # no onerror ran
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+                    and "Content Security Policy" in e["message"]]
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,7 +1,7 @@
 // hquery viewer: the slide list, an OpenSeadragon deep-zoom view and a tile-score heatmap over it.
 "use strict";
 
-const state = { slides: [], sample: null, scores: null, overlay: null, viewer: null };
+const state = { slides: [], sample: null, scores: null, overlay: null, viewer: null, pending: null };
 const $ = (id) => document.getElementById(id);
 
 // magma-like ramp: dark purple to yellow
@@ -45,12 +45,17 @@ async function loadSlides() {
     for (const s of slides) { if (s[key] && !known.has(s[key])) { $(select).add(new Option(s[key], s[key])); known.add(s[key]); } }
   }
   const body = $("slides");
-  body.innerHTML = "";
+  body.replaceChildren();
   for (const s of slides) {
     const tr = document.createElement("tr");
     tr.className = "slide" + (s.sample_id === state.sample ? " selected" : "");
     tr.dataset.sample = s.sample_id;
-    tr.innerHTML = `<td>${s.sample_id}</td><td>${s.cancer_type || ""}</td><td>${fmt(s.score)}</td><td>${fmt(s.dispersion)}</td>`;
+    // store values are text, never markup: each cell is filled with textContent
+    for (const text of [s.sample_id, s.cancer_type || "", fmt(s.score), fmt(s.dispersion)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
     tr.title = s.trust === null ? "" : `held-out R² of this set's route: ${fmt(s.trust)}`;
     tr.addEventListener("click", () => openSlide(s.sample_id));
     body.appendChild(tr);
@@ -87,20 +92,31 @@ async function show() {
 }
 
 async function runPrompt(genes) {
-  const { job } = await getJSON("/api/prompts", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                   body: JSON.stringify({ sample_id: state.sample, genes }) });
-  for (;;) {
-    const status = await getJSON(`/api/prompts/${job}`);
-    if (status.state === "running") {
-      $("status").textContent = `scoring ${genes} on ${state.sample}'s tiles... ${status.elapsed.toFixed(0)} s`;
-      await new Promise((r) => setTimeout(r, 500));
-      continue;
+  // one job per slide and gene list: a second click while it runs waits for the same job
+  const sample = state.sample, key = `${sample}\n${genes}`;
+  if (state.pending === key) { return; }
+  state.pending = key;
+  try {
+    const { job } = await getJSON("/api/prompts", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                     body: JSON.stringify({ sample_id: sample, genes }) });
+    for (;;) {
+      const status = await getJSON(`/api/prompts/${job}`);
+      if (state.sample !== sample) { return; }  // the user moved on; the scores stay recorded
+      if (status.state === "running") {
+        $("status").textContent = `scoring ${genes} on ${sample}'s tiles... ${status.elapsed.toFixed(0)} s`;
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      if (status.state === "failed") { $("status").textContent = `failed: ${status.error}`; return; }
+      $("genes").value = status.gene_set;
+      state.scores = await getJSON(`/api/slides/${encodeURIComponent(sample)}/tiles?gene_set=${encodeURIComponent(status.gene_set)}`);
+      drawOverlay();
+      return;
     }
-    if (status.state === "failed") { $("status").textContent = `failed: ${status.error}`; return; }
-    $("genes").value = status.gene_set;
-    state.scores = await getJSON(`/api/slides/${encodeURIComponent(state.sample)}/tiles?gene_set=${encodeURIComponent(status.gene_set)}`);
-    drawOverlay();
-    return;
+  } catch (error) {
+    $("status").textContent = `failed: ${error.message}`;
+  } finally {
+    if (state.pending === key) { state.pending = null; }
   }
 }
 
@@ -153,4 +169,4 @@ for (const id of ["cohort", "cancer-type", "sort-set"]) { $(id).addEventListener
 $("show").addEventListener("click", show);
 $("genes").addEventListener("keydown", (e) => { if (e.key === "Enter") { show(); } });
 $("uncertainty").addEventListener("change", drawOverlay);
-loadGeneSets().then(loadSlides);
+loadGeneSets().then(loadSlides).catch((error) => { $("status").textContent = error.message; });
