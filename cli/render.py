@@ -66,10 +66,10 @@ def write_table(table, fmt: str, out: Path | None) -> None:
     """An Arrow table as an aligned table, CSV, JSON or Parquet, to ``out`` or standard output."""
     import polars as pl
 
-    frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
-    if fmt in ("csv", "table"):  # nested values (lists, structs) as JSON text, which CSV can hold
-        frame = frame.with_columns(pl.Series(name, [json.dumps(v, default=str) for v in frame[name].to_list()])
-                                   for name, dtype in frame.schema.items() if dtype.is_nested())
+    frame = pl.from_arrow(_as_text_where_unreadable(table)) if table.num_columns else pl.DataFrame()
+    if fmt in ("csv", "table"):  # nested, binary and extension values as text, which CSV can hold
+        frame = frame.with_columns(pl.Series(name, [_text(v) for v in frame[name].to_list()], pl.String)
+                                   for name, dtype in frame.schema.items() if not _flat(dtype))
     if fmt == "parquet":
         if out is None:
             raise click.UsageError("--format parquet needs --out FILE")
@@ -78,12 +78,53 @@ def write_table(table, fmt: str, out: Path | None) -> None:
         text = frame.write_csv()
         out.write_text(text) if out else click.echo(text, nl=False)
     elif fmt == "json":
-        text = json.dumps(frame.to_dicts(), default=str, indent=1)
+        text = json.dumps(frame.to_dicts(), default=_json_value, indent=1)
         out.write_text(text) if out else click.echo(text)
     else:
         with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60):
             text = str(frame)
         out.write_text(text) if out else click.echo(text)
+
+
+def _flat(dtype) -> bool:
+    """Whether CSV holds values of this polars type as they are."""
+    import polars as pl
+
+    return dtype.is_numeric() or dtype.is_temporal() or isinstance(dtype, (pl.String, pl.Boolean, pl.Null,
+                                                                            pl.Categorical, pl.Enum))
+
+
+def _json_value(value):
+    """What JSON holds of a value it has no type for: an integral decimal (HUGEINT) as a number, exactly."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else format(value, "f")
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+def _text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return json.dumps(value, default=_json_value)
+
+
+def _as_text_where_unreadable(table):
+    """``table`` with each column polars cannot hold (DuckDB's INTERVAL and UNION, say) as text of its values."""
+    import polars as pl
+    import pyarrow as pa
+
+    for i, name in enumerate(table.column_names):
+        try:
+            pl.from_arrow(table.select([i]))
+        except Exception:  # polars raises several kinds for types it does not import
+            values = table.column(i).to_pylist()
+            table = table.set_column(i, name, pa.array([_text(v) for v in values], pa.string()))
+    return table
 
 
 def mean_sd(value: dict | None) -> str:

@@ -16,6 +16,7 @@ from hquery.cli.render import FORMATS, check_out, human_bytes, print_rows, write
 from hquery.gc import DEFAULT_GRACE, DEFAULT_KEEP, collect_garbage, plan_garbage, store_status
 from hquery.ingest import init_store
 from hquery.ingest.foundation_models import weights_status
+from hquery.store import SQL_MEMORY_LIMIT, SQL_TIMEOUT_S
 
 
 @click.command()
@@ -88,10 +89,16 @@ def _by_kind(sizes: dict[str, int]) -> str:
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=SQL_TIMEOUT_S,
+              show_default=True, help="Stop the query after this many seconds (every writer's commit waits for a "
+                                      "reader).")
+@click.option("--memory-limit", default=SQL_MEMORY_LIMIT, show_default=True,
+              help="The most memory the query may use, in DuckDB's units (512MB, 4GiB).")
 @store_option
-def sql(query, fmt, out, store_path_) -> None:
+def sql(query, fmt, out, timeout_s, memory_limit, store_path_) -> None:
     """Run a read-only SQL QUERY over the catalog, its views and the Lance tables."""
-    write_table(open_store(store_path_).sql(query), fmt, check_out(out))
+    write_table(open_store(store_path_).sql(query, timeout_s=timeout_s, memory_limit=memory_limit), fmt,
+                check_out(out))
 
 
 REQUIRED = ("torch", "timm", "peft", "pylance", "duckdb")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from hquery.errors import StoreError
 from hquery.store.arrays import vector_table, vectors
-from hquery.store.catalog import DEFAULT_LOCK_WAIT_S, Store, StoreSummary
+from hquery.store.catalog import DEFAULT_LOCK_WAIT_S, SQL_MEMORY_LIMIT, SQL_TIMEOUT_S, Store, StoreSummary
 from hquery.store.ids import build_id, content_digest, record_id, utcnow
 from hquery.store.kills import KILL_POINTS, kill_point
 from hquery.store.layout import MARKER, default_store_path, directory_size
@@ -44,7 +44,8 @@ from hquery.store.tables import LanceGarbage, LanceTable
 from hquery.store.transaction import Transaction
 
 __all__ = [
-    "DEFAULT_LOCK_WAIT_S", "KILL_POINTS", "MARKER", "LanceGarbage", "LanceTable", "Stage", "StageInfo", "Store",
+    "DEFAULT_LOCK_WAIT_S", "KILL_POINTS", "MARKER", "SQL_MEMORY_LIMIT", "SQL_TIMEOUT_S", "LanceGarbage", "LanceTable",
+    "Stage", "StageInfo", "Store",
     "StoreError", "StoreSummary", "Transaction", "build_id", "content_digest", "default_store_path",
     "directory_size", "kill_point", "record_id", "schema_version_latest", "sql_identifier", "utcnow",
     "vector_table", "vectors",

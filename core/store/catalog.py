@@ -8,7 +8,9 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,6 +39,11 @@ _LOCK_WAIT_S = 30.0
 DEFAULT_LOCK_WAIT_S = 600.0
 """How long a writer waits for another writer's lock before it gives up (``$HQUERY_LOCK_WAIT`` overrides)."""
 LOG = logging.getLogger("hquery")
+SQL_TIMEOUT_S = 60.0
+"""How long a user's query may run (``hquery sql --timeout``): a reader holds up every writer's commit."""
+SQL_MEMORY_LIMIT = "2GB"
+"""How much memory a user's query may use (``hquery sql --memory-limit``)."""
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,33 +263,54 @@ class Store:
             stages=self.stages(),
         )
 
-    def sql(self, text: str) -> pa.Table:
+    def sql(self, text: str, *, timeout_s: float | None = SQL_TIMEOUT_S,
+            memory_limit: str | None = SQL_MEMORY_LIMIT) -> pa.Table:
         """Run one read-only query of a user's over the catalog, its views and every Lance table.
 
         Each committed Lance table is visible by its name (``expression``,
         ``tile_embeddings__<encoder>`` ...), and the default encoders' tables also as
         ``tile_embeddings``, ``slide_embeddings`` and ``rna_embeddings``. The query
         runs in :meth:`sandbox`: one ``SELECT`` (or ``EXPLAIN``), no files read or
-        written outside the store's tables, no settings changed.
+        written outside the store's tables, no settings changed. It is stopped after
+        ``timeout_s`` seconds, since a reader holds the catalog and every writer's
+        commit waits for it, and may use ``memory_limit`` (DuckDB's units: ``2GB``,
+        ``512MiB``); ``None`` lifts either limit.
         """
         try:
             check_single_query(text)
+            if memory_limit is not None and not MEMORY_LIMIT.fullmatch(memory_limit.strip()):
+                raise InputError(f"memory limit {memory_limit!r} is not a size such as 2GB or 512MiB")
         except InputError as exc:
             raise StoreError(f"SQL error: {exc}") from exc
-        with self.sandbox(lance=True) as con:
+        with self.sandbox(lance=True, memory_limit=memory_limit) as con:
+            timer = threading.Timer(timeout_s, con.interrupt) if timeout_s is not None else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
                 relation = con.sql(text)
-                return relation.to_arrow_table() if relation is not None else pa.table({})
+                return _as_text_where_arrow_cannot(relation).to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.InterruptException as exc:
+                raise StoreError(f"SQL error: the query ran past its {timeout_s:g} s limit and was stopped (a "
+                                 f"reader holds up every writer's commit); narrow it, or give it longer "
+                                 f"(hquery sql --timeout)") from exc
+            except duckdb.OutOfMemoryException as exc:
+                raise StoreError(f"SQL error: the query needs more than its {memory_limit} memory limit; narrow "
+                                 f"it, or raise the limit (hquery sql --memory-limit): {str(exc).splitlines()[0]}") from exc
             except duckdb.Error as exc:
                 raise StoreError(f"SQL error: {exc}") from exc
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     @contextlib.contextmanager
-    def sandbox(self, lance: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def sandbox(self, lance: bool = False, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for a user's SQL: the catalog attached read-only, external access and settings locked.
 
         It can read the catalog (and, with ``lance``, every committed Lance table,
         handed in as Arrow datasets) and nothing else: no ``COPY``, ``EXPORT``,
-        ``ATTACH``, ``INSTALL``/``LOAD``, file-reading functions or ``SET``.
+        ``ATTACH``, ``INSTALL``/``LOAD``, file-reading functions or ``SET``; with
+        ``memory_limit`` (checked by the caller), no more memory than that.
         """
         con = duckdb.connect(":memory:")
         # An attached catalog takes no file lock, so a read-only connection is held beside it for the query:
@@ -294,6 +322,10 @@ class Store:
                 if lance:
                     for name, dataset in self.lance_relations().items():
                         con.register(name, dataset)
+                if memory_limit is not None:  # and no spilling past it into temporary files
+                    con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
+                    con.execute("SET temp_directory = ''")
+                con.execute("SET enable_progress_bar = false")
                 con.execute("SET enable_external_access = false")
                 con.execute("SET lock_configuration = true")
                 yield con
@@ -501,6 +533,19 @@ class Store:
                         queries()["put_lance_table"],
                         [table.name, table.kind, table.encoder, version, table.n_rows],
                     )
+
+
+TEXT_TYPES = frozenset({"variant", "interval", "union", "bit", "time with time zone", "bignum", "hugeint", "uhugeint"})
+"""DuckDB types whose Arrow form no reader of a result can use as such (a HUGEINT is a 38-digit decimal there, so
+the largest lose digits): they come back as DuckDB's own text."""
+
+
+def _as_text_where_arrow_cannot(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    columns = [(name, kind.id in TEXT_TYPES) for name, kind in zip(relation.columns, relation.types)]
+    if not any(text for _, text in columns):
+        return relation
+    quoted = ['"' + name.replace('"', '""') + '"' for name, _ in columns]
+    return relation.project(", ".join(f"{q}::VARCHAR AS {q}" if text else q for q, (_, text) in zip(quoted, columns)))
 
 
 def _remove_abandoned_builds(root: Path) -> None:
