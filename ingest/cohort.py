@@ -298,7 +298,9 @@ def ingest_cohort(
                                                   "symbol": pa.array(universe, pa.string())}))
                 values = bulk_values[[bulk_rows[s] for s in new_bulk]]
                 txn.write_lance(EXPRESSION, vector_table({"sample_id": new_bulk}, values), kind="expression")
-                report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources))
+                new_spots = (spot_values[[i for s in new_ids for i in spot_rows.get(s, [])]]
+                             if spot_values is not None else None)
+                report.rna_encoder = _embed_rna(store, txn, rna_encoder, new_bulk, values, set(sources), new_spots)
             report.genes_matched, report.genes_dropped = matched, dropped
 
             tiles_table = _tiles_table({sid: sources[sid] for sid in new_ids if sid in sources})
@@ -483,12 +485,14 @@ def _write_spots(txn: Transaction, spot: ExpressionMatrix, values: np.ndarray, s
 
 
 def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: list[str], new_values: np.ndarray,
-               with_slide: set[str]) -> str:
+               with_slide: set[str], new_spots: np.ndarray | None = None) -> str:
     """Embed new profiles with the current RNA encoder, fitting a new one when none exists or another is asked for.
 
     A new encoder is fitted on the reference library (expression-only samples,
     stored and new) when it has at least three profiles, else on every profile,
-    and then re-embeds every stored profile into its own table.
+    and then re-embeds every stored profile into its own table. A store's first
+    spatial section brings one bulk profile but many spots: with fewer than three
+    profiles, the new spot profiles join the fit (its params say ``fit_on``).
     """
     current = store.pointer(Pointer.RNA_ENCODER)
     row = store.query("encoder", [current])[0] if current else None
@@ -507,12 +511,20 @@ def _embed_rna(store: Store, txn: Transaction, requested: str | None, new_ids: l
     with_slide = with_slide | {r.sample_id for r in store.query("sample_hashes") if r.has_slide}
     reference = np.array([s not in with_slide for s in ids])
     enc = create_rna_encoder(spec)
-    enc.fit(values[reference] if reference.sum() >= 3 else values)
+    fit_on, what = (values[reference], "reference profiles") if reference.sum() >= 3 else (values, "profiles")
+    if len(fit_on) < 3 and new_spots is not None and len(new_spots):
+        fit_on, what = np.concatenate([fit_on, new_spots]), "profiles and spots"
+    if len(fit_on) < 3:
+        raise InputError(f"the RNA encoder is fitted on the store's first expression profiles, and this ingest "
+                         f"brings {len(fit_on)}; ingest at least 3 profiles (a reference library, or a section's "
+                         f"spots with --spots) before or with these")
+    enc.fit(fit_on)
     version = enc.version
     if not store.query("encoder", [version]):  # the version is the fitted content's hash: stored once
         enc.save(txn.stage_artifact(encoder_artifact(version)))
         txn.insert("encoders", pa.Table.from_pylist([{
-            "version": version, "kind": "rna", "spec": spec, "params": json.dumps({"name": enc.name, **enc.params}),
+            "version": version, "kind": "rna", "spec": spec,
+            "params": json.dumps({"name": enc.name, **enc.params, "fit_on": what}),
             "dim": enc.dim, "artifact_path": encoder_artifact(version), "created_at": utcnow(),
         }]))
     table = vector_table({"sample_id": ids}, enc.encode(values), "embedding")

@@ -94,6 +94,31 @@ def test_cli_visium_prints_the_ingest_that_follows(tmp_path):
     assert "100 spots of V1: tiles of 13 px" in result.output and "next: hquery ingest" in result.output
 
 
+def test_one_section_ingests_into_an_empty_store_its_spots_fitting_the_rna_encoder(tmp_path):
+    result = CliRunner().invoke(main, ["visium", str(VISIUM), "--out", str(tmp_path / "v"), "--sample-id", "V1",
+                                       "--patient-id", "P1"])
+    command = result.output.split("next: hquery ")[1].split()  # exactly what it told the user to run
+    store = tmp_path / "store"
+    assert CliRunner().invoke(main, ["init", "--store", str(store)]).exit_code == 0
+    result = CliRunner().invoke(main, [*command, "--encoder", "he-features", "--store", str(store), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from hquery.store import Store
+
+    opened = Store.open(store)
+    [encoder] = opened.sql("select params from encoders where kind = 'rna'").to_pylist()
+    assert json.loads(encoder["params"])["fit_on"] == "profiles and spots"
+    assert json.loads(encoder["params"])["n_fit"] == 101  # the pseudo-bulk and its 100 spots
+    assert opened.sql("select count(*) n from rna_embeddings").to_pylist()[0]["n"] == 1
+
+
+def test_a_lone_bulk_profile_is_refused_with_the_way_forward(store, tmp_path):
+    (tmp_path / "manifest.csv").write_text("sample_id,patient_id\nA,PA\n")
+    (tmp_path / "expression.csv").write_text("sample_id,MKI67,TOP2A,CD8A\nA,5,6,7\n")
+    with pytest.raises(InputError, match="brings 1; ingest at least 3 profiles"):
+        ingest_cohort(store, tmp_path / "manifest.csv", expression=tmp_path / "expression.csv")
+    assert store.query("store_counts")[0].samples == 0
+
+
 def test_a_hest_sample_is_read_from_its_layout(tmp_path):
     import anndata
     import scipy.sparse
