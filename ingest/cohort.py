@@ -263,6 +263,9 @@ def ingest_cohort(
                     f"{sources[r.sample_id].resolution_from} (give mpp if that is wrong)"
                     for r in new_rows if r.sample_id in sources
                     and (sources[r.sample_id].resolution_from or "").startswith("objective power")]
+    report.notes += [f"{matrix.source}: columns {', '.join(columns)} name one gene, {symbol}: their values were "
+                     f"summed" for matrix in (bulk, spot) if matrix is not None
+                     for symbol, columns in list(matrix.merged.items())[:5]]
     if not new_rows:
         report.seconds = time.perf_counter() - started
         return report

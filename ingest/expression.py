@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # polars takes a fifth of a second to import; only readers ne
     import polars as pl
 
 UNITS = ("counts", "tpm", "log")
+LARGEST = {"counts": 1e12, "tpm": 1.001e6}
+"""The most one gene of one sample can hold: no sequencing run gives a gene 10^12 reads, and TPM sums to 10^6."""
 SPOT_COORDS = ("x", "y")
 
 
@@ -38,6 +40,8 @@ class ExpressionMatrix:
     values: np.ndarray
     coords: np.ndarray | None = None
     """``[n, 2]`` int64 tile coordinates for spot rows, else ``None``."""
+    merged: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Symbols that several columns named (``A2M`` twice, ``a2m`` beside ``A2M``): their columns, summed into one."""
 
     def align(self, universe: list[str]) -> tuple[np.ndarray, int, int]:
         """Values in ``universe`` order (NaN where this file does not measure a gene).
@@ -178,6 +182,12 @@ def read_expression(
     for i, sid in enumerate(sample_ids):
         if not sid:
             raise InputError(f"{path}: row {i + 1} has an empty sample id")
+    key_columns = ["sample_id", *(SPOT_COORDS if spots else ())]
+    for name in key_columns:
+        at = [i + 1 for i, n in enumerate(table.names) if n.strip().lower() == name]
+        if len(at) > 1:
+            raise InputError(f"{path}: column {name} appears {len(at)} times in the header (columns "
+                             f"{', '.join(map(str, at))}); each sample is named in one column")
     meta = ["c0"]
     coords = None
     if spots:
@@ -219,6 +229,15 @@ def read_expression(
                 f"{path}: negative {units} {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} "
                 f"({len(neg)} negative values in all); give units 'log' for log-scale data"
             )
+        ceiling = LARGEST[units]
+        beyond = np.argwhere(values > ceiling)
+        if len(beyond):
+            r, c = beyond[0]
+            raise InputError(
+                f"{path}: {units} {values[r, c]:g} for sample {sample_ids[r]}, gene {gene_cols[c]} is more than "
+                f"any {units} can be (at most {ceiling:g}; {len(beyond)} such values): an overflow or a "
+                "missing-value code? Fix those values, or give the right --units"
+            )
     symbols = resolve_symbols(gene_cols, aliases or {})
     for col, sym in zip(gene_cols, symbols):
         if not sym:
@@ -237,6 +256,10 @@ def read_expression(
                                                  "give log1p-scale values (log of expression + 1)"))
     else:
         linear = values
+    columns_of: dict[str, list[str]] = {}
+    for col, sym in zip(gene_cols, symbols):
+        columns_of.setdefault(sym, []).append(col)
+    merged = {s: tuple(cols) for s, cols in columns_of.items() if len(cols) > 1}
     genes, linear = _sum_duplicates(symbols, linear)
     if units == "counts":
         libsize = linear.sum(axis=1, keepdims=True)
@@ -245,7 +268,7 @@ def read_expression(
             raise InputError(f"{path}: sample {sample_ids[empty[0]]} has no counts (library size 0)")
         linear = linear / libsize * 1e6
     logged = np.log1p(linear).astype(np.float32)
-    return ExpressionMatrix(path, sample_ids, genes, logged, coords)
+    return ExpressionMatrix(path, sample_ids, genes, logged, coords, merged)
 
 
 def _numeric_matrix(df: pl.DataFrame, genes: list[str], path: Path, sample_ids: list[str]) -> np.ndarray:

@@ -121,12 +121,16 @@ def _check_rows(path: Path) -> None:
     if not text.strip():
         raise InputError(f"{path}: the manifest is empty; it needs a header with sample_id and patient_id")
     reader = csv.reader(io.StringIO(text))
-    header = [name.strip() for name in next(reader)]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise InputError(f"{path}:1: column(s) {', '.join(repr(n) for n in repeated)} appear more than once in the "
-                         "header; each column must be named once")
-    width = len(header)
-    for row in reader:
-        if row and len(row) != width:
-            raise InputError(f"{path}:{reader.line_num}: {len(row)} fields where the header has {width}")
+    try:
+        header = [name.strip() for name in next(reader)]
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise InputError(f"{path}:1: column(s) {', '.join(repr(n) for n in repeated)} appear more than once in "
+                             "the header; each column must be named once")
+        width = len(header)
+        for row in reader:
+            if row and len(row) != width:
+                raise InputError(f"{path}:{reader.line_num}: {len(row)} fields where the header has {width}")
+    except csv.Error as exc:  # a field past csv's limit (131,072 characters), a NUL byte, an unclosed quote
+        raise InputError(f"{path}:{reader.line_num}: {exc}; a manifest field holds a path, an id or a clinical "
+                         "value") from None

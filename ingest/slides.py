@@ -33,6 +33,8 @@ import numpy as np
 from hquery.errors import InputError
 
 TILE_NAME = re.compile(r"^(\d+)_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
+LARGEST_COORDINATE = 2**31 - 1
+"""The catalog holds tile positions as 32-bit integers: 2 billion pixels, half a kilometre at 0.25 µm/px."""
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 WSI_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif"}
 REGION_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -183,6 +185,9 @@ class TileFolder(SlideSource):
                 if not entry.is_file():  # a FIFO, a device or a link to one would hang the hashing
                     raise InputError(f"{entry}: a tile must be a regular image file")
                 x, y = int(m.group(1)), int(m.group(2))
+                if max(x, y) > LARGEST_COORDINATE:
+                    raise InputError(f"{entry}: tile position x={x}, y={y} is beyond any slide (level-0 pixels, at "
+                                     f"most {LARGEST_COORDINATE})")
                 if (x, y) in at:
                     raise InputError(f"{entry}: a second tile at x={x}, y={y} (the first is {at[x, y].name}); "
                                      "each position holds one tile")

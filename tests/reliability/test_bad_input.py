@@ -251,6 +251,32 @@ def _(c):
     return r"duplicated sample_id B000 \(rows 1 and 6\)"
 
 
+@case("expression with a second sample_id column")
+def _(c):
+    frame = pl.read_csv(c.expression)
+    text = frame.with_columns(pl.col("sample_id").alias("sample_id_again")).write_csv()
+    c.expression.write_text(text.replace("sample_id_again", "sample_id", 1))
+    return r"expression\.csv: column sample_id appears 2 times in the header \(columns 1, \d+\)"
+
+
+@case("expression counts of 1e300")
+def _(c):
+    c.set_value("B000", "MKI67", "1e300")
+    return r"expression\.csv: counts 1e\+300 for sample B000, gene MKI67 is more than any counts can be"
+
+
+@case("expression counts of 2^63-1")
+def _(c):
+    c.set_value("B001", "TOP2A", str(2**63 - 1))
+    return r"expression\.csv: counts 9\.22337e\+18 for sample B001, gene TOP2A"
+
+
+@case("manifest field past the CSV limit")
+def _(c):
+    c.edit_manifest(lambda f: f.with_columns(pl.lit("x" * 200_000).alias("note")))
+    return r"manifest\.csv:2: field larger than field limit"
+
+
 @case("expression empty sample id")
 def _(c):
     frame = pl.read_csv(c.expression)
@@ -350,6 +376,13 @@ def _(c):
     x, y = tile.stem.split("_")
     shutil.copy(tile, tile.with_name(f"0{x}_{y}.png"))
     return rf"a second tile at x={int(x)}, y={int(y)}"
+
+
+@case("tile at a position beyond any slide")
+def _(c):
+    tile = _tile(c, "B000")
+    tile.rename(tile.with_name("99999999999999999999999_0.png"))
+    return r"99999999999999999999999_0\.png: tile position x=99999999999999999999999, y=0 is beyond any slide"
 
 
 @case("tile is a FIFO")
@@ -755,6 +788,15 @@ def test_duplicated_gene_columns_are_summed_not_stored_as_new_genes(store, tmp_p
     values = store.dataset("expression").to_table().to_pylist()
     r1 = dict(zip(genes, next(r["values"] for r in values if r["sample_id"] == "R1")))
     np.testing.assert_allclose([r1["TP53"], r1["MYC"]], np.log1p(np.array([40, 20]) / 60 * 1e6), rtol=1e-5)
+
+
+def test_columns_naming_one_gene_in_other_cases_are_summed_and_the_report_says_so(store, tmp_path):
+    (tmp_path / "m.csv").write_text("sample_id,patient_id\nR1,P1\nR2,P2\nR3,P3\n")
+    (tmp_path / "e.csv").write_text("sample_id,A2M,MYC,a2m\nR1,10,20,30\nR2,1,2,3\nR3,5,5,5\n")
+    report = ingest_cohort(store, tmp_path / "m.csv", expression=tmp_path / "e.csv")
+    assert sorted(r.symbol for r in store.query("gene_universe")) == ["A2M", "MYC"]
+    assert any("columns A2M, a2m name one gene, A2M: their values were summed" in n for n in report.notes)
+    assert "note: " in report.summary()
 
 
 def test_zero_padded_sample_ids_stay_text(store, tmp_path):
