@@ -70,6 +70,9 @@ class GarbageReport:
     size_before: int
     size_after: int
     """Bytes of Lance tables and artifacts before and after (the catalog is not counted)."""
+    fragmented: list[str] = dataclasses.field(default_factory=list)
+    """Tables compaction would help but that were left as they are: a ``grace`` keeps what compaction supersedes,
+    and a gc never grows the store (``hquery gc --grace 0`` compacts them when no reader is running)."""
 
     def summary(self) -> str:
         p = self.plan
@@ -79,6 +82,9 @@ class GarbageReport:
                  f"{len(p.orphan_artifacts)} orphaned artifact folder(s)",
                  f"{len(p.stale_stages)} stale stage(s)"]
         compacted = f"; compacted {', '.join(self.compacted)}" if self.compacted else ""
+        if self.fragmented:
+            compacted += (f"; {', '.join(self.fragmented)} left uncompacted (what compaction supersedes would wait for "
+                          f"the grace; --grace 0 compacts when no reader is running)")
         mib = 2**20
         return (f"removed {', '.join(parts)}{compacted}; freed {(self.size_before - self.size_after) / mib:.2f} MiB "
                 f"(tables and artifacts {self.size_before / mib:.2f} -> {self.size_after / mib:.2f} MiB)")
@@ -153,8 +159,9 @@ def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta 
     keep, grace, stage_max_age
         As for :func:`plan_garbage`.
     compact
-        Also compact Lance tables with many fragments (:data:`COMPACT_FRAGMENTS`); the
-        versions compaction supersedes go at a later ``gc``, after ``grace``.
+        Also compact Lance tables with many fragments (:data:`COMPACT_FRAGMENTS`), where
+        what compaction supersedes can go in this run (``grace`` 0): a gc never grows
+        the store. Otherwise the report lists them as ``fragmented``.
 
     Returns
     -------
@@ -183,11 +190,17 @@ def collect_garbage(store: Store, *, keep: int = DEFAULT_KEEP, grace: timedelta 
         store.cleanup_lance(plan.lance)
         for key in plan.stale_stages:
             store.remove_stage(key)  # a stage a run holds right now stays
-        if compact:
-            for name in store.lance_tables():
-                if name not in plan.dropped_tables and len(store.dataset(name).get_fragments()) >= COMPACT_FRAGMENTS:
-                    compacted[name] = txn.compact_lance(name)
-    return GarbageReport(plan, compacted, size_before, store.data_bytes())
+        fragmented = [name for name in store.lance_tables() if compact and name not in plan.dropped_tables
+                      and len(store.dataset(name).get_fragments()) >= COMPACT_FRAGMENTS]
+        if grace <= timedelta(0):
+            for name in fragmented:
+                compacted[name] = txn.compact_lance(name)
+    if compacted:  # the versions compaction superseded, once the catalog has committed the compacted ones
+        with store.transaction() as txn:
+            txn.lock()
+            store.cleanup_lance(plan_garbage(store, keep=keep, grace=grace, stage_max_age=stage_max_age).lance)
+    return GarbageReport(plan, compacted, size_before, store.data_bytes(),
+                         [name for name in fragmented if name not in compacted])
 
 
 def store_status(store: Store) -> StoreSummary:
