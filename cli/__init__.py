@@ -15,6 +15,7 @@ from hquery import __version__
 from hquery.cli import clinical, demo, encoders, evaluate, export, ingest, prompt, refresh, store, train, view
 from hquery.cli.render import hint
 from hquery.errors import HqueryError
+from hquery.store.disk import is_disk_full
 
 
 class HqueryGroup(click.Group):
@@ -25,6 +26,13 @@ class HqueryGroup(click.Group):
             return super().invoke(ctx)
         except HqueryError as exc:
             click.secho(f"error: {exc}{hint(exc.needs, **exc.context)}",
+                        fg="red", err=True)
+            sys.exit(1)
+        except OSError as exc:  # a full disk outside a store's write (an --out file, a stage): said, not a traceback
+            if not is_disk_full(exc):
+                raise
+            where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+            click.secho(f"error: the disk is full{where}: {exc}; free space on it and run the command again",
                         fg="red", err=True)
             sys.exit(1)
 

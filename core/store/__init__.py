@@ -7,7 +7,7 @@ concept: :mod:`~hquery.store.catalog` (the :class:`Store` handle),
 :mod:`~hquery.store.transaction`, :mod:`~hquery.store.stage`,
 :mod:`~hquery.store.statements` (the SQL text), :mod:`~hquery.store.layout`
 (names on disk), :mod:`~hquery.store.locks`, :mod:`~hquery.store.tables`,
-:mod:`~hquery.store.arrays`, :mod:`~hquery.store.ids`, :mod:`~hquery.store.kills`.
+:mod:`~hquery.store.arrays`, :mod:`~hquery.store.ids`, :mod:`~hquery.store.kills`, :mod:`~hquery.store.disk`.
 
 Atomicity
 ---------

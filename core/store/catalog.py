@@ -24,6 +24,7 @@ import pyarrow as pa
 from hquery import __version__
 from hquery.errors import InputError, NotReadyError, StoreError
 from hquery.names import Pointer
+from hquery.store.disk import disk_full_message, free_bytes, is_disk_full
 from hquery.store.ids import utcnow
 from hquery.store.kills import kill_point
 from hquery.store.layout import (ARTIFACTS_DIR, CATALOG, LANCE_DIR, LOCK_FILE, MARKER, REFRESH_LOCK_FILE,
@@ -487,11 +488,14 @@ class Store:
         if self._session is not None:
             raise RuntimeError("a write inside Store.reading(); close the reading block first")
         txn = Transaction(self)
+        free_at_start = free_bytes(self.root)
         try:
             yield txn
             txn._commit()
-        except BaseException:
+        except BaseException as exc:
             txn._abort()
+            if is_disk_full(exc) and not isinstance(exc, StoreError):
+                raise StoreError(disk_full_message(self.root, free_at_start)) from exc
             raise
         finally:
             txn._release()
