@@ -51,6 +51,7 @@ bench: install
 	$(PY) benchmarks/train_cv.py
 	$(PY) benchmarks/ssgsea.py
 	$(PY) benchmarks/stress.py
+	$(PY) benchmarks/viewer_load.py
 	$(PY) benchmarks/encode_floor.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/foundation_models.py
