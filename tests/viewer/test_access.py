@@ -16,14 +16,8 @@ from starlette.testclient import TestClient
 from hquery.viewer import ViewerAccess, create_app, viewer_access
 from hquery.viewer.access import OPENSEADRAGON_INLINE_CSS, is_loopback
 from hquery.viewer.app import STATIC
-from tests.conftest import copy_store
 
 LOCAL = "http://127.0.0.1:8765"
-
-
-@pytest.fixture(scope="module")
-def store(indexed_store, tmp_path_factory):
-    return copy_store(indexed_store, tmp_path_factory.mktemp("viewer_access") / "store")
 
 
 @pytest.fixture(scope="module")

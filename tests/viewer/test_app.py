@@ -11,14 +11,8 @@ from starlette.testclient import TestClient
 from hquery.genesets import resolve_prompts
 from hquery.retrieval import run_prompt
 from hquery.viewer import create_app
-from tests.conftest import copy_store
 
 SET = "HALLMARK_HYPOXIA"
-
-
-@pytest.fixture(scope="module")
-def store(indexed_store, tmp_path_factory):
-    return copy_store(indexed_store, tmp_path_factory.mktemp("viewer") / "store")
 
 
 @pytest.fixture(scope="module")

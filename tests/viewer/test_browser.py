@@ -163,7 +163,7 @@ def markup_store(indexed_store, tmp_path_factory):
     store = copy_store(indexed_store, root / "store")
     manifest, _ = write_cohort(root / "cohort", n_pairs=0, n_ref=0, n_query=2, prefix=MARKUP)
     pl.read_csv(manifest).with_columns(pl.lit(f"<b>{MARKUP}</b>").alias("cancer_type"),
-                                       pl.lit(f"<script>document.title='pwned'</script>").alias("grade")
+                                       pl.lit("<script>document.title='pwned'</script>").alias("grade")
                                        ).write_csv(manifest)
     ingest_cohort(store, manifest)
     hypoxia = next(gs for gs in hallmark_sets() if gs.name == SET)
