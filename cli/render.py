@@ -240,12 +240,3 @@ def spectrum_table(spectrum, collection: str) -> tuple[list[str], list[tuple]]:
                      short_label(spectrum.routes[name])))
     rows.append(("mean", *cells(spectrum.means()), ""))
     return columns, rows
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -12,11 +12,12 @@ from datetime import timedelta
 import click
 
 from hquery.cli.options import open_store, store_option, store_path
-from hquery.cli.render import FORMATS, check_out, human_bytes, print_rows, write_table
+from hquery.cli.render import FORMATS, check_out, print_rows, write_table
 from hquery.gc import DEFAULT_GRACE, DEFAULT_KEEP, collect_garbage, plan_garbage, store_status
 from hquery.ingest import init_store
 from hquery.ingest.foundation_models import weights_status
 from hquery.store import SQL_MEMORY_LIMIT, SQL_TIMEOUT_S
+from hquery.store.disk import human_bytes
 
 
 @click.command()

@@ -32,19 +32,20 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def human(n: int | None) -> str:
-    if n is None:
-        return "an unknown amount"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
 
 
 def disk_full_message(root: Path, free_at_start: int | None) -> str:
     """What a write that filled the disk under store ``root`` tells its user."""
-    began = f"; it needed more than the {human(free_at_start)} free when it began" if free_at_start else ""
-    return (f"the disk holding the store {root} is full ({human(free_bytes(root))} free now){began}. Nothing this "
+    free = free_bytes(root)
+    began = f"; it needed more than the {human_bytes(free_at_start)} free when it began" if free_at_start else ""
+    now = f"{human_bytes(free)} free now" if free is not None else "free space unknown"
+    return (f"the disk holding the store {root} is full ({now}){began}. Nothing this "
             f"write made was kept and the store is as it was: free space on that disk (`hquery gc` removes what the "
             f"store no longer needs) or move the store to a larger one, then run the command again")
