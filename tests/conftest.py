@@ -4,6 +4,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,13 @@ def two_hospitals(small_demo, second_site, tmp_path_factory) -> Store:
     ingest_cohort(s, second_site.cohort_manifest, expression=second_site.cohort_expression, name="site2",
                   encoder="he-features")
     return s
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def copy_store(store: Store, dest: Path) -> Store:

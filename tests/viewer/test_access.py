@@ -3,7 +3,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from starlette.testclient import TestClient
 from hquery.viewer import ViewerAccess, create_app, viewer_access
 from hquery.viewer.access import OPENSEADRAGON_INLINE_CSS, is_loopback
 from hquery.viewer.app import STATIC
+from tests.conftest import free_port
 
 LOCAL = "http://127.0.0.1:8765"
 
@@ -137,12 +137,6 @@ def test_access_beyond_loopback_always_has_a_token():
     assert wide.token and wide.token != viewer_access("0.0.0.0").token  # random, made each time
     assert "slides.lab.example" in wide.hosts and "0.0.0.0" not in wide.hosts
     assert viewer_access("0.0.0.0", token="mine").token == "mine"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_hquery_view_beyond_loopback_prints_its_token_and_refuses_calls_without_it(store, tmp_path):

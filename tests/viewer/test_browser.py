@@ -10,7 +10,6 @@ Set ``HQUERY_SCREENSHOT=PATH`` to keep the viewer's screenshot (docs/figures/vie
 import io
 import os
 import shutil
-import socket
 import threading
 import time
 
@@ -22,7 +21,7 @@ from hquery.export import write_report
 from hquery.genesets import resolve_prompts
 from hquery.retrieval import run_prompt
 from hquery.viewer import create_app
-from tests.conftest import copy_store
+from tests.conftest import copy_store, free_port
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
@@ -31,12 +30,6 @@ pytestmark = [
                                                           "chromium chromium-driver); the browser tests need them"),
 ]
 SET = "HALLMARK_HYPOXIA"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
