@@ -174,8 +174,14 @@ def create_app(store: Store, access: ViewerAccess | None = None) -> Starlette:
                                         "dispersion": t.dispersion} for t in tiles]})
 
     async def start_prompt(request: Request) -> Response:
+        raw = b""
+        async for chunk in request.stream():  # a body sent without a length is counted as it arrives
+            raw += chunk
+            if len(raw) > access.max_body_bytes:
+                return JSONResponse({"error": f"a request body may hold at most {access.max_body_bytes} bytes"},
+                                    status_code=413)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"the body is not JSON ({exc}); send {{\"sample_id\": ..., \"genes\": ...}}") from None
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("sample_id", "genes")):

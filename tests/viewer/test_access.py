@@ -96,6 +96,16 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read(store, slide):
         answer = client.post("/api/prompts", json={"sample_id": slide, "genes": "G2M " * 40})
     assert answer.status_code == 413 and "100 bytes" in answer.json()["error"]
 
+    def streamed():  # chunked, with no Content-Length to refuse it by
+        yield b'{"sample_id": "%s", "genes": "' % slide.encode()
+        for _ in range(40):
+            yield b"G2M "
+        yield b'"}'
+
+    with TestClient(create_app(store, ViewerAccess(max_body_bytes=100)), base_url=LOCAL) as client:
+        answer = client.post("/api/prompts", content=streamed(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "100 bytes" in answer.json()["error"]
+
 
 def test_the_token_is_needed_on_every_api_call_and_handed_over_once_as_a_cookie(store):
     access = ViewerAccess(token="s3cret-token")
