@@ -66,7 +66,7 @@ def write_table(table, fmt: str, out: Path | None) -> None:
     """An Arrow table as an aligned table, CSV, JSON or Parquet, to ``out`` or standard output."""
     import polars as pl
 
-    frame = pl.from_arrow(_as_text_where_unreadable(table)) if table.num_columns else pl.DataFrame()
+    frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
     if fmt in ("csv", "table"):  # nested, binary and extension values as text, which CSV can hold
         frame = frame.with_columns(pl.Series(name, [_text(v) for v in frame[name].to_list()], pl.String)
                                    for name, dtype in frame.schema.items() if not _flat(dtype))
@@ -108,23 +108,7 @@ def _json_value(value):
 def _text(value) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return json.dumps(value, default=_json_value)
-
-
-def _as_text_where_unreadable(table):
-    """``table`` with each column polars cannot hold (DuckDB's INTERVAL and UNION, say) as text of its values."""
-    import polars as pl
-    import pyarrow as pa
-
-    for i, name in enumerate(table.column_names):
-        try:
-            pl.from_arrow(table.select([i]))
-        except Exception:  # polars raises several kinds for types it does not import
-            values = table.column(i).to_pylist()
-            table = table.set_column(i, name, pa.array([_text(v) for v in values], pa.string()))
-    return table
+    return _json_value(value) if isinstance(value, bytes) else json.dumps(value, default=_json_value)
 
 
 def mean_sd(value: dict | None) -> str:
